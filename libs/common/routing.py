@@ -1,0 +1,96 @@
+"""The route snapshot the router resolves models against.
+
+Built by the registry, held in memory by the router, replaced whole when the
+registry changes: resolving never touches a database."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+
+from tokgateway.common.errors import NotFound
+from tokgateway.common.pricing import PriceTable
+from tokgateway.common.settings import ProviderConfig, RouteRule
+
+MAX_ALIAS_DEPTH = 8
+
+
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    provider: ProviderConfig
+    upstream_model: str
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    model: str  # the name the client asked for
+    target: str  # after alias expansion
+    deployments: tuple[Deployment, ...]
+
+
+class RouteTable:
+    def __init__(
+        self,
+        *,
+        rules: Sequence[RouteRule],
+        aliases: Mapping[str, str],
+        providers: Mapping[str, ProviderConfig],
+        primary: str | None,
+        prices: PriceTable,
+    ) -> None:
+        self.rules = tuple(rules)
+        self.aliases = dict(aliases)
+        self.providers = dict(providers)
+        self.primary = primary or None
+        self.prices = prices
+        self._memo: dict[str, Resolution] = {}
+
+    def resolve(self, model: str) -> Resolution:
+        found = self._memo.get(model)
+        if found is not None:
+            return found
+        target = model
+        for _ in range(MAX_ALIAS_DEPTH):
+            nxt = self.aliases.get(target)
+            if nxt is None:
+                break
+            target = nxt
+        deployments: tuple[Deployment, ...] = ()
+        for rule in self.rules:
+            if rule.pattern == target or fnmatchcase(target, rule.pattern):
+                deployments = tuple(
+                    Deployment(self.providers[t.provider], t.upstream_model or target)
+                    for t in rule.targets
+                    if t.provider in self.providers
+                )
+                break
+        if not deployments and self.primary:
+            deployments = (Deployment(self.providers[self.primary], target),)
+        if not deployments:
+            raise NotFound(
+                f"The model `{model}` does not exist or no provider is routed for it.",
+                code="model_not_found",
+                param="model",
+            )
+        res = Resolution(model, target, deployments)
+        if len(self._memo) < 10_000:
+            self._memo[model] = res
+        return res
+
+    def listed_models(self) -> list[tuple[str, str]]:
+        """(model id, owner) for /v1/models: exact route names, aliases and
+        the echo model; glob patterns are not models."""
+        seen: dict[str, str] = {}
+        for rule in self.rules:
+            if not any(ch in rule.pattern for ch in "*?["):
+                seen.setdefault(rule.pattern, rule.targets[0].provider)
+        for alias in self.aliases:
+            try:
+                res = self.resolve(alias)
+            except NotFound:
+                continue
+            seen.setdefault(alias, res.deployments[0].provider.name)
+        if "echo" in self.providers:
+            seen.setdefault("echo", "echo")
+        return sorted(seen.items())

@@ -1,0 +1,497 @@
+"""Layered settings: defaults < setting.ini < <env>/gateway.ini < environment.
+
+The environment is read here and nowhere else. Every effective value remembers
+the layer that set it, so ``gateway config show`` can say where it came from.
+A bad file, an unknown key or a bad value raises ConfigError naming file and key.
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ENVIRONMENTS = ("dev", "test", "live")
+PROVIDER_KINDS = ("openai", "anthropic", "openai-compatible", "echo")
+WORK_MODES = ("auto", "passthrough", "translation")
+LAYER_DEFAULT = "default"
+LAYER_ENV = "environment"
+
+
+class ConfigError(Exception):
+    """A configuration problem, with the file and key that caused it."""
+
+
+def mask_secret(value: str) -> str:
+    if not value:
+        return ""
+    if len(value) <= 8:
+        return "****"
+    return f"{value[:3]}…{value[-4:]}"
+
+
+def _parse_bool(raw: str) -> bool:
+    low = raw.strip().lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"expected true or false, got {raw!r}")
+
+
+def _parse_int(raw: str) -> int:
+    try:
+        return int(raw.strip())
+    except ValueError:
+        raise ValueError(f"expected an integer, got {raw!r}") from None
+
+
+def _parse_float(raw: str) -> float:
+    try:
+        return float(raw.strip())
+    except ValueError:
+        raise ValueError(f"expected a number, got {raw!r}") from None
+
+
+def _choice(options: tuple[str, ...]) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in options:
+            raise ValueError(f"expected one of {', '.join(options)}, got {raw!r}")
+        return value
+
+    return parse
+
+
+def _text(raw: str) -> str:
+    return raw.strip()
+
+
+@dataclass(frozen=True)
+class KeySpec:
+    section: str
+    name: str
+    default: str
+    parse: Callable[[str], Any] = _text
+    env: tuple[str, ...] = ()
+    secret: bool = False
+    doc: str = ""
+
+    @property
+    def dotted(self) -> str:
+        return f"{self.section}.{self.name}"
+
+
+KEYS: tuple[KeySpec, ...] = (
+    KeySpec("gateway", "env", "dev", _choice(ENVIRONMENTS), ("GATEWAY_ENV",)),
+    KeySpec("gateway", "host", "127.0.0.1", env=("GATEWAY_HOST",)),
+    KeySpec("gateway", "port", "8081", _parse_int, ("GATEWAY_PORT",)),
+    KeySpec("gateway", "data_dir", "./data", env=("GATEWAY_DATA_DIR",)),
+    KeySpec("gateway", "admin_key", "", env=("GATEWAY_ADMIN_KEY",), secret=True),
+    KeySpec("gateway", "admin_email", "admin@localhost", env=("GATEWAY_EMAIL",)),
+    KeySpec(
+        "gateway",
+        "primary_provider",
+        "",
+        env=("PRIMARY_PROVIDER", "GATEWAY_PRIMARY_PROVIDER"),
+        doc="provider that takes every model no route matches",
+    ),
+    KeySpec(
+        "gateway",
+        "enable_providers",
+        "",
+        env=("GATEWAY_ENABLE_PROVIDER",),
+        doc="comma list; empty enables every configured provider",
+    ),
+    KeySpec("gateway", "work_mode", "auto", _choice(WORK_MODES), ("GATEWAY_WORK_MODE",)),
+    KeySpec("gateway", "log_level", "info", _choice(("debug", "info", "warning", "error"))),
+    KeySpec("gateway", "access_log", "true", _parse_bool, ("GATEWAY_ACCESS_LOG",)),
+    KeySpec("gateway", "log_prompts", "false", _parse_bool),
+    KeySpec("gateway", "max_body_mb", "32", _parse_int),
+    KeySpec("gateway", "connect_timeout", "10", _parse_float),
+    KeySpec("gateway", "upstream_timeout", "600", _parse_float),
+    KeySpec("gateway", "upstream_max_connections", "1000", _parse_int),
+    KeySpec("gateway", "key_cache_ttl", "300", _parse_float),
+    KeySpec("gateway", "secret_key", "", env=("GATEWAY_SECRET_KEY",), secret=True),
+    KeySpec("gateway", "database_url", "", env=("GATEWAY_DATABASE_URL",), secret=True),
+    KeySpec("gateway", "nats_url", "", env=("GATEWAY_NATS_URL",)),
+    KeySpec("gateway", "redis_url", "", env=("GATEWAY_REDIS_URL",)),
+    KeySpec("gateway", "auth_url", "", env=("GATEWAY_AUTH_URL",)),
+    KeySpec("gateway", "ledger_url", "", env=("GATEWAY_LEDGER_URL",)),
+    KeySpec("gateway", "registry_url", "", env=("GATEWAY_REGISTRY_URL",)),
+    KeySpec("ledger", "batch_size", "500", _parse_int),
+    KeySpec("ledger", "flush_interval_ms", "200", _parse_int),
+    KeySpec("ledger", "queue_limit", "100000", _parse_int),
+)
+
+PROVIDER_KEYS: dict[str, Callable[[str], Any]] = {
+    "kind": _choice(PROVIDER_KINDS),
+    "base_url": _text,
+    "api_key": _text,
+    "api_key_env": _text,
+    "timeout": _parse_float,
+    "anthropic_version": _text,
+}
+_KEY_INDEX = {(k.section, k.name): k for k in KEYS}
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProviderConfig:
+    name: str
+    kind: str
+    base_url: str
+    api_key: str = field(default="", repr=False)
+    timeout: float | None = None
+    anthropic_version: str = "2023-06-01"
+
+    def __repr__(self) -> str:
+        return (
+            f"ProviderConfig(name={self.name!r}, kind={self.kind!r}, "
+            f"base_url={self.base_url!r}, api_key={mask_secret(self.api_key)!r})"
+        )
+
+
+@dataclass(frozen=True)
+class RouteTarget:
+    provider: str
+    upstream_model: str | None = None
+
+
+@dataclass(frozen=True)
+class RouteRule:
+    pattern: str
+    targets: tuple[RouteTarget, ...]
+
+
+@dataclass(frozen=True)
+class PriceOverride:
+    input: float
+    output: float
+    cached: float | None = None
+
+
+@dataclass(frozen=True)
+class Setting:
+    value: Any
+    layer: str
+    secret: bool = False
+
+    def shown(self) -> str:
+        if self.secret:
+            return mask_secret(str(self.value))
+        if isinstance(self.value, bool):
+            return "true" if self.value else "false"
+        return str(self.value)
+
+
+DEFAULT_BASE_URLS = {
+    "openai": "https://api.openai.com/v1",
+    "anthropic": "https://api.anthropic.com",
+    "echo": "",
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    values: Mapping[str, Setting]
+    providers: Mapping[str, ProviderConfig]
+    provider_layers: Mapping[str, str]
+    routes: tuple[RouteRule, ...]
+    aliases: Mapping[str, str]
+    prices: Mapping[str, PriceOverride]
+    config_dir: Path
+    files: tuple[Path, ...]
+
+    def get(self, dotted: str) -> Any:
+        return self.values[dotted].value
+
+    @property
+    def env(self) -> str:
+        return str(self.get("gateway.env"))
+
+    @property
+    def host(self) -> str:
+        return str(self.get("gateway.host"))
+
+    @property
+    def port(self) -> int:
+        return int(self.get("gateway.port"))
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(str(self.get("gateway.data_dir"))).expanduser()
+
+    def rows(self) -> list[tuple[str, str, str]]:
+        """(key, shown value, layer) for every effective key, secrets masked."""
+        out = [(k, s.shown(), s.layer) for k, s in self.values.items()]
+        for name, prov in self.providers.items():
+            layer = self.provider_layers.get(name, LAYER_DEFAULT)
+            out.append((f"provider.{name}.kind", prov.kind, layer))
+            out.append((f"provider.{name}.base_url", prov.base_url, layer))
+            out.append((f"provider.{name}.api_key", mask_secret(prov.api_key), layer))
+        for i, rule in enumerate(self.routes):
+            targets = ", ".join(
+                t.provider + (f":{t.upstream_model}" if t.upstream_model else "")
+                for t in rule.targets
+            )
+            out.append((f"routes.{rule.pattern}", targets, f"route #{i + 1}"))
+        for alias, target in self.aliases.items():
+            out.append((f"aliases.{alias}", target, "aliases"))
+        for model, price in self.prices.items():
+            out.append(
+                (f"prices.{model}", f"{price.input}, {price.output}, {price.cached}", "prices")
+            )
+        return out
+
+
+class _Layer:
+    """One parsed INI file."""
+
+    def __init__(self, path: Path, label: str) -> None:
+        self.path = path
+        self.label = label
+        parser = configparser.ConfigParser(interpolation=None, delimiters=("=",))
+        parser.optionxform = str  # type: ignore[assignment,method-assign]
+        try:
+            with path.open(encoding="utf-8") as fh:
+                parser.read_file(fh)
+        except (configparser.Error, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: cannot parse: {exc}") from None
+        self.parser = parser
+
+    def sections(self) -> list[str]:
+        return list(self.parser.sections())
+
+    def items(self, section: str) -> list[tuple[str, str]]:
+        return [(k, v) for k, v in self.parser.items(section, raw=True)]
+
+
+def _parse_targets(raw: str, where: str) -> tuple[RouteTarget, ...]:
+    targets = []
+    for piece in raw.split(","):
+        part = piece.strip()
+        if not part:
+            continue
+        provider, _, model = part.partition(":")
+        if not provider.strip():
+            raise ConfigError(f"{where}: empty provider in {raw!r}")
+        targets.append(RouteTarget(provider.strip(), model.strip() or None))
+    if not targets:
+        raise ConfigError(f"{where}: no provider given")
+    return tuple(targets)
+
+
+def _parse_price(raw: str, where: str) -> PriceOverride:
+    parts = [p.strip() for p in raw.split(",") if p.strip()]
+    try:
+        nums = [float(p) for p in parts]
+    except ValueError:
+        raise ConfigError(f"{where}: expected 'input, output[, cached]' USD per million") from None
+    if len(nums) not in (2, 3) or any(n < 0 for n in nums):
+        raise ConfigError(f"{where}: expected 'input, output[, cached]' USD per million")
+    return PriceOverride(nums[0], nums[1], nums[2] if len(nums) == 3 else None)
+
+
+def load_settings(
+    config_dir: str | Path | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    env = dict(os.environ if environ is None else environ)
+    cfg_dir = Path(config_dir or env.get("GATEWAY_CONFIG_DIR") or "./config").expanduser()
+
+    layers: list[_Layer] = []
+    base = cfg_dir / "setting.ini"
+    if base.is_file():
+        layers.append(_Layer(base, "setting.ini"))
+    env_name = env.get("GATEWAY_ENV", "").strip().lower()
+    if not env_name:
+        env_name = "dev"
+        for layer in layers:
+            if layer.parser.has_option("gateway", "env"):
+                env_name = layer.parser.get("gateway", "env", raw=True).strip().lower()
+    if env_name not in ENVIRONMENTS:
+        raise ConfigError(
+            f"GATEWAY_ENV / [gateway] env: expected one of {', '.join(ENVIRONMENTS)}, "
+            f"got {env_name!r}"
+        )
+    overlay = cfg_dir / env_name / "gateway.ini"
+    if overlay.is_file():
+        layers.append(_Layer(overlay, f"{env_name}/gateway.ini"))
+
+    raw: dict[str, tuple[str, str, str]] = {}  # dotted -> (raw, layer label, where)
+    for spec in KEYS:
+        raw[spec.dotted] = (spec.default, LAYER_DEFAULT, f"default {spec.dotted}")
+
+    provider_raw: dict[str, dict[str, tuple[str, str]]] = {}
+    provider_layer: dict[str, str] = {}
+    routes: dict[str, RouteRule] = {}
+    aliases: dict[str, str] = {}
+    prices: dict[str, PriceOverride] = {}
+
+    for layer in layers:
+        for section in layer.sections():
+            where_s = f"{layer.path}: [{section}]"
+            items = layer.items(section)
+            if section.startswith("provider."):
+                name = section.removeprefix("provider.").strip()
+                if not name:
+                    raise ConfigError(f"{where_s}: provider name missing")
+                entry = provider_raw.setdefault(name, {})
+                for key, value in items:
+                    if key not in PROVIDER_KEYS:
+                        raise ConfigError(
+                            f"{where_s} {key}: unknown key (known: {', '.join(PROVIDER_KEYS)})"
+                        )
+                    entry[key] = (value, f"{where_s} {key}")
+                provider_layer[name] = layer.label
+            elif section == "routes":
+                for pattern, value in items:
+                    routes[pattern] = RouteRule(
+                        pattern, _parse_targets(value, f"{where_s} {pattern}")
+                    )
+            elif section == "aliases":
+                for alias, target in items:
+                    if not target.strip():
+                        raise ConfigError(f"{where_s} {alias}: empty alias target")
+                    aliases[alias] = target.strip()
+            elif section == "prices":
+                for model, value in items:
+                    prices[model] = _parse_price(value, f"{where_s} {model}")
+            else:
+                for key, value in items:
+                    if (section, key) not in _KEY_INDEX:
+                        raise ConfigError(f"{where_s} {key}: unknown key")
+                    raw[f"{section}.{key}"] = (value, layer.label, f"{where_s} {key}")
+
+    for spec in KEYS:
+        for var in spec.env:
+            if var in env and env[var].strip() != "":
+                raw[spec.dotted] = (env[var], LAYER_ENV, f"environment {var}")
+                break
+
+    values: dict[str, Setting] = {}
+    for spec in KEYS:
+        value_raw, label, where = raw[spec.dotted]
+        try:
+            value = spec.parse(value_raw)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+        values[spec.dotted] = Setting(value, label, spec.secret)
+    values["gateway.env"] = Setting(env_name, values["gateway.env"].layer)
+
+    providers = _build_providers(provider_raw, env)
+    layers_by_provider = {n: provider_layer.get(n, LAYER_ENV) for n in providers}
+    layers_by_provider.setdefault("echo", LAYER_DEFAULT)
+    if "echo" not in provider_raw:
+        layers_by_provider["echo"] = LAYER_DEFAULT
+
+    enabled = [p.strip() for p in str(values["gateway.enable_providers"].value).split(",")]
+    enabled = [p for p in enabled if p]
+    if enabled:
+        unknown = [p for p in enabled if p not in providers]
+        if unknown:
+            raise ConfigError(
+                f"gateway.enable_providers: unknown provider {', '.join(unknown)} "
+                f"(configured: {', '.join(providers)})"
+            )
+        providers = {n: p for n, p in providers.items() if n in enabled}
+
+    primary = str(values["gateway.primary_provider"].value)
+    if not primary and set(providers) <= {"echo"}:
+        primary = "echo"
+        values["gateway.primary_provider"] = Setting("echo", LAYER_DEFAULT)
+    if primary and primary not in providers:
+        raise ConfigError(
+            f"gateway.primary_provider ({values['gateway.primary_provider'].layer}): "
+            f"unknown provider {primary!r} (configured: {', '.join(providers)})"
+        )
+
+    rules = list(routes.values())
+    for rule in rules:
+        for route_target in rule.targets:
+            if route_target.provider not in providers:
+                raise ConfigError(
+                    f"[routes] {rule.pattern}: unknown provider {route_target.provider!r} "
+                    f"(configured: {', '.join(providers)})"
+                )
+    rules.extend(_default_routes(providers, {r.pattern for r in rules}))
+
+    return Settings(
+        values=values,
+        providers=providers,
+        provider_layers=layers_by_provider,
+        routes=tuple(rules),
+        aliases=aliases,
+        prices=prices,
+        config_dir=cfg_dir,
+        files=tuple(layer.path for layer in layers),
+    )
+
+
+def _build_providers(
+    provider_raw: Mapping[str, Mapping[str, tuple[str, str]]], env: Mapping[str, str]
+) -> dict[str, ProviderConfig]:
+    providers: dict[str, ProviderConfig] = {}
+    for name, entry in provider_raw.items():
+        fields: dict[str, Any] = {}
+        for key, (value, where) in entry.items():
+            try:
+                fields[key] = PROVIDER_KEYS[key](value)
+            except ValueError as exc:
+                raise ConfigError(f"{where}: {exc}") from None
+        kind = fields.get("kind") or ("echo" if name == "echo" else "")
+        if not kind:
+            raise ConfigError(
+                f"[provider.{name}] kind: missing (one of {', '.join(PROVIDER_KINDS)})"
+            )
+        base_url = str(fields.get("base_url") or DEFAULT_BASE_URLS.get(kind, ""))
+        if kind == "openai-compatible" and not base_url:
+            raise ConfigError(f"[provider.{name}] base_url: required for kind openai-compatible")
+        api_key = str(fields.get("api_key", ""))
+        key_env = str(fields.get("api_key_env", ""))
+        if key_env and not api_key:
+            api_key = env.get(key_env, "")
+        providers[name] = ProviderConfig(
+            name=name,
+            kind=kind,
+            base_url=base_url.rstrip("/"),
+            api_key=api_key,
+            timeout=fields.get("timeout"),
+            anthropic_version=str(fields.get("anthropic_version") or "2023-06-01"),
+        )
+    if not provider_raw:
+        if env.get("OPENAI_API_KEY"):
+            providers["openai"] = ProviderConfig(
+                name="openai",
+                kind="openai",
+                base_url=(env.get("OPENAI_BASE_URL") or DEFAULT_BASE_URLS["openai"]).rstrip("/"),
+                api_key=env["OPENAI_API_KEY"],
+            )
+        if env.get("ANTHROPIC_API_KEY"):
+            providers["anthropic"] = ProviderConfig(
+                name="anthropic",
+                kind="anthropic",
+                base_url=(env.get("ANTHROPIC_BASE_URL") or DEFAULT_BASE_URLS["anthropic"]).rstrip(
+                    "/"
+                ),
+                api_key=env["ANTHROPIC_API_KEY"],
+            )
+    providers.setdefault("echo", ProviderConfig(name="echo", kind="echo", base_url=""))
+    return providers
+
+
+def _default_routes(providers: Mapping[str, ProviderConfig], taken: set[str]) -> list[RouteRule]:
+    defaults: list[tuple[str, str]] = []
+    if "openai" in providers:
+        defaults += [(p, "openai") for p in ("gpt-*", "o1*", "o3*", "o4*", "text-embedding-*")]
+    if "anthropic" in providers:
+        defaults.append(("claude-*", "anthropic"))
+    if "echo" in providers:
+        defaults.append(("echo*", "echo"))
+    return [
+        RouteRule(pattern, (RouteTarget(provider),))
+        for pattern, provider in defaults
+        if pattern not in taken
+    ]

@@ -1,0 +1,1 @@
+"""Auth service: users, API keys, key verification, admin identity."""

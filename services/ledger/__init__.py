@@ -1,0 +1,1 @@
+"""Ledger service: usage events in, usage, cost and spend queries out."""

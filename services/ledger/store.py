@@ -1,0 +1,181 @@
+"""Ledger tables on the embedded SQLite database: idempotent batch insert and
+the usage queries."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from tokgateway.common.contracts import UsageEvent
+from tokgateway.common.sqlite import transaction
+
+COLUMNS = (
+    "request_id",
+    "ts",
+    "key_id",
+    "user_id",
+    "route",
+    "model",
+    "provider",
+    "upstream_model",
+    "stream",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "cache_write_tokens",
+    "usage_estimated",
+    "cost_usd",
+    "status",
+    "error_class",
+    "error",
+    "latency_ms",
+    "upstream_ms",
+    "ttft_ms",
+    "overhead_ms",
+    "attempts",
+)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS usage_events (
+    request_id TEXT PRIMARY KEY,
+    ts REAL NOT NULL,
+    key_id TEXT,
+    user_id TEXT,
+    route TEXT NOT NULL,
+    model TEXT NOT NULL,
+    provider TEXT,
+    upstream_model TEXT,
+    stream INTEGER NOT NULL DEFAULT 0,
+    prompt_tokens INTEGER NOT NULL DEFAULT 0,
+    completion_tokens INTEGER NOT NULL DEFAULT 0,
+    cached_tokens INTEGER NOT NULL DEFAULT 0,
+    cache_write_tokens INTEGER NOT NULL DEFAULT 0,
+    usage_estimated INTEGER NOT NULL DEFAULT 0,
+    cost_usd REAL NOT NULL DEFAULT 0,
+    status INTEGER NOT NULL,
+    error_class TEXT,
+    error TEXT,
+    latency_ms REAL,
+    upstream_ms REAL,
+    ttft_ms REAL,
+    overhead_ms REAL,
+    attempts INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS usage_key_ts ON usage_events(key_id, ts);
+CREATE INDEX IF NOT EXISTS usage_model_ts ON usage_events(model, ts);
+CREATE INDEX IF NOT EXISTS usage_ts ON usage_events(ts);
+"""
+
+_INSERT = (
+    f"INSERT OR IGNORE INTO usage_events ({', '.join(COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in COLUMNS)})"
+)
+
+GROUPS = {
+    "model": "model",
+    "provider": "COALESCE(provider, '')",
+    "key": "COALESCE(key_id, '')",
+    "day": "strftime('%Y-%m-%d', ts, 'unixepoch')",
+}
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    conn.executescript(SCHEMA)
+
+
+def _row(ev: UsageEvent) -> tuple[Any, ...]:
+    return (
+        ev.request_id,
+        ev.ts,
+        ev.key_id,
+        ev.user_id,
+        ev.route,
+        ev.model,
+        ev.provider,
+        ev.upstream_model,
+        int(ev.stream),
+        ev.prompt_tokens,
+        ev.completion_tokens,
+        ev.cached_tokens,
+        ev.cache_write_tokens,
+        int(ev.usage_estimated),
+        ev.cost_usd,
+        ev.status,
+        ev.error_class,
+        ev.error,
+        ev.latency_ms,
+        ev.upstream_ms,
+        ev.ttft_ms,
+        ev.overhead_ms,
+        ev.attempts,
+    )
+
+
+def insert_batch(conn: sqlite3.Connection, events: list[UsageEvent]) -> int:
+    """Insert in one transaction; a request id seen before is ignored."""
+    with transaction(conn):
+        before = conn.total_changes
+        conn.executemany(_INSERT, [_row(e) for e in events])
+        return conn.total_changes - before
+
+
+def query_usage(
+    conn: sqlite3.Connection,
+    *,
+    key_id: str | None = None,
+    since: float | None = None,
+    until: float | None = None,
+    group_by: str | None = None,
+) -> list[dict[str, Any]]:
+    where: list[str] = []
+    args: list[Any] = []
+    if key_id:
+        where.append("key_id = ?")
+        args.append(key_id)
+    if since is not None:
+        where.append("ts >= ?")
+        args.append(since)
+    if until is not None:
+        where.append("ts < ?")
+        args.append(until)
+    group_sql = GROUPS.get(group_by or "")
+    select = f"{group_sql} AS grp, " if group_sql else "'all' AS grp, "
+    sql = (
+        "SELECT " + select + "COUNT(*) AS requests, "
+        "SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END) AS errors, "
+        "COALESCE(SUM(prompt_tokens), 0) AS prompt_tokens, "
+        "COALESCE(SUM(completion_tokens), 0) AS completion_tokens, "
+        "COALESCE(SUM(cached_tokens), 0) AS cached_tokens, "
+        "COALESCE(SUM(cost_usd), 0) AS cost_usd "
+        "FROM usage_events"
+    )
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    if group_sql:
+        sql += " GROUP BY grp ORDER BY grp"
+    rows = []
+    for r in conn.execute(sql, args):
+        if not group_sql and r["requests"] == 0:
+            continue
+        rows.append(
+            {
+                "group": r["grp"],
+                "requests": r["requests"],
+                "errors": r["errors"] or 0,
+                "prompt_tokens": r["prompt_tokens"],
+                "completion_tokens": r["completion_tokens"],
+                "cached_tokens": r["cached_tokens"],
+                "cost_usd": round(r["cost_usd"], 10),
+            }
+        )
+    return rows
+
+
+def recent(conn: sqlite3.Connection, limit: int = 100) -> list[dict[str, Any]]:
+    rows = conn.execute("SELECT * FROM usage_events ORDER BY ts DESC LIMIT ?", (limit,))
+    return [dict(r) for r in rows]
+
+
+def by_request(conn: sqlite3.Connection, request_id: str) -> dict[str, Any] | None:
+    row = conn.execute("SELECT * FROM usage_events WHERE request_id = ?", (request_id,)).fetchone()
+    return dict(row) if row is not None else None

@@ -1,0 +1,1 @@
+"""Registry service: providers, models, prices and routes."""

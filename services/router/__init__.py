@@ -1,0 +1,2 @@
+"""Router service: the edge. OpenAI and Anthropic APIs, provider adapters,
+routing, limits, metering."""

@@ -1,0 +1,92 @@
+"""The authenticate step: key hash -> KeyInfo, from a local cache first.
+
+A miss asks the verifier (the auth service: a direct call all-in-one, HTTP in
+the mesh). Revocation events evict at once; entries also expire after a TTL so
+a missed event cannot keep a key alive forever."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import orjson
+from tokgateway.common.contracts import (
+    KEY_CREATED_SUBJECT,
+    KEY_REVOKED_SUBJECT,
+    KeyInfo,
+    KeyVerifier,
+)
+from tokgateway.common.errors import Unauthenticated, UpstreamUnavailable
+from tokgateway.common.keys import hash_key
+
+NEGATIVE_TTL = 2.0
+MAX_ENTRIES = 100_000
+
+
+class KeyCache:
+    def __init__(self, verifier: KeyVerifier, ttl: float = 300.0) -> None:
+        self._verifier = verifier
+        self._ttl = ttl
+        self._entries: dict[str, tuple[KeyInfo | None, float]] = {}
+        self._inflight: dict[str, asyncio.Future[KeyInfo | None]] = {}
+
+    async def authenticate(self, token: str | None) -> KeyInfo:
+        if not token:
+            raise Unauthenticated(
+                "Missing API key: send 'Authorization: Bearer <key>' or 'x-api-key: <key>'.",
+                code="missing_api_key",
+            )
+        key_hash = hash_key(token)
+        now = time.monotonic()
+        entry = self._entries.get(key_hash)
+        if entry is not None and entry[1] > now:
+            info = entry[0]
+        else:
+            info = await self._lookup(key_hash, now)
+        if info is None:
+            raise Unauthenticated("Invalid API key.", code="invalid_api_key")
+        if info.revoked:
+            raise Unauthenticated("This API key has been revoked.", code="revoked_api_key")
+        if info.expired():
+            raise Unauthenticated("This API key has expired.", code="expired_api_key")
+        return info
+
+    async def _lookup(self, key_hash: str, now: float) -> KeyInfo | None:
+        pending = self._inflight.get(key_hash)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        fut: asyncio.Future[KeyInfo | None] = asyncio.get_running_loop().create_future()
+        self._inflight[key_hash] = fut
+        try:
+            try:
+                info = await self._verifier.verify(key_hash)
+            except Exception as exc:
+                fut.set_exception(UpstreamUnavailable("The key service is unavailable."))
+                fut.exception()  # mark retrieved
+                raise UpstreamUnavailable("The key service is unavailable.") from exc
+            fut.set_result(info)
+        finally:
+            self._inflight.pop(key_hash, None)
+        if len(self._entries) >= MAX_ENTRIES:
+            self._entries.clear()
+        self._entries[key_hash] = (info, now + (self._ttl if info is not None else NEGATIVE_TTL))
+        return info
+
+    def evict(self, key_hash: str) -> None:
+        self._entries.pop(key_hash, None)
+
+    def on_auth_event(self, subject: str, payload: bytes) -> None:
+        if subject == KEY_REVOKED_SUBJECT:
+            try:
+                data = orjson.loads(payload)
+            except orjson.JSONDecodeError:
+                self._entries.clear()
+                return
+            key_hash = data.get("key_hash") if isinstance(data, dict) else None
+            if isinstance(key_hash, str):
+                self.evict(key_hash)
+            else:
+                self._entries.clear()
+        elif subject == KEY_CREATED_SUBJECT:
+            # Forget refusals, so a key that was tried before it existed works now.
+            self._entries = {h: e for h, e in self._entries.items() if e[0] is not None}

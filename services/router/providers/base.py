@@ -1,0 +1,59 @@
+"""The provider seam: what the router asks of every upstream adapter."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from tokgateway.common.errors import ApiFormat
+from tokgateway.common.settings import ProviderConfig
+
+Endpoint = Literal["chat", "completions", "embeddings", "messages", "count_tokens", "responses"]
+
+
+@dataclass(slots=True)
+class UpstreamCall:
+    endpoint: Endpoint
+    body: dict[str, Any]
+    stream: bool = False
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+async def _noop() -> None:
+    return None
+
+
+@dataclass(slots=True)
+class UpstreamResponse:
+    """A response whose headers have arrived. Exactly one of ``body`` (read in
+    full: non-streamed answers and errors) and ``chunks`` (a live stream) is set.
+    ``close`` releases the connection; calling it mid-stream aborts the upstream."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes | None = None
+    chunks: AsyncIterator[bytes] | None = None
+    close: Callable[[], Awaitable[None]] = _noop
+
+
+class Provider(ABC):
+    api_format: ApiFormat = "openai"
+    endpoints: frozenset[str] = frozenset()
+
+    def __init__(self, config: ProviderConfig) -> None:
+        self.config = config
+        self.name = config.name
+        self.kind = config.kind
+
+    def supports(self, endpoint: str) -> bool:
+        return endpoint in self.endpoints
+
+    @abstractmethod
+    async def send(self, call: UpstreamCall) -> UpstreamResponse:
+        """Send the call; raise UpstreamUnavailable/UpstreamTimeout when no
+        response arrives. Non-2xx answers are returned, not raised."""
+
+    async def close(self) -> None:
+        return None

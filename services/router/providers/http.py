@@ -1,0 +1,143 @@
+"""HTTP adapters: OpenAI (and every OpenAI-compatible server) and Anthropic.
+
+aiohttp's exceptions are converted to the gateway's tree here and nowhere else."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import aiohttp
+import orjson
+from tokgateway.common.errors import UpstreamTimeout, UpstreamUnavailable
+from tokgateway.common.settings import ProviderConfig
+from tokgateway.router.providers.base import Provider, UpstreamCall, UpstreamResponse
+
+FORWARDED_HEADERS = ("anthropic-beta", "openai-organization", "openai-project")
+
+
+class HttpProvider(Provider):
+    paths: Mapping[str, str] = {}
+
+    def __init__(
+        self, config: ProviderConfig, session: aiohttp.ClientSession, read_timeout: float
+    ) -> None:
+        super().__init__(config)
+        self._session = session
+        self._timeout = aiohttp.ClientTimeout(
+            total=None,
+            connect=None,
+            sock_connect=session.timeout.sock_connect,
+            sock_read=config.timeout or read_timeout,
+        )
+        self._base_headers = self.auth_headers()
+
+    def auth_headers(self) -> dict[str, str]:
+        return {}
+
+    def url(self, call: UpstreamCall) -> str:
+        return self.config.base_url + self.paths[call.endpoint]
+
+    async def send(self, call: UpstreamCall) -> UpstreamResponse:
+        headers = dict(self._base_headers)
+        headers["content-type"] = "application/json"
+        for name in FORWARDED_HEADERS:
+            value = call.headers.get(name)
+            if value:
+                headers[name] = value
+        data = orjson.dumps(call.body)
+        try:
+            resp = await self._session.post(
+                self.url(call), data=data, headers=headers, timeout=self._timeout
+            )
+        except TimeoutError:
+            raise UpstreamTimeout(f"Provider {self.name!r} did not answer in time.") from None
+        except aiohttp.ClientError as exc:
+            raise UpstreamUnavailable(
+                f"Provider {self.name!r} could not be reached: {type(exc).__name__}."
+            ) from None
+        status = resp.status
+        rheaders = {k.lower(): v for k, v in resp.headers.items()}
+        if not call.stream or status >= 300:
+            try:
+                body = await resp.read()
+            except TimeoutError:
+                resp.close()
+                raise UpstreamTimeout(f"Provider {self.name!r} stopped answering.") from None
+            except aiohttp.ClientError as exc:
+                resp.close()
+                raise UpstreamUnavailable(
+                    f"Provider {self.name!r} broke off its answer: {type(exc).__name__}."
+                ) from None
+            resp.release()
+            return UpstreamResponse(status, rheaders, body=body)
+
+        async def close() -> None:
+            resp.close()
+
+        return UpstreamResponse(status, rheaders, chunks=_iter_chunks(resp, self.name), close=close)
+
+
+async def _iter_chunks(resp: aiohttp.ClientResponse, name: str) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in resp.content.iter_any():
+            yield chunk
+    except TimeoutError:
+        raise UpstreamTimeout(f"Provider {name!r} stopped streaming.") from None
+    except (aiohttp.ClientError, asyncio.IncompleteReadError) as exc:
+        raise UpstreamUnavailable(
+            f"Provider {name!r} broke off its stream: {type(exc).__name__}."
+        ) from None
+    finally:
+        resp.close()
+
+
+class OpenAIProvider(HttpProvider):
+    api_format = "openai"
+    endpoints = frozenset({"chat", "completions", "embeddings", "responses"})
+    paths = {
+        "chat": "/chat/completions",
+        "completions": "/completions",
+        "embeddings": "/embeddings",
+        "responses": "/responses",
+    }
+
+    def auth_headers(self) -> dict[str, str]:
+        if self.config.api_key:
+            return {"authorization": f"Bearer {self.config.api_key}"}
+        return {}
+
+
+class AnthropicProvider(HttpProvider):
+    api_format = "anthropic"
+    endpoints = frozenset({"messages", "count_tokens"})
+    paths = {"messages": "/v1/messages", "count_tokens": "/v1/messages/count_tokens"}
+
+    def auth_headers(self) -> dict[str, str]:
+        headers = {"anthropic-version": self.config.anthropic_version}
+        if self.config.api_key:
+            headers["x-api-key"] = self.config.api_key
+        return headers
+
+
+def body_error(body: bytes) -> tuple[str, str | None, str | None]:
+    """(message, type, code) from an upstream error body in either format."""
+    try:
+        data: Any = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        text = body.decode("utf-8", "replace").strip()
+        return (text[:500] or "upstream error"), None, None
+    err = data.get("error") if isinstance(data, dict) else None
+    if isinstance(err, dict):
+        code = err.get("code")
+        return (
+            str(err.get("message") or "upstream error"),
+            err.get("type") if isinstance(err.get("type"), str) else None,
+            str(code) if code is not None else None,
+        )
+    if isinstance(err, str):
+        return err, None, None
+    if isinstance(data, dict) and isinstance(data.get("detail"), str):
+        return data["detail"], None, None
+    return "upstream error", None, None

@@ -1,0 +1,172 @@
+"""The settle step: one usage event per request, published without blocking,
+plus the metrics and the access-log line built from the same fields."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from tokgateway.common.contracts import USAGE_SUBJECT, Bus, KeyInfo, UsageEvent
+from tokgateway.common.errors import GatewayError
+from tokgateway.common.logs import AccessLog
+from tokgateway.common.metrics import RouterMetrics
+from tokgateway.common.pricing import PriceTable
+from tokgateway.router.relay import Meter
+from tokgateway.router.usage import Usage
+
+log = logging.getLogger("tokgateway.router")
+
+CLIENT_CLOSED = 499
+
+
+@dataclass(slots=True)
+class RequestInfo:
+    request_id: str
+    route: str
+    model: str = ""
+    stream: bool = False
+    key: KeyInfo | None = None
+    provider: str | None = None
+    upstream_model: str | None = None
+    attempts: int = 0
+    status: int = 200
+    prompt_estimate: int = 0
+
+
+class Settler:
+    def __init__(self, bus: Bus, metrics: RouterMetrics, access: AccessLog) -> None:
+        self.bus = bus
+        self.metrics = metrics
+        self.access = access
+
+    def settle(
+        self,
+        info: RequestInfo,
+        meter: Meter,
+        prices: PriceTable | None,
+        error: GatewayError | None = None,
+    ) -> UsageEvent:
+        end = time.perf_counter()
+        latency = (end - meter.started) * 1000.0
+        upstream_ms = meter.upstream_ms()
+        if meter.upstream_done is None and upstream_ms is not None:
+            meter.upstream_done = end
+        ttft = None
+        if info.stream and meter.first_chunk is not None:
+            ttft = (meter.first_chunk - meter.started) * 1000.0
+        overhead = latency - upstream_ms if upstream_ms is not None else latency
+
+        usage = meter.usage
+        estimated = False
+        if usage is None and info.provider is not None and info.status < 400:
+            # The upstream reported nothing: estimate, and say so.
+            estimated = True
+            usage = Usage(
+                prompt_tokens=info.prompt_estimate,
+                completion_tokens=max(meter.content_chunks, meter.content_chars // 4),
+            )
+        usage = usage or Usage()
+
+        err = error or meter.error
+        status = info.status
+        error_class = None
+        message = None
+        if err is not None:
+            status = err.http_status if info.status < 400 or error is not None else info.status
+            error_class = err.error_class
+            message = err.message[:300]
+        elif meter.client_gone:
+            status = CLIENT_CLOSED
+            error_class = "client"
+            message = "client closed the connection"
+        elif meter.in_stream_error is not None:
+            status = 502
+            error_class = "upstream"
+            message = meter.in_stream_error[:300]
+
+        cost = 0.0
+        if prices is not None and info.upstream_model:
+            price = prices.lookup(info.upstream_model) or prices.lookup(info.model)
+            if price is not None:
+                cost = price.cost(
+                    usage.prompt_tokens,
+                    usage.completion_tokens,
+                    usage.cached_tokens,
+                    usage.cache_write_tokens,
+                )
+
+        key = info.key
+        event = UsageEvent(
+            request_id=info.request_id,
+            ts=time.time(),
+            key_id=key.id if key else None,
+            user_id=key.user_id if key else None,
+            route=info.route,
+            model=info.model,
+            provider=info.provider,
+            upstream_model=info.upstream_model,
+            stream=info.stream,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            cached_tokens=usage.cached_tokens,
+            cache_write_tokens=usage.cache_write_tokens,
+            usage_estimated=estimated,
+            cost_usd=cost,
+            status=status,
+            error_class=error_class,
+            error=message,
+            latency_ms=round(latency, 3),
+            upstream_ms=round(upstream_ms, 3) if upstream_ms is not None else None,
+            ttft_ms=round(ttft, 3) if ttft is not None else None,
+            overhead_ms=round(overhead, 3),
+            attempts=info.attempts,
+        )
+        self._observe(event)
+        if key is not None:
+            # Requests refused before a key was known are logged, not billed.
+            self.bus.publish_nowait(USAGE_SUBJECT, event.to_json())
+        return event
+
+    def _observe(self, ev: UsageEvent) -> None:
+        m = self.metrics
+        provider = ev.provider or ""
+        m.requests.labels(ev.route, ev.model, provider, str(ev.status)).inc()
+        if ev.error_class:
+            m.errors.labels(ev.error_class).inc()
+        if ev.overhead_ms is not None:
+            m.overhead.observe(ev.overhead_ms / 1000.0)
+        if ev.upstream_ms is not None and provider:
+            m.upstream.labels(provider).observe(ev.upstream_ms / 1000.0)
+        if ev.ttft_ms is not None and provider:
+            m.ttft.labels(provider).observe(ev.ttft_ms / 1000.0)
+        if ev.prompt_tokens or ev.completion_tokens:
+            m.tokens.labels(ev.model, provider, "prompt").inc(ev.prompt_tokens)
+            m.tokens.labels(ev.model, provider, "completion").inc(ev.completion_tokens)
+            if ev.cached_tokens:
+                m.tokens.labels(ev.model, provider, "cached").inc(ev.cached_tokens)
+        if ev.cost_usd:
+            m.cost.labels(ev.model, provider).inc(ev.cost_usd)
+        if self.access.enabled:
+            fields = {
+                "request_id": ev.request_id,
+                "key_id": ev.key_id,
+                "route": ev.route,
+                "model": ev.model,
+                "provider": ev.provider,
+                "upstream_model": ev.upstream_model,
+                "stream": ev.stream,
+                "status": ev.status,
+                "prompt_tokens": ev.prompt_tokens,
+                "completion_tokens": ev.completion_tokens,
+                "cached_tokens": ev.cached_tokens,
+                "cost_usd": ev.cost_usd,
+                "latency_ms": ev.latency_ms,
+                "upstream_ms": ev.upstream_ms,
+                "ttft_ms": ev.ttft_ms,
+                "overhead_ms": ev.overhead_ms,
+            }
+            if ev.error_class:
+                fields["error_class"] = ev.error_class
+                fields["error"] = ev.error
+            self.access.write(fields)

@@ -1,0 +1,170 @@
+"""How the CLI reaches the gateway's admin side: over HTTP when a gateway is
+running (admin key, or the control token it left in its data dir), directly on
+the SQLite file when none is."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any, Protocol
+
+import httpx
+
+from tokgateway.allinone import CONTROL_TOKEN_FILE, DB_FILE
+from tokgateway.common.bus import InProcessBus
+from tokgateway.common.errors import GatewayError
+from tokgateway.common.settings import Settings
+from tokgateway.common.sqlite import SQLiteDB
+
+
+class AdminError(Exception):
+    pass
+
+
+class Admin(Protocol):
+    where: str
+
+    def create_key(self, params: dict[str, Any]) -> dict[str, Any]: ...
+    def list_keys(self) -> list[dict[str, Any]]: ...
+    def revoke_key(self, key_id: str) -> dict[str, Any]: ...
+    def usage(self, params: dict[str, str]) -> list[dict[str, Any]]: ...
+
+
+def gateway_url(settings: Settings) -> str:
+    url = os.environ.get("GATEWAY_URL")
+    if url:
+        return url.rstrip("/")
+    host = settings.host
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    return f"http://{host}:{settings.port}"
+
+
+class HttpAdmin:
+    def __init__(self, url: str, token: str) -> None:
+        self.where = url
+        self._client = httpx.Client(
+            base_url=url, headers={"authorization": f"Bearer {token}"}, timeout=30.0
+        )
+
+    def _call(self, method: str, path: str, **kw: Any) -> Any:
+        try:
+            resp = self._client.request(method, path, **kw)
+        except httpx.HTTPError as exc:
+            raise AdminError(f"cannot reach the gateway at {self.where}: {exc}") from None
+        if resp.status_code >= 400:
+            try:
+                message = resp.json()["error"]["message"]
+            except (ValueError, KeyError, TypeError):
+                message = resp.text[:300]
+            raise AdminError(f"{resp.status_code}: {message}")
+        return resp.json()
+
+    def create_key(self, params: dict[str, Any]) -> dict[str, Any]:
+        return dict(self._call("POST", "/admin/keys", json=params))
+
+    def list_keys(self) -> list[dict[str, Any]]:
+        return list(self._call("GET", "/admin/keys")["data"])
+
+    def revoke_key(self, key_id: str) -> dict[str, Any]:
+        return dict(self._call("POST", f"/admin/keys/{key_id}/revoke"))
+
+    def usage(self, params: dict[str, str]) -> list[dict[str, Any]]:
+        return list(self._call("GET", "/admin/usage", params=params)["data"])
+
+
+class LocalAdmin:
+    """Works on the SQLite file of a gateway that is not running."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.where = str(settings.data_dir / DB_FILE)
+
+    def _run(self, op: Any) -> Any:
+        async def main() -> Any:
+            from tokgateway.auth.service import AuthService
+            from tokgateway.ledger.service import LedgerService
+
+            bus = InProcessBus()
+            db = self.settings.data_dir / DB_FILE
+            auth = AuthService(
+                SQLiteDB(db), bus, admin_email=str(self.settings.get("gateway.admin_email"))
+            )
+            ledger = LedgerService(SQLiteDB(db), bus)
+            try:
+                await ledger.start()
+                await auth.prepare()
+                return await op(auth, ledger)
+            except GatewayError as err:
+                raise AdminError(err.message) from None
+            finally:
+                await ledger.close()
+                await auth.close()
+
+        return asyncio.run(main())
+
+    def create_key(self, params: dict[str, Any]) -> dict[str, Any]:
+        from tokgateway.auth.service import parse_key_request
+
+        async def op(auth: Any, ledger: Any) -> dict[str, Any]:
+            try:
+                args = parse_key_request(params)
+            except GatewayError as err:
+                raise AdminError(err.message) from None
+            rec, secret = await auth.create_key(**args)
+            return {**rec.public(), "key": secret}
+
+        return dict(self._run(op))
+
+    def list_keys(self) -> list[dict[str, Any]]:
+        async def op(auth: Any, ledger: Any) -> list[dict[str, Any]]:
+            return [k.public() for k in await auth.list_keys()]
+
+        return list(self._run(op))
+
+    def revoke_key(self, key_id: str) -> dict[str, Any]:
+        async def op(auth: Any, ledger: Any) -> dict[str, Any]:
+            return dict((await auth.revoke(key_id)).public())
+
+        return dict(self._run(op))
+
+    def usage(self, params: dict[str, str]) -> list[dict[str, Any]]:
+        from tokgateway.ledger.service import parse_time
+        from tokgateway.ledger.store import GROUPS
+
+        async def op(auth: Any, ledger: Any) -> list[dict[str, Any]]:
+            group = params.get("group_by")
+            if group and group not in GROUPS:
+                raise AdminError(f"--group-by must be one of {', '.join(GROUPS)}")
+            return list(
+                await ledger.usage(
+                    key_id=params.get("key"),
+                    since=parse_time(params.get("since"), "since"),
+                    group_by=group,
+                )
+            )
+
+        return list(self._run(op))
+
+
+def connect(settings: Settings) -> Admin:
+    url = gateway_url(settings)
+    try:
+        alive = httpx.get(url + "/healthz", timeout=1.0).status_code == 200
+    except httpx.HTTPError:
+        alive = False
+    if not alive:
+        if os.environ.get("GATEWAY_URL"):
+            raise AdminError(f"no gateway answers at {url}")
+        return LocalAdmin(settings)
+    token = str(settings.get("gateway.admin_key"))
+    if not token:
+        path = settings.data_dir / CONTROL_TOKEN_FILE
+        try:
+            token = path.read_text().strip()
+        except OSError:
+            raise AdminError(
+                f"a gateway runs at {url}, but no admin key is set (GATEWAY_ADMIN_KEY) "
+                f"and its control token ({path}) is not readable"
+            ) from None
+    return HttpAdmin(url, token)

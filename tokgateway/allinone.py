@@ -1,0 +1,165 @@
+"""All-in-one wiring: every service built in one process, joined by direct calls
+and the in-process bus, served on one port, their lifespans entered here."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import secrets
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, TextIO
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute
+
+from tokgateway.auth.service import AuthAdminAPI, AuthService
+from tokgateway.common.bus import InProcessBus
+from tokgateway.common.contracts import REGISTRY_CHANGED_SUBJECT
+from tokgateway.common.errors import GatewayError, NotFound
+from tokgateway.common.http import AdminGuard, error_response
+from tokgateway.common.settings import Settings
+from tokgateway.common.sqlite import SQLiteDB
+from tokgateway.ledger.service import LedgerAdminAPI, LedgerService
+from tokgateway.registry.service import RegistryAdminAPI, RegistryService
+from tokgateway.router.service import RouterOptions, RouterService
+
+log = logging.getLogger("tokgateway")
+
+CONTROL_TOKEN_FILE = "control.token"
+DB_FILE = "gateway.db"
+
+
+def router_options(settings: Settings) -> RouterOptions:
+    return RouterOptions(
+        max_body_bytes=int(settings.get("gateway.max_body_mb")) << 20,
+        connect_timeout=float(settings.get("gateway.connect_timeout")),
+        read_timeout=float(settings.get("gateway.upstream_timeout")),
+        max_connections=int(settings.get("gateway.upstream_max_connections")),
+        key_cache_ttl=float(settings.get("gateway.key_cache_ttl")),
+        access_log=bool(settings.get("gateway.access_log")),
+    )
+
+
+def write_control_token(data_dir: Path) -> str:
+    token = "tgc-" + secrets.token_urlsafe(30)
+    path = data_dir / CONTROL_TOKEN_FILE
+    data_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(token)
+    return token
+
+
+class AllInOne:
+    def __init__(self, settings: Settings, announce: TextIO | None = None) -> None:
+        self.settings = settings
+        self.announce = announce if announce is not None else sys.stdout
+        data_dir = settings.data_dir
+        db_path = data_dir / DB_FILE
+        self.bus = InProcessBus()
+        self.auth = AuthService(
+            SQLiteDB(db_path), self.bus, admin_email=str(settings.get("gateway.admin_email"))
+        )
+        self.ledger = LedgerService(
+            SQLiteDB(db_path),
+            self.bus,
+            batch_size=int(settings.get("ledger.batch_size")),
+            flush_interval=int(settings.get("ledger.flush_interval_ms")) / 1000.0,
+            queue_limit=int(settings.get("ledger.queue_limit")),
+        )
+        self.registry = RegistryService(settings, self.bus)
+        self.router = RouterService(
+            table=self.registry.snapshot(),
+            verifier=self.auth,
+            bus=self.bus,
+            options=router_options(settings),
+        )
+        self.control_token = ""
+        self.admin_key_generated: str | None = None
+
+    def routes(self, guard: AdminGuard) -> list[BaseRoute]:
+        return [
+            *self.router.routes(),
+            *AuthAdminAPI(self.auth, guard).routes(),
+            *LedgerAdminAPI(self.ledger, guard).routes(),
+            *RegistryAdminAPI(self.registry, guard).routes(),
+        ]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        settings = self.settings
+        await self.ledger.start()
+        admin_key = str(settings.get("gateway.admin_key")) or None
+        self.admin_key_generated = await self.auth.start(admin_key)
+        self.bus.subscribe(REGISTRY_CHANGED_SUBJECT, self._on_registry_changed)
+        await self.router.start()
+        self._banner()
+        try:
+            yield
+        finally:
+            # Intake has stopped (the server drained in-flight requests); flush and close.
+            await self.router.close()
+            await self.bus.close()
+            await self.ledger.close()
+            await self.auth.close()
+            log.info("gateway stopped", extra={"ledger_written": self.ledger.writer.written})
+
+    def _on_registry_changed(self, subject: str, payload: bytes) -> None:
+        self.router.replace_table(self.registry.snapshot())
+
+    def _banner(self) -> None:
+        s = self.settings
+        out = self.announce
+        url = f"http://{s.host}:{s.port}"
+        lines = [
+            f"Tokligence Gateway (all-in-one, env {s.env}) on {url}",
+            f"  data: {s.data_dir / DB_FILE}",
+            f"  providers: {', '.join(self.router.table.providers)}",
+            f"  OpenAI base_url: {url}/v1    Anthropic base_url: {url}",
+        ]
+        if self.admin_key_generated:
+            lines += [
+                "",
+                "  Admin key (shown once, store it now):",
+                f"    {self.admin_key_generated}",
+                "  Create an API key:  gateway keys create --name my-agent",
+            ]
+        print("\n".join(lines), file=out, flush=True)
+
+    def build_app(self) -> Starlette:
+        self.control_token = write_control_token(self.settings.data_dir)
+        guard = AdminGuard(self.auth, self.control_token)
+        return Starlette(
+            routes=self.routes(guard),
+            lifespan=self.lifespan,
+            exception_handlers={HTTPException: _http_error},  # type: ignore[dict-item]
+        )
+
+
+async def _http_error(request: Request, exc: HTTPException) -> Response:
+    fmt: Any = "anthropic" if request.url.path.startswith("/v1/messages") else "openai"
+    err: GatewayError
+    if exc.status_code == 404:
+        err = NotFound(f"Unknown path {request.url.path}.", code="unknown_path")
+    else:
+        err = _StatusError(exc.detail or "error", exc.status_code)
+    return error_response(err, fmt)
+
+
+class _StatusError(GatewayError):
+    error_class = "client"
+    error_type = "invalid_request_error"
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self._status = status
+
+    @property
+    def http_status(self) -> int:
+        return self._status

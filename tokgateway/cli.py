@@ -1,0 +1,246 @@
+"""The `gateway` command: run, start/stop, config, keys, usage."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from tokgateway import __version__
+from tokgateway.common.settings import ConfigError, Settings, load_settings
+
+
+def _load() -> Settings:
+    return load_settings()
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in r] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    for row in cells:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+def _when(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M")
+
+
+# -- run / start / stop -------------------------------------------------------------
+def cmd_run(args: argparse.Namespace) -> int:
+    from tokgateway.server import ensure_default_config, serve
+
+    settings = _load()
+    if ensure_default_config(settings.config_dir):
+        print(f"wrote default config to {settings.config_dir / 'setting.ini'}", file=sys.stderr)
+        settings = _load()
+    serve(settings, host=args.host, port=args.port)
+    return 0
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    from tokgateway.process import start
+
+    return start(_load(), host=args.host, port=args.port)
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    from tokgateway.process import stop
+
+    return stop(_load())
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from tokgateway.process import status
+
+    return status(_load())
+
+
+# -- config -------------------------------------------------------------------------
+def cmd_config_show(args: argparse.Namespace) -> int:
+    settings = _load()
+    rows = settings.rows()
+    if args.json:
+        _print_json([{"key": k, "value": v, "layer": layer} for k, v, layer in rows])
+        return 0
+    files = ", ".join(str(f) for f in settings.files) or "(none)"
+    print(f"# config dir: {settings.config_dir}   files: {files}")
+    _table(("KEY", "VALUE", "LAYER"), rows)
+    return 0
+
+
+# -- keys ---------------------------------------------------------------------------
+def cmd_keys_create(args: argparse.Namespace) -> int:
+    from tokgateway.admin_client import connect
+
+    params: dict[str, Any] = {"name": args.name}
+    if args.models:
+        params["models"] = [m.strip() for m in args.models.split(",") if m.strip()]
+    if args.expires_days is not None:
+        params["expires_days"] = args.expires_days
+    if args.rpm is not None:
+        params["rpm"] = args.rpm
+    if args.user:
+        params["user_email"] = args.user
+    created = connect(_load()).create_key(params)
+    if args.json:
+        _print_json(created)
+        return 0
+    print(f"Created key {created['id']} ({created['name']}):")
+    print(f"  {created['key']}")
+    print("Store it now: the gateway keeps only its hash and cannot show it again.")
+    return 0
+
+
+def cmd_keys_list(args: argparse.Namespace) -> int:
+    from tokgateway.admin_client import connect
+
+    keys = connect(_load()).list_keys()
+    if args.json:
+        _print_json(keys)
+        return 0
+    rows = [
+        (
+            k["id"],
+            k["name"],
+            "admin" if k.get("is_admin") else k["status"],
+            ",".join(k.get("models") or []) or "*",
+            k.get("rpm") or "-",
+            _when(k.get("created_at")),
+            _when(k.get("expires_at")),
+            k["hint"],
+        )
+        for k in keys
+    ]
+    _table(("ID", "NAME", "STATUS", "MODELS", "RPM", "CREATED", "EXPIRES", "KEY"), rows)
+    return 0
+
+
+def cmd_keys_revoke(args: argparse.Namespace) -> int:
+    from tokgateway.admin_client import connect
+
+    rec = connect(_load()).revoke_key(args.id)
+    print(f"Revoked key {rec['id']} ({rec['name']}).")
+    return 0
+
+
+# -- usage --------------------------------------------------------------------------
+def cmd_usage(args: argparse.Namespace) -> int:
+    from tokgateway.admin_client import connect
+
+    params = {}
+    if args.key:
+        params["key"] = args.key
+    if args.since:
+        params["since"] = args.since
+    if args.group_by:
+        params["group_by"] = args.group_by
+    rows = connect(_load()).usage(params)
+    if args.json:
+        _print_json(rows)
+        return 0
+    if not rows:
+        print("No usage recorded for this selection.")
+        return 0
+    _table(
+        (
+            (args.group_by or "").upper() or "ALL",
+            "REQUESTS",
+            "ERRORS",
+            "PROMPT",
+            "COMPLETION",
+            "CACHED",
+            "COST_USD",
+        ),
+        [
+            (
+                r["group"],
+                r["requests"],
+                r["errors"],
+                r["prompt_tokens"],
+                r["completion_tokens"],
+                r["cached_tokens"],
+                f"{r['cost_usd']:.6f}",
+            )
+            for r in rows
+        ],
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="gateway", description="Tokligence Gateway")
+    p.add_argument("--version", action="version", version=f"tokgateway {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="serve the all-in-one gateway in the foreground")
+    run.add_argument("--host")
+    run.add_argument("--port", type=int)
+    run.set_defaults(func=cmd_run)
+
+    start = sub.add_parser("start", help="start the gateway in the background (pid + log file)")
+    start.add_argument("--host")
+    start.add_argument("--port", type=int)
+    start.set_defaults(func=cmd_start)
+    sub.add_parser("stop", help="stop a background gateway").set_defaults(func=cmd_stop)
+    sub.add_parser("status", help="is a background gateway running").set_defaults(func=cmd_status)
+
+    config = sub.add_parser("config", help="configuration").add_subparsers(
+        dest="config_cmd", required=True
+    )
+    show = config.add_parser("show", help="every effective key and the layer that set it")
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(func=cmd_config_show)
+
+    keys = sub.add_parser("keys", help="API keys").add_subparsers(dest="keys_cmd", required=True)
+    create = keys.add_parser("create", help="create a key and print its secret once")
+    create.add_argument("--name", required=True)
+    create.add_argument("--models", help="comma-separated allow-list (globs allowed)")
+    create.add_argument("--expires-days", type=float)
+    create.add_argument("--rpm", type=int, help="requests per minute limit")
+    create.add_argument("--user", help="owner's email (default: the admin user)")
+    create.add_argument("--json", action="store_true")
+    create.set_defaults(func=cmd_keys_create)
+    klist = keys.add_parser("list", help="list keys (secrets are never shown)")
+    klist.add_argument("--json", action="store_true")
+    klist.set_defaults(func=cmd_keys_list)
+    revoke = keys.add_parser("revoke", help="revoke a key; refused on its next request")
+    revoke.add_argument("id")
+    revoke.set_defaults(func=cmd_keys_revoke)
+
+    usage = sub.add_parser("usage", help="tokens and cost from the ledger")
+    usage.add_argument("--key", help="only this key id")
+    usage.add_argument("--since", help="ISO 8601 time, e.g. 2026-11-01 or 2026-11-01T12:00Z")
+    usage.add_argument("--group-by", choices=("model", "provider", "key", "day"))
+    usage.add_argument("--json", action="store_true")
+    usage.set_defaults(func=cmd_usage)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from tokgateway.admin_client import AdminError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"gateway: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except AdminError as exc:
+        print(f"gateway: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,41 @@
+"""`gatewayd`: the daemon entry. All-in-one by default."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from tokgateway.common.settings import ConfigError, load_settings
+
+SERVICES = ("all", "router", "auth", "ledger", "registry")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="gatewayd", description="Tokligence Gateway daemon")
+    parser.add_argument("--service", choices=SERVICES, default="all")
+    parser.add_argument("--host")
+    parser.add_argument("--port", type=int)
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"gatewayd: configuration error: {exc}", file=sys.stderr)
+        return 2
+    if args.service != "all":
+        print(
+            f"gatewayd: --service {args.service} (mesh mode) is not available in this build; "
+            "run without --service for the all-in-one gateway",
+            file=sys.stderr,
+        )
+        return 2
+    from tokgateway.server import ensure_default_config, serve
+
+    if ensure_default_config(settings.config_dir):
+        settings = load_settings()
+    serve(settings, host=args.host, port=args.port)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,118 @@
+"""Background process management for `gateway start|stop|status`: a pid file and
+a log file in the data dir."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tokgateway.admin_client import gateway_url
+from tokgateway.common.settings import Settings
+
+PID_FILE = "gateway.pid"
+LOG_FILE = "gateway.log"
+
+
+def _pid(settings: Settings) -> int | None:
+    path = settings.data_dir / PID_FILE
+    try:
+        pid = int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        path.unlink(missing_ok=True)
+        return None
+    except PermissionError:
+        return pid
+    return pid
+
+
+def start(settings: Settings, host: str | None = None, port: int | None = None) -> int:
+    from tokgateway.server import ensure_default_config
+
+    running = _pid(settings)
+    if running is not None:
+        print(f"gateway already running (pid {running}); `gateway stop` first")
+        return 1
+    ensure_default_config(settings.config_dir)
+    data = settings.data_dir
+    data.mkdir(parents=True, exist_ok=True)
+    log_path = data / LOG_FILE
+    cmd = [sys.executable, "-m", "tokgateway.daemon"]
+    if host:
+        cmd += ["--host", host]
+    if port:
+        cmd += ["--port", str(port)]
+    offset = log_path.stat().st_size if log_path.exists() else 0
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen(
+            cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True
+        )
+    (data / PID_FILE).write_text(str(proc.pid))
+    url = gateway_url(settings)
+    if host or port:
+        url = f"http://{host or settings.host}:{port or settings.port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            print(f"gateway exited with code {proc.returncode}; see {log_path}", file=sys.stderr)
+            print(_new_log(log_path, offset), file=sys.stderr)
+            (data / PID_FILE).unlink(missing_ok=True)
+            return 1
+        try:
+            if httpx.get(url + "/readyz", timeout=1.0).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    else:
+        print(f"gateway did not become ready in 30 s; see {log_path}", file=sys.stderr)
+        return 1
+    banner = [ln for ln in _new_log(log_path, offset).splitlines() if not ln.startswith("{")]
+    print("\n".join(banner))
+    print(f"started (pid {proc.pid}); log: {log_path}; stop with `make stop` / `gateway stop`")
+    return 0
+
+
+def _new_log(path: Path, offset: int) -> str:
+    with path.open("rb") as fh:
+        fh.seek(offset)
+        return fh.read().decode("utf-8", "replace")
+
+
+def stop(settings: Settings, timeout: float = 40.0) -> int:
+    pid = _pid(settings)
+    if pid is None:
+        print("gateway is not running")
+        return 0
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        print(f"gateway (pid {pid}) did not stop in {timeout:.0f} s; sending SIGKILL")
+        os.kill(pid, signal.SIGKILL)
+    (settings.data_dir / PID_FILE).unlink(missing_ok=True)
+    print(f"stopped (pid {pid})")
+    return 0
+
+
+def status(settings: Settings) -> int:
+    pid = _pid(settings)
+    if pid is None:
+        print("gateway is not running")
+        return 3
+    print(f"gateway running (pid {pid}) at {gateway_url(settings)}")
+    return 0
