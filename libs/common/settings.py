@@ -122,9 +122,32 @@ KEYS: tuple[KeySpec, ...] = (
     KeySpec("gateway", "auth_url", "", env=("GATEWAY_AUTH_URL",)),
     KeySpec("gateway", "ledger_url", "", env=("GATEWAY_LEDGER_URL",)),
     KeySpec("gateway", "registry_url", "", env=("GATEWAY_REGISTRY_URL",)),
+    KeySpec(
+        "gateway",
+        "otlp_endpoint",
+        "",
+        env=("GATEWAY_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"),
+        doc="OTLP/HTTP collector base URL; empty exports no spans (context still propagates)",
+    ),
+    KeySpec(
+        "gateway",
+        "event_buffer",
+        "100000",
+        _parse_int,
+        ("GATEWAY_EVENT_BUFFER",),
+        doc="usage events a mesh router holds while NATS is unreachable",
+    ),
     KeySpec("ledger", "batch_size", "500", _parse_int),
     KeySpec("ledger", "flush_interval_ms", "200", _parse_int),
     KeySpec("ledger", "queue_limit", "100000", _parse_int),
+    KeySpec(
+        "ledger",
+        "retention_days",
+        "0",
+        _parse_int,
+        ("GATEWAY_LEDGER_RETENTION_DAYS",),
+        doc="PostgreSQL ledger: drop whole daily partitions older than this; 0 keeps all",
+    ),
 )
 
 PROVIDER_KEYS: dict[str, Callable[[str], Any]] = {
