@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 
 from tokgateway import __version__
-from tokgateway.common.settings import ConfigError, Settings, load_settings
+from tokgateway.common.settings import ConfigError, Settings, load_settings, resolve_config_dir
 
 
 def _load() -> Settings:
@@ -39,11 +39,10 @@ def _when(ts: float | None) -> str:
 def cmd_run(args: argparse.Namespace) -> int:
     from tokgateway.server import ensure_default_config, serve
 
-    settings = _load()
-    if ensure_default_config(settings.config_dir):
-        print(f"wrote default config to {settings.config_dir / 'setting.ini'}", file=sys.stderr)
-        settings = _load()
-    serve(settings, host=args.host, port=args.port)
+    config_dir = resolve_config_dir()
+    if ensure_default_config(config_dir):
+        print(f"wrote default config to {config_dir / 'setting.ini'}", file=sys.stderr)
+    serve(_load(), host=args.host, port=args.port)
     return 0
 
 

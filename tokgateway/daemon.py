@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from tokgateway.common.settings import ConfigError, load_settings
+from tokgateway.common.settings import ConfigError, load_settings, resolve_config_dir
 
 SERVICES = ("all", "router", "auth", "ledger", "registry")
 
@@ -17,6 +17,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--host")
     parser.add_argument("--port", type=int)
     args = parser.parse_args(argv)
+    from tokgateway.server import ensure_default_config, serve
+
+    ensure_default_config(resolve_config_dir())
     try:
         settings = load_settings()
     except ConfigError as exc:
@@ -29,10 +32,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    from tokgateway.server import ensure_default_config, serve
-
-    if ensure_default_config(settings.config_dir):
-        settings = load_settings()
     serve(settings, host=args.host, port=args.port)
     return 0
 

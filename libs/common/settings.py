@@ -318,11 +318,16 @@ def _parse_price(raw: str, where: str) -> PriceOverride:
     return PriceOverride(nums[0], nums[1], nums[2] if len(nums) == 3 else None)
 
 
+def resolve_config_dir(environ: Mapping[str, str] | None = None) -> Path:
+    env = os.environ if environ is None else environ
+    return Path(env.get("GATEWAY_CONFIG_DIR") or "./config").expanduser()
+
+
 def load_settings(
     config_dir: str | Path | None = None, environ: Mapping[str, str] | None = None
 ) -> Settings:
     env = dict(os.environ if environ is None else environ)
-    cfg_dir = Path(config_dir or env.get("GATEWAY_CONFIG_DIR") or "./config").expanduser()
+    cfg_dir = Path(config_dir).expanduser() if config_dir else resolve_config_dir(env)
 
     layers: list[_Layer] = []
     base = cfg_dir / "setting.ini"

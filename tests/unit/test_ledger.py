@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+from tokgateway.common.bus import InProcessBus
+from tokgateway.common.contracts import USAGE_SUBJECT, UsageEvent
+from tokgateway.common.sqlite import SQLiteDB
+from tokgateway.ledger.service import LedgerService
+from tokgateway.ledger.writer import LedgerWriter
+
+
+def event(i: int, model: str = "m", key: str = "k1") -> UsageEvent:
+    return UsageEvent(
+        request_id=f"r{i}",
+        ts=time.time(),
+        key_id=key,
+        route="/v1/x",
+        model=model,
+        provider="p",
+        prompt_tokens=10,
+        completion_tokens=5,
+        cost_usd=0.5,
+    )
+
+
+async def test_batches_are_idempotent_and_flushed_on_close(tmp_path: Path) -> None:
+    bus = InProcessBus()
+    ledger = LedgerService(SQLiteDB(tmp_path / "l.db"), bus, batch_size=3, flush_interval=30)
+    await ledger.start()
+    for i in range(7):
+        bus.publish_nowait(USAGE_SUBJECT, event(i, model="a" if i < 4 else "b").to_json())
+    bus.publish_nowait(USAGE_SUBJECT, event(0).to_json())  # redelivery: counted once
+    bus.publish_nowait(USAGE_SUBJECT, b"{broken")
+    await asyncio.sleep(0.05)  # a full batch woke the writer long before its 30 s timer
+    assert ledger.writer.written == 7  # the redelivered r0 was ignored
+    await ledger.writer.close()
+    rows = await ledger.usage(group_by="model")
+    assert {r["group"]: r["requests"] for r in rows} == {"a": 4, "b": 3}
+    assert sum(r["cost_usd"] for r in rows) == 3.5
+    assert ledger.bad_events == 1
+    await ledger.db.close()
+
+
+async def test_failed_write_is_retried_not_lost() -> None:
+    calls: list[int] = []
+    stored: dict[str, UsageEvent] = {}
+
+    async def flaky(batch: list[UsageEvent]) -> int:
+        calls.append(len(batch))
+        if len(calls) == 1:
+            raise OSError("disk full")
+        for e in batch:
+            stored[e.request_id] = e
+        return len(batch)
+
+    writer = LedgerWriter(flaky, batch_size=10, flush_interval=0.01)
+    writer.start()
+    for i in range(4):
+        writer.submit(event(i))
+    await asyncio.sleep(0.2)
+    await writer.close()
+    assert sorted(stored) == ["r0", "r1", "r2", "r3"]
+    assert writer.failures == 1
+
+
+async def test_queue_limit_drops_and_counts() -> None:
+    async def sink(batch: list[UsageEvent]) -> int:
+        return len(batch)
+
+    writer = LedgerWriter(sink, queue_limit=2)
+    for i in range(5):
+        writer.submit(event(i))
+    assert writer.pending == 2 and writer.dropped == 3
+    await writer.close()

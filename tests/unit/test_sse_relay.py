@@ -1,0 +1,124 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import orjson
+
+from tokgateway.common.errors import UpstreamUnavailable
+from tokgateway.common.sse import SSEDecoder
+from tokgateway.router.relay import Meter, relay_anthropic, relay_openai
+
+
+def test_decoder_handles_split_events_and_line_ends() -> None:
+    dec = SSEDecoder()
+    events = dec.feed(b'data: {"a"')
+    assert events == []
+    events = dec.feed(b": 1}\r\n\r\n: comment\n\nevent: x\rdata:y\r")
+    events += dec.feed(b"\ndata: z\n\n")
+    assert [(e.event, e.data) for e in events] == [(None, b'{"a": 1}'), ("x", b"y\nz")]
+
+
+async def _gen(parts: list[bytes]) -> AsyncIterator[bytes]:
+    for p in parts:
+        yield p
+
+
+def _chunk(content: str | None, usage: dict[str, int] | None = None, choices: bool = True) -> bytes:
+    obj: dict[str, object] = {
+        "id": "c",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": "m",
+        "choices": [],
+    }
+    if choices:
+        obj["choices"] = [{"index": 0, "delta": {"content": content}, "finish_reason": None}]
+    if usage is not None:
+        obj["usage"] = usage
+    return b"data: " + orjson.dumps(obj) + b"\n\n"
+
+
+async def _collect(gen: AsyncIterator[bytes]) -> list[bytes]:
+    return [x async for x in gen]
+
+
+USAGE = {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
+
+
+async def test_openai_relay_strips_usage_chunk_and_meters() -> None:
+    meter = Meter()
+    parts = [
+        _chunk("he"),
+        _chunk("llo")[:10],
+        _chunk("llo")[10:],
+        _chunk(None, USAGE, False),
+        b"data: [DONE]\n\n",
+    ]
+    out = await _collect(relay_openai(_gen(parts), meter, strip_usage=True))
+    assert out[-1] == b"data: [DONE]\n\n"
+    assert len(out) == 3 and all(b"usage" not in o for o in out)
+    assert meter.usage is not None and meter.usage.completion_tokens == 2
+    assert meter.first_chunk is not None
+
+
+async def test_openai_relay_keeps_usage_when_asked_and_adds_missing_done() -> None:
+    meter = Meter()
+    out = await _collect(
+        relay_openai(_gen([_chunk("x"), _chunk(None, USAGE, False)]), meter, strip_usage=False)
+    )
+    assert b'"usage"' in out[1] and out[-1] == b"data: [DONE]\n\n"
+
+
+async def test_openai_relay_removes_usage_from_content_chunk_when_stripping() -> None:
+    meter = Meter()
+    out = await _collect(relay_openai(_gen([_chunk("x", USAGE)]), meter, strip_usage=True))
+    assert b"usage" not in out[0] and b'"x"' in out[0]
+    assert meter.usage is not None and meter.usage.prompt_tokens == 3
+
+
+async def test_upstream_failure_mid_stream_becomes_error_event() -> None:
+    async def broken() -> AsyncIterator[bytes]:
+        yield _chunk("x")
+        raise UpstreamUnavailable("provider went away")
+
+    meter = Meter()
+    out = await _collect(relay_openai(broken(), meter, strip_usage=True))
+    assert orjson.loads(out[1][6:])["error"]["message"] == "provider went away"
+    meter2 = Meter()
+    out2 = await _collect(relay_anthropic(broken(), meter2))
+    assert out2[-1].startswith(b"event: error\ndata: ")
+    assert meter.error is not None and meter2.error is not None
+
+
+async def test_anthropic_relay_cumulative_usage_and_event_names() -> None:
+    start = {
+        "type": "message_start",
+        "message": {
+            "usage": {
+                "input_tokens": 10,
+                "output_tokens": 1,
+                "cache_read_input_tokens": 4,
+                "cache_creation_input_tokens": 2,
+            }
+        },
+    }
+    delta = {
+        "type": "message_delta",
+        "delta": {"stop_reason": "end_turn"},
+        "usage": {"output_tokens": 7},
+    }
+    parts = [
+        b"event: message_start\ndata: " + orjson.dumps(start) + b"\n\n",
+        b"data: " + orjson.dumps(delta) + b"\n\n",
+    ]  # event line missing upstream
+    meter = Meter()
+    out = await _collect(relay_anthropic(_gen(parts), meter))
+    assert out[1].startswith(b"event: message_delta\n")
+    u = meter.usage
+    assert u is not None
+    assert (u.prompt_tokens, u.cached_tokens, u.cache_write_tokens, u.completion_tokens) == (
+        16,
+        4,
+        2,
+        7,
+    )
