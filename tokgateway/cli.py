@@ -64,6 +64,13 @@ def cmd_status(args: argparse.Namespace) -> int:
     return status(_load())
 
 
+def cmd_url(args: argparse.Namespace) -> int:
+    from tokgateway.admin_client import gateway_url
+
+    print(gateway_url(_load()))
+    return 0
+
+
 # -- config -------------------------------------------------------------------------
 def cmd_config_show(args: argparse.Namespace) -> int:
     settings = _load()
@@ -192,6 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
     start.set_defaults(func=cmd_start)
     sub.add_parser("stop", help="stop a background gateway").set_defaults(func=cmd_stop)
     sub.add_parser("status", help="is a background gateway running").set_defaults(func=cmd_status)
+
+    sub.add_parser("url", help="print the gateway's base URL").set_defaults(func=cmd_url)
 
     config = sub.add_parser("config", help="configuration").add_subparsers(
         dest="config_cmd", required=True
