@@ -95,6 +95,7 @@ class AllInOne:
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
         settings = self.settings
         await self.ledger.start()
+        await self.registry.start()
         admin_key = str(settings.get("gateway.admin_key")) or None
         self.admin_key_generated = await self.auth.start(admin_key)
         self.bus.subscribe(REGISTRY_CHANGED_SUBJECT, self._on_registry_changed)

@@ -11,18 +11,23 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 from tokgateway.auth import store
+from tokgateway.auth.stores import AuthStore, SQLiteAuthStore
 from tokgateway.common.contracts import KEY_CREATED_SUBJECT, KEY_REVOKED_SUBJECT, Bus, KeyInfo
-from tokgateway.common.errors import BadRequest, GatewayError, NotFound
+from tokgateway.common.crypto import token_matches
+from tokgateway.common.errors import BadRequest, GatewayError, NotFound, Unauthenticated
 from tokgateway.common.http import AdminGuard, JSONResponse, error_response, read_json
-from tokgateway.common.keys import hash_key, key_hint, new_id, new_key
-from tokgateway.common.sqlite import SQLiteDB, transaction
+from tokgateway.common.keys import bearer_token, hash_key, key_hint, new_key
+from tokgateway.common.sqlite import SQLiteDB
 
 log = logging.getLogger("tokgateway.auth")
 
 
 class AuthService:
-    def __init__(self, db: SQLiteDB, bus: Bus, *, admin_email: str) -> None:
-        self.db = db
+    """Keys and users over an ``AuthStore``: SQLite all-in-one (a ``SQLiteDB`` is
+    wrapped), PostgreSQL in the mesh."""
+
+    def __init__(self, db: SQLiteDB | AuthStore, bus: Bus, *, admin_email: str) -> None:
+        self.store: AuthStore = SQLiteAuthStore(db) if isinstance(db, SQLiteDB) else db
         self.bus = bus
         self.admin_email = admin_email
         self._admin_user = ""
@@ -32,43 +37,29 @@ class AuthService:
         (to be shown once) or None when one existed or was given."""
         await self.prepare()
         if admin_key:
-            await self.db.run(
-                lambda c: store.replace_admin_key(
-                    c,
-                    key_id=new_id("key"),
-                    key_hash=hash_key(admin_key),
-                    hint=key_hint(admin_key),
-                    user_id=self._admin_user,
-                )
+            await self.store.replace_admin_key(
+                key_hash=hash_key(admin_key), hint=key_hint(admin_key), user_id=self._admin_user
             )
             return None
-        if await self.db.run(store.has_admin_key):
+        if await self.store.has_admin_key():
             return None
         generated = new_key(admin=True)
-        await self.db.run(
-            lambda c: store.replace_admin_key(
-                c,
-                key_id=new_id("key"),
-                key_hash=hash_key(generated),
-                hint=key_hint(generated),
-                user_id=self._admin_user,
-            )
+        await self.store.replace_admin_key(
+            key_hash=hash_key(generated), hint=key_hint(generated), user_id=self._admin_user
         )
         return generated
 
     async def prepare(self) -> None:
         """Schema and admin user, without touching keys (the CLI on a stopped gateway)."""
-        await self.db.run(store.migrate)
-        self._admin_user = await self.db.run(
-            lambda c: store.ensure_user(c, new_id("usr"), self.admin_email, True)
-        )
+        await self.store.migrate()
+        self._admin_user = await self.store.ensure_user(self.admin_email, True)
 
     async def close(self) -> None:
-        await self.db.close()
+        await self.store.close()
 
     # -- the KeyVerifier protocol -------------------------------------------------
     async def verify(self, key_hash: str) -> KeyInfo | None:
-        rec = await self.db.run(lambda c: store.by_hash(c, key_hash))
+        rec = await self.store.by_hash(key_hash)
         return rec.info() if rec is not None else None
 
     # -- operations ---------------------------------------------------------------
@@ -83,38 +74,28 @@ class AuthService:
     ) -> tuple[store.KeyRecord, str]:
         secret = new_key()
         expires_at = time.time() + expires_days * 86400 if expires_days else None
-
-        def op(conn: Any) -> store.KeyRecord:
-            with transaction(conn):
-                user_id = self._admin_user
-                if user_email:
-                    user_id = store.ensure_user(conn, new_id("usr"), user_email, False)
-                return store.insert_key(
-                    conn,
-                    key_id=new_id("key"),
-                    name=name,
-                    key_hash=hash_key(secret),
-                    hint=key_hint(secret),
-                    user_id=user_id,
-                    models=models,
-                    rpm=rpm,
-                    is_admin=False,
-                    expires_at=expires_at,
-                )
-
-        rec = await self.db.run(op)
+        rec = await self.store.create_key(
+            name=name,
+            key_hash=hash_key(secret),
+            hint=key_hint(secret),
+            user_id=self._admin_user,
+            user_email=user_email,
+            models=models,
+            rpm=rpm,
+            expires_at=expires_at,
+        )
         event = {"v": 1, "key_id": rec.id, "name": rec.name, "user_id": rec.user_id}
         await self.bus.publish(KEY_CREATED_SUBJECT, orjson.dumps(event))
         return rec, secret
 
     async def list_keys(self) -> list[store.KeyRecord]:
-        return await self.db.run(store.list_keys)
+        return await self.store.list_keys()
 
     async def revoke(self, key_id: str) -> store.KeyRecord:
-        key_hash = await self.db.run(lambda c: store.hash_of(c, key_id))
+        key_hash = await self.store.hash_of(key_id)
         if key_hash is None:
             raise NotFound(f"No key with id {key_id!r}.", code="key_not_found")
-        rec = await self.db.run(lambda c: store.revoke(c, key_id))
+        rec = await self.store.revoke(key_id)
         assert rec is not None
         event = {"v": 1, "key_id": key_id, "key_hash": key_hash}
         await self.bus.publish(KEY_REVOKED_SUBJECT, orjson.dumps(event))
@@ -186,3 +167,31 @@ class AuthAdminAPI:
         except GatewayError as err:
             return error_response(err)
         return JSONResponse(rec.public())
+
+
+class AuthInternalAPI:
+    """What other mesh services call: key verification by hash. Guarded by the
+    service token derived from GATEWAY_SECRET_KEY."""
+
+    def __init__(self, service: AuthService, service_token: str) -> None:
+        self.service = service
+        self.token = service_token
+
+    def routes(self) -> list[Route]:
+        return [Route("/internal/verify", self.verify, methods=["POST"])]
+
+    async def verify(self, request: Request) -> Response:
+        try:
+            given = bearer_token(request.headers.get("authorization"), None)
+            if not token_matches(given, self.token):
+                raise Unauthenticated("Missing or wrong service token.")
+            data = await read_json(request, 4096)
+            key_hash = data.get("key_hash")
+            if not isinstance(key_hash, str) or len(key_hash) != 64:
+                raise BadRequest("'key_hash' must be a SHA-256 hex digest.", param="key_hash")
+            info = await self.service.verify(key_hash)
+        except GatewayError as err:
+            return error_response(err)
+        if info is None:
+            return JSONResponse({"error": {"message": "no such key"}}, status_code=404)
+        return JSONResponse(info.to_dict())

@@ -15,6 +15,7 @@ from tokgateway.common.errors import BadRequest, GatewayError
 from tokgateway.common.http import AdminGuard, JSONResponse, error_response
 from tokgateway.common.sqlite import SQLiteDB
 from tokgateway.ledger import store
+from tokgateway.ledger.stores import LedgerStore, SQLiteLedgerStore
 from tokgateway.ledger.writer import LedgerWriter
 
 log = logging.getLogger("tokgateway.ledger")
@@ -39,32 +40,34 @@ def parse_time(value: str | None, name: str) -> float | None:
 
 
 class LedgerService:
+    """Usage rows over a ``LedgerStore``. All-in-one: a ``SQLiteDB`` (wrapped)
+    fed from the in-process bus through the batching writer. Mesh: a PostgreSQL
+    store and ``bus=None``; the JetStream consumer (consumer.py) feeds it."""
+
     def __init__(
         self,
-        db: SQLiteDB,
-        bus: Bus,
+        db: SQLiteDB | LedgerStore,
+        bus: Bus | None,
         *,
         batch_size: int = 500,
         flush_interval: float = 0.2,
         queue_limit: int = 100_000,
     ) -> None:
-        self.db = db
+        self.store: LedgerStore = SQLiteLedgerStore(db) if isinstance(db, SQLiteDB) else db
         self.bus = bus
         self.writer = LedgerWriter(
-            self._write,
+            self.store.insert_batch,
             batch_size=batch_size,
             flush_interval=flush_interval,
             queue_limit=queue_limit,
         )
         self.bad_events = 0
 
-    async def _write(self, events: list[UsageEvent]) -> int:
-        return await self.db.run(lambda c: store.insert_batch(c, events))
-
     async def start(self) -> None:
-        await self.db.run(store.migrate)
-        self.bus.subscribe(USAGE_SUBJECT, self._on_usage)
-        self.writer.start()
+        await self.store.migrate()
+        if self.bus is not None:
+            self.bus.subscribe(USAGE_SUBJECT, self._on_usage)
+            self.writer.start()
 
     def _on_usage(self, subject: str, payload: bytes) -> None:
         try:
@@ -77,7 +80,7 @@ class LedgerService:
 
     async def close(self) -> None:
         await self.writer.close()
-        await self.db.close()
+        await self.store.close()
 
     async def usage(
         self,
@@ -87,14 +90,12 @@ class LedgerService:
         until: float | None = None,
         group_by: str | None = None,
     ) -> list[dict[str, Any]]:
-        return await self.db.run(
-            lambda c: store.query_usage(
-                c, key_id=key_id, since=since, until=until, group_by=group_by
-            )
+        return await self.store.query_usage(
+            key_id=key_id, since=since, until=until, group_by=group_by
         )
 
     async def record(self, request_id: str) -> dict[str, Any] | None:
-        return await self.db.run(lambda c: store.by_request(c, request_id))
+        return await self.store.by_request(request_id)
 
 
 class LedgerAdminAPI:

@@ -1,68 +1,367 @@
-"""The registry: turns provider, route, alias and price definitions into the
-route snapshot routers hold, and serves them (credentials never leave it)."""
+"""The registry: providers, models (prices, aliases) and routes.
+
+Definitions come from the INI layers at every start (``source: config``) and
+from the admin API (``source: api``); both live in a ``RegistryStore`` (memory
+all-in-one, PostgreSQL in the mesh). From them the registry builds the route
+snapshot routers hold in memory, and announces every change on
+``registry.v1.changed``. Provider credentials are sealed before they reach a
+store; the admin API never returns them; the internal snapshot hands them to
+routers still sealed."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from typing import Any, Protocol
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 from tokgateway.common.contracts import REGISTRY_CHANGED_SUBJECT, Bus
-from tokgateway.common.errors import GatewayError
-from tokgateway.common.http import AdminGuard, JSONResponse, error_response
+from tokgateway.common.crypto import token_matches
+from tokgateway.common.errors import BadRequest, GatewayError, NotFound, Unauthenticated
+from tokgateway.common.http import AdminGuard, JSONResponse, error_response, read_json
+from tokgateway.common.keys import bearer_token
 from tokgateway.common.pricing import PriceTable
 from tokgateway.common.routing import RouteTable
-from tokgateway.common.settings import Settings
+from tokgateway.common.settings import (
+    DEFAULT_BASE_URLS,
+    PROVIDER_KINDS,
+    PriceOverride,
+    ProviderConfig,
+    RouteRule,
+    RouteTarget,
+    Settings,
+)
+from tokgateway.registry.store import (
+    Definitions,
+    MemoryRegistryStore,
+    ModelRecord,
+    ProviderRecord,
+    RegistryStore,
+    RouteRecord,
+)
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+class Sealer(Protocol):
+    def seal(self, plaintext: str) -> str: ...
+
+    def open(self, token: str) -> str: ...
+
+
+class ClearBox:
+    """For the all-in-one gateway without GATEWAY_SECRET_KEY: its registry store
+    is process memory, never written to disk."""
+
+    def seal(self, plaintext: str) -> str:
+        return plaintext
+
+    def open(self, token: str) -> str:
+        return token
+
+
+def config_definitions(settings: Settings, box: Sealer) -> Definitions:
+    providers = tuple(
+        ProviderRecord(
+            name=p.name,
+            kind=p.kind,
+            base_url=p.base_url,
+            api_key_sealed=box.seal(p.api_key),
+            timeout=p.timeout,
+            anthropic_version=p.anthropic_version,
+            source="config",
+        )
+        for p in settings.providers.values()
+    )
+    routes = tuple(
+        RouteRecord(
+            pattern=r.pattern,
+            targets=tuple((t.provider, t.upstream_model) for t in r.targets),
+            position=float(i),
+            source="config",
+        )
+        for i, r in enumerate(settings.routes)
+    )
+    models: dict[str, ModelRecord] = {}
+    for name, price in settings.prices.items():
+        models[name] = ModelRecord(
+            name=name, input=price.input, output=price.output, cached=price.cached, source="config"
+        )
+    for alias, target in settings.aliases.items():
+        base = models.get(alias)
+        models[alias] = ModelRecord(
+            name=alias,
+            input=base.input if base else None,
+            output=base.output if base else None,
+            cached=base.cached if base else None,
+            alias_of=target,
+            source="config",
+        )
+    return Definitions(providers, routes, tuple(models.values()))
+
+
+def build_table(defs: Definitions, primary: str | None, box: Sealer) -> RouteTable:
+    providers = {
+        p.name: ProviderConfig(
+            name=p.name,
+            kind=p.kind,
+            base_url=p.base_url,
+            api_key=box.open(p.api_key_sealed),
+            timeout=p.timeout,
+            anthropic_version=p.anthropic_version,
+        )
+        for p in defs.providers
+    }
+    rules = [
+        RouteRule(r.pattern, tuple(RouteTarget(p, m) for p, m in r.targets)) for r in defs.routes
+    ]
+    return RouteTable(
+        rules=rules,
+        aliases={m.name: m.alias_of for m in defs.models if m.alias_of},
+        providers=providers,
+        primary=primary if primary in providers else None,
+        prices=PriceTable.default(_overrides(defs)),
+    )
+
+
+def _overrides(defs: Definitions) -> dict[str, PriceOverride]:
+    return {
+        m.name: PriceOverride(m.input, m.output, m.cached)
+        for m in defs.models
+        if m.input is not None and m.output is not None
+    }
 
 
 class RegistryService:
-    def __init__(self, settings: Settings, bus: Bus) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        bus: Bus,
+        *,
+        store: RegistryStore | None = None,
+        box: Sealer | None = None,
+    ) -> None:
         self.bus = bus
+        self.store: RegistryStore = store or MemoryRegistryStore()
+        self.box: Sealer = box or ClearBox()
         self._settings = settings
-        self._table = self._build(settings)
-        self._listeners: list[Callable[[RouteTable], None]] = []
+        self.version = 0
+        self._defs = config_definitions(settings, self.box)
+        self._table = build_table(self._defs, self._primary(), self.box)
 
-    @staticmethod
-    def _build(settings: Settings) -> RouteTable:
-        return RouteTable(
-            rules=settings.routes,
-            aliases=settings.aliases,
-            providers=settings.providers,
-            primary=str(settings.get("gateway.primary_provider")) or None,
-            prices=PriceTable.default(settings.prices),
-        )
+    def _primary(self) -> str | None:
+        return str(self._settings.get("gateway.primary_provider")) or None
+
+    async def start(self) -> None:
+        """Schema, then the INI definitions into the store, then the snapshot."""
+        await self.store.migrate()
+        await self.store.sync_config(config_definitions(self._settings, self.box))
+        await self.refresh()
+
+    async def close(self) -> None:
+        await self.store.close()
+
+    async def refresh(self) -> Definitions:
+        self._defs = await self.store.load()
+        self._table = build_table(self._defs, self._primary(), self.box)
+        self.version += 1
+        return self._defs
 
     def snapshot(self) -> RouteTable:
         return self._table
 
     async def reload(self, settings: Settings) -> None:
         self._settings = settings
-        self._table = self._build(settings)
-        await self.bus.publish(REGISTRY_CHANGED_SUBJECT, orjson.dumps({"v": 1}))
+        await self.store.sync_config(config_definitions(settings, self.box))
+        await self._changed("config")
 
-    def providers_public(self) -> list[dict[str, object]]:
-        return [
-            {
-                "name": p.name,
-                "kind": p.kind,
-                "base_url": p.base_url,
-                "has_credential": bool(p.api_key),
-            }
-            for p in self._table.providers.values()
-        ]
+    async def _changed(self, what: str) -> None:
+        await self.refresh()
+        event = {"v": 1, "what": what, "version": self.version}
+        await self.bus.publish(REGISTRY_CHANGED_SUBJECT, orjson.dumps(event))
 
-    def routes_public(self) -> list[dict[str, object]]:
-        return [
-            {
-                "pattern": r.pattern,
-                "targets": [
-                    {"provider": t.provider, "upstream_model": t.upstream_model} for t in r.targets
-                ],
-            }
-            for r in self._table.rules
-        ]
+    # -- reads ------------------------------------------------------------------------
+    def providers_public(self) -> list[dict[str, Any]]:
+        return [p.public() for p in self._defs.providers]
+
+    def routes_public(self) -> list[dict[str, Any]]:
+        return [r.public() for r in self._defs.routes]
+
+    def models_public(self) -> list[dict[str, Any]]:
+        return [m.public() for m in self._defs.models]
+
+    async def wire_snapshot(self) -> dict[str, Any]:
+        """The snapshot routers load, read fresh from the store (any replica
+        answers the same); credentials stay sealed."""
+        defs = await self.refresh()
+        table = self._table
+        return {
+            "v": 1,
+            "version": self.version,
+            "providers": [
+                {
+                    "name": p.name,
+                    "kind": p.kind,
+                    "base_url": p.base_url,
+                    "api_key_sealed": p.api_key_sealed,
+                    "timeout": p.timeout,
+                    "anthropic_version": p.anthropic_version,
+                }
+                for p in defs.providers
+            ],
+            "routes": [
+                {
+                    "pattern": r.pattern,
+                    "targets": [{"provider": p, "upstream_model": m} for p, m in r.targets],
+                }
+                for r in defs.routes
+            ],
+            "aliases": table.aliases,
+            "primary_provider": table.primary,
+            "prices": {
+                name: {
+                    "input": p.input,
+                    "output": p.output,
+                    "cached": p.cached,
+                    "cache_write": p.cache_write,
+                }
+                for name, p in table.prices.models().items()
+            },
+        }
+
+    # -- writes -----------------------------------------------------------------------
+    async def put_provider(self, data: dict[str, Any]) -> ProviderRecord:
+        name = _name(data.get("name"), "name")
+        kind = data.get("kind")
+        if kind not in PROVIDER_KINDS:
+            raise BadRequest(f"'kind' must be one of {', '.join(PROVIDER_KINDS)}.", param="kind")
+        base_url = data.get("base_url") or DEFAULT_BASE_URLS.get(kind, "")
+        if not isinstance(base_url, str) or (kind == "openai-compatible" and not base_url):
+            raise BadRequest("'base_url' is required for openai-compatible.", param="base_url")
+        if base_url and not base_url.startswith(("http://", "https://")):
+            raise BadRequest("'base_url' must be an http(s) URL.", param="base_url")
+        timeout = data.get("timeout")
+        if timeout is not None and (not isinstance(timeout, int | float) or timeout <= 0):
+            raise BadRequest("'timeout' must be a positive number.", param="timeout")
+        existing = next((p for p in self._defs.providers if p.name == name), None)
+        api_key = data.get("api_key")
+        if api_key is not None and not isinstance(api_key, str):
+            raise BadRequest("'api_key' must be a string.", param="api_key")
+        sealed = (
+            self.box.seal(api_key)
+            if api_key is not None
+            else (existing.api_key_sealed if existing else "")
+        )
+        rec = ProviderRecord(
+            name=name,
+            kind=kind,
+            base_url=base_url.rstrip("/"),
+            api_key_sealed=sealed,
+            timeout=float(timeout) if timeout is not None else None,
+            anthropic_version=str(data.get("anthropic_version") or "2023-06-01"),
+        )
+        await self.store.put_provider(rec)
+        await self._changed("providers")
+        return rec
+
+    async def delete_provider(self, name: str) -> None:
+        users = [r.pattern for r in self._defs.routes if any(p == name for p, _ in r.targets)]
+        if users:
+            raise BadRequest(
+                f"Provider {name!r} is used by routes: {', '.join(users)}; change them first."
+            )
+        if not await self.store.delete_provider(name):
+            raise NotFound(f"No provider {name!r}.", code="provider_not_found")
+        await self._changed("providers")
+
+    async def put_route(self, data: dict[str, Any]) -> RouteRecord:
+        pattern = data.get("pattern")
+        if not isinstance(pattern, str) or not pattern.strip():
+            raise BadRequest("'pattern' must be a model name or glob.", param="pattern")
+        targets = _targets(data.get("targets"))
+        known = {p.name for p in self._defs.providers}
+        unknown = [p for p, _ in targets if p not in known]
+        if unknown:
+            raise BadRequest(f"Unknown provider {', '.join(unknown)}.", param="targets")
+        position = data.get("position")
+        if position is None:
+            # A route added at run time takes precedence over the configured ones.
+            position = min((r.position for r in self._defs.routes), default=0.0) - 1.0
+        elif not isinstance(position, int | float):
+            raise BadRequest("'position' must be a number.", param="position")
+        rec = RouteRecord(pattern=pattern.strip(), targets=targets, position=float(position))
+        await self.store.put_route(rec)
+        await self._changed("routes")
+        return rec
+
+    async def delete_route(self, pattern: str) -> None:
+        if not await self.store.delete_route(pattern):
+            raise NotFound(f"No route {pattern!r}.", code="route_not_found")
+        await self._changed("routes")
+
+    async def put_model(self, data: dict[str, Any]) -> ModelRecord:
+        name = data.get("name")
+        if not isinstance(name, str) or not name.strip():
+            raise BadRequest("'name' must be a model name.", param="name")
+        prices = {k: data.get(k) for k in ("input", "output", "cached")}
+        for key, value in prices.items():
+            if value is not None and (not isinstance(value, int | float) or value < 0):
+                raise BadRequest(f"'{key}' must be a non-negative number.", param=key)
+        if (prices["input"] is None) != (prices["output"] is None):
+            raise BadRequest("Give both 'input' and 'output' prices, or neither.")
+        alias_of = data.get("alias_of")
+        if alias_of is not None and (not isinstance(alias_of, str) or not alias_of.strip()):
+            raise BadRequest("'alias_of' must be a model name.", param="alias_of")
+        if prices["input"] is None and alias_of is None:
+            raise BadRequest("A model needs prices ('input', 'output') or 'alias_of'.")
+        rec = ModelRecord(
+            name=name.strip(),
+            input=_num(prices["input"]),
+            output=_num(prices["output"]),
+            cached=_num(prices["cached"]),
+            alias_of=alias_of.strip() if alias_of else None,
+        )
+        await self.store.put_model(rec)
+        await self._changed("models")
+        return rec
+
+    async def delete_model(self, name: str) -> None:
+        if not await self.store.delete_model(name):
+            raise NotFound(f"No model {name!r}.", code="model_not_found")
+        await self._changed("models")
+
+
+def _num(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _name(value: Any, param: str) -> str:
+    if not isinstance(value, str) or not NAME_RE.match(value):
+        raise BadRequest(f"'{param}' must be 1-64 letters, digits, '_', '.' or '-'.", param=param)
+    return value
+
+
+def _targets(raw: Any) -> tuple[tuple[str, str | None], ...]:
+    """'a:model, b' or [{"provider": "a", "upstream_model": "model"}, ...]."""
+    out: list[tuple[str, str | None]] = []
+    if isinstance(raw, str):
+        for piece in raw.split(","):
+            provider, _, model = piece.strip().partition(":")
+            if provider.strip():
+                out.append((provider.strip(), model.strip() or None))
+    elif isinstance(raw, list):
+        for item in raw:
+            if not isinstance(item, dict) or not isinstance(item.get("provider"), str):
+                raise BadRequest("Each target needs a 'provider'.", param="targets")
+            upstream = item.get("upstream_model")
+            out.append(
+                (item["provider"], upstream if isinstance(upstream, str) and upstream else None)
+            )
+    if not out:
+        raise BadRequest("'targets' must name at least one provider.", param="targets")
+    return tuple(out)
 
 
 class RegistryAdminAPI:
@@ -71,14 +370,23 @@ class RegistryAdminAPI:
         self.guard = guard
 
     def routes(self) -> list[Route]:
+        s = self
         return [
-            Route("/admin/providers", self.providers, methods=["GET"]),
-            Route("/admin/routes", self.route_list, methods=["GET"]),
+            Route("/admin/providers", s.providers, methods=["GET"]),
+            Route("/admin/providers", s.put_provider, methods=["POST", "PUT"]),
+            Route("/admin/providers/{name}", s.delete_provider, methods=["DELETE"]),
+            Route("/admin/routes", s.route_list, methods=["GET"]),
+            Route("/admin/routes", s.put_route, methods=["POST", "PUT"]),
+            Route("/admin/routes/{pattern:path}", s.delete_route, methods=["DELETE"]),
+            Route("/admin/models", s.models, methods=["GET"]),
+            Route("/admin/models", s.put_model, methods=["POST", "PUT"]),
+            Route("/admin/models/{name:path}", s.delete_model, methods=["DELETE"]),
         ]
 
     async def providers(self, request: Request) -> Response:
         try:
             await self.guard.check(request)
+            await self.service.refresh()
         except GatewayError as err:
             return error_response(err)
         return JSONResponse({"object": "list", "data": self.service.providers_public()})
@@ -86,6 +394,7 @@ class RegistryAdminAPI:
     async def route_list(self, request: Request) -> Response:
         try:
             await self.guard.check(request)
+            await self.service.refresh()
         except GatewayError as err:
             return error_response(err)
         table = self.service.snapshot()
@@ -97,3 +406,62 @@ class RegistryAdminAPI:
                 "primary_provider": table.primary,
             }
         )
+
+    async def models(self, request: Request) -> Response:
+        try:
+            await self.guard.check(request)
+            await self.service.refresh()
+        except GatewayError as err:
+            return error_response(err)
+        return JSONResponse({"object": "list", "data": self.service.models_public()})
+
+    async def _write(self, request: Request, op: Any) -> Response:
+        try:
+            await self.guard.check(request)
+            result = await op(await read_json(request, 1 << 16))
+        except GatewayError as err:
+            return error_response(err)
+        return JSONResponse(result.public(), status_code=201)
+
+    async def put_provider(self, request: Request) -> Response:
+        return await self._write(request, self.service.put_provider)
+
+    async def put_route(self, request: Request) -> Response:
+        return await self._write(request, self.service.put_route)
+
+    async def put_model(self, request: Request) -> Response:
+        return await self._write(request, self.service.put_model)
+
+    async def _delete(self, request: Request, op: Any, param: str) -> Response:
+        try:
+            await self.guard.check(request)
+            await op(request.path_params[param])
+        except GatewayError as err:
+            return error_response(err)
+        return JSONResponse({"deleted": request.path_params[param]})
+
+    async def delete_provider(self, request: Request) -> Response:
+        return await self._delete(request, self.service.delete_provider, "name")
+
+    async def delete_route(self, request: Request) -> Response:
+        return await self._delete(request, self.service.delete_route, "pattern")
+
+    async def delete_model(self, request: Request) -> Response:
+        return await self._delete(request, self.service.delete_model, "name")
+
+
+class RegistryInternalAPI:
+    """The snapshot routers load; guarded by the mesh service token."""
+
+    def __init__(self, service: RegistryService, service_token: str) -> None:
+        self.service = service
+        self.token = service_token
+
+    def routes(self) -> list[Route]:
+        return [Route("/internal/snapshot", self.snapshot, methods=["GET"])]
+
+    async def snapshot(self, request: Request) -> Response:
+        given = bearer_token(request.headers.get("authorization"), None)
+        if not token_matches(given, self.token):
+            return error_response(Unauthenticated("Missing or wrong service token."))
+        return JSONResponse(await self.service.wire_snapshot())

@@ -1,0 +1,73 @@
+"""Where usage rows live: the ``LedgerStore`` protocol and its SQLite
+implementation (all-in-one). The PostgreSQL one (mesh) is in store_pg.py."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from tokgateway.common.contracts import UsageEvent
+from tokgateway.common.sqlite import SQLiteDB
+from tokgateway.ledger import store
+
+
+class LedgerStore(Protocol):
+    async def migrate(self) -> None: ...
+
+    async def insert_batch(self, events: list[UsageEvent]) -> int:
+        """Insert in one transaction; a request seen before is skipped. Returns
+        the rows actually inserted."""
+
+    async def query_usage(
+        self,
+        *,
+        key_id: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        group_by: str | None = None,
+    ) -> list[dict[str, Any]]: ...
+
+    async def by_request(self, request_id: str) -> dict[str, Any] | None: ...
+
+    async def maintain(self) -> None:
+        """Periodic upkeep (partitions ahead, retention)."""
+
+    async def ping(self) -> bool: ...
+
+    async def close(self) -> None: ...
+
+
+class SQLiteLedgerStore:
+    def __init__(self, db: SQLiteDB) -> None:
+        self.db = db
+
+    async def migrate(self) -> None:
+        await self.db.run(store.migrate)
+
+    async def insert_batch(self, events: list[UsageEvent]) -> int:
+        return await self.db.run(lambda c: store.insert_batch(c, events))
+
+    async def query_usage(
+        self,
+        *,
+        key_id: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        group_by: str | None = None,
+    ) -> list[dict[str, Any]]:
+        return await self.db.run(
+            lambda c: store.query_usage(
+                c, key_id=key_id, since=since, until=until, group_by=group_by
+            )
+        )
+
+    async def by_request(self, request_id: str) -> dict[str, Any] | None:
+        return await self.db.run(lambda c: store.by_request(c, request_id))
+
+    async def maintain(self) -> None:
+        return None
+
+    async def ping(self) -> bool:
+        return True
+
+    async def close(self) -> None:
+        await self.db.close()
