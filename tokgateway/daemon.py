@@ -1,4 +1,5 @@
-"""`gatewayd`: the daemon entry. All-in-one by default."""
+"""`gatewayd`: the daemon entry. All-in-one by default; ``--service NAME`` runs one
+service of the mesh (router, auth, ledger or registry)."""
 
 from __future__ import annotations
 
@@ -26,12 +27,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"gatewayd: configuration error: {exc}", file=sys.stderr)
         return 2
     if args.service != "all":
-        print(
-            f"gatewayd: --service {args.service} (mesh mode) is not available in this build; "
-            "run without --service for the all-in-one gateway",
-            file=sys.stderr,
-        )
-        return 2
+        from tokgateway.mesh_common import serve_node
+
+        try:
+            serve_node(args.service, settings, args.host, args.port)
+        except ConfigError as exc:
+            print(f"gatewayd: configuration error: {exc}", file=sys.stderr)
+            return 2
+        return 0
     serve(settings, host=args.host, port=args.port)
     return 0
 

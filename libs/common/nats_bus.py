@@ -268,8 +268,19 @@ class NatsBus:
             await self._publish_core(subject, payload, headers)
 
     async def _publish_core(self, subject: str, payload: bytes, headers: dict[str, str]) -> None:
-        # While reconnecting, the client holds this in its pending buffer.
-        await self.nc.publish(subject, payload, headers=headers or None)
+        """Best effort: while reconnecting the client holds the message in its
+        pending buffer; listeners resynchronise on reconnect for what is lost."""
+        if (
+            not self.nc.is_connected
+            and not self.nc.is_reconnecting
+            and not await self.wait_connected(2.0)
+        ):
+            log.error("NATS unavailable; event not sent", extra={"subject": subject})
+            return
+        try:
+            await self.nc.publish(subject, payload, headers=headers or None)
+        except nats.errors.Error as exc:
+            log.error("event not sent", extra={"subject": subject, "err": repr(exc)})
 
     async def _publish_js(self, subject: str, payload: bytes, headers: dict[str, str]) -> None:
         hdrs = dict(headers)

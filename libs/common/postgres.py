@@ -7,8 +7,9 @@ advisory lock so replicas starting together never race."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,3 +105,90 @@ def affected(status: str) -> int:
         return int(status.rsplit(" ", 1)[-1])
     except ValueError:
         return 0
+
+
+ReadyHook = Callable[[], Awaitable[None]]
+
+
+class LazyPool:
+    """An asyncpg pool that may not exist yet: the service starts (and answers
+    /healthz) while PostgreSQL is still down, connects in the background, then
+    runs its ready hooks (migrations, seeding) once, retrying until they pass.
+    Queries before that fail with ``ConnectionRefusedError`` (an OSError, like
+    any other outage, so callers retry the same way)."""
+
+    def __init__(self, url: str, factory: Callable[[str], Awaitable[Any]] = create_pool) -> None:
+        self.url = url
+        self._factory = factory
+        self._pool: Any = None
+        self._hooks: list[ReadyHook] = []
+        self._task: asyncio.Task[None] | None = None
+        self.ready = asyncio.Event()
+        self._closed = False
+
+    def on_ready(self, hook: ReadyHook) -> None:
+        self._hooks.append(hook)
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._connect(), name="postgres-connect")
+
+    async def _connect(self) -> None:
+        delay = 0.2
+        pending = list(self._hooks)
+        while not self._closed:
+            try:
+                if self._pool is None:
+                    self._pool = await self._factory(self.url)
+                while pending:
+                    await pending[0]()
+                    pending.pop(0)
+                self.ready.set()
+                log.info("PostgreSQL ready")
+                return
+            except (*UNAVAILABLE, asyncpg.PostgresError) as exc:
+                log.warning("PostgreSQL not ready, retrying", extra={"err": repr(exc)})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    def _get(self) -> Any:
+        if self._pool is None:
+            raise ConnectionRefusedError("PostgreSQL is not connected yet")
+        return self._pool
+
+    def acquire(self) -> Any:
+        return self._get().acquire()
+
+    async def execute(self, *args: Any, **kw: Any) -> Any:
+        return await self._get().execute(*args, **kw)
+
+    async def executemany(self, *args: Any, **kw: Any) -> Any:
+        return await self._get().executemany(*args, **kw)
+
+    async def fetch(self, *args: Any, **kw: Any) -> Any:
+        return await self._get().fetch(*args, **kw)
+
+    async def fetchrow(self, *args: Any, **kw: Any) -> Any:
+        return await self._get().fetchrow(*args, **kw)
+
+    async def fetchval(self, *args: Any, **kw: Any) -> Any:
+        return await self._get().fetchval(*args, **kw)
+
+    async def ping(self) -> bool:
+        return self._pool is not None and self.ready.is_set() and await ping(self._pool)
+
+    async def close(self, grace: float = 5.0) -> None:
+        """Idempotent: stop connecting, close gracefully, terminate after ``grace``."""
+        self._closed = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        try:
+            await asyncio.wait_for(pool.close(), grace)
+        except UNAVAILABLE:
+            pool.terminate()

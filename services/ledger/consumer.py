@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from typing import Protocol
 
 from tokgateway.common.contracts import UsageEvent
@@ -30,7 +30,7 @@ class Delivery(Protocol):
 
 
 class BatchSource(Protocol):
-    async def fetch(self, max_items: int, wait: float) -> list[Delivery]:
+    async def fetch(self, max_items: int, wait: float) -> Sequence[Delivery]:
         """Up to ``max_items`` messages; [] when none arrived within ``wait``."""
 
 
@@ -87,7 +87,7 @@ class UsageConsumer:
             if msgs:
                 await self._handle(msgs)
 
-    async def _handle(self, msgs: list[Delivery]) -> None:
+    async def _handle(self, msgs: Sequence[Delivery]) -> None:
         self.received += len(msgs)
         events: list[UsageEvent] = []
         good: list[Delivery] = []

@@ -1,0 +1,77 @@
+"""The auth service of the mesh: keys and users on PostgreSQL, the admin API,
+the internal verify endpoint routers call, lifecycle events on NATS."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from prometheus_client import CollectorRegistry
+from starlette.routing import BaseRoute
+
+from tokgateway.auth.service import AuthAdminAPI, AuthInternalAPI, AuthService
+from tokgateway.auth.store_pg import PgAuthStore
+from tokgateway.common.crypto import service_token
+from tokgateway.common.http import AdminGuard
+from tokgateway.common.nats_bus import NatsBus
+from tokgateway.common.postgres import LazyPool, is_postgres_url
+from tokgateway.common.settings import ConfigError, Settings
+from tokgateway.common.tracing import Tracing
+from tokgateway.mesh_common import StateCollector, require
+
+log = logging.getLogger("tokgateway.auth")
+
+
+class AuthNode:
+    name = "auth"
+
+    def __init__(self, settings: Settings) -> None:
+        cfg = require(settings, "auth", "database_url", "nats_url", "secret_key")
+        if not is_postgres_url(cfg["database_url"]):
+            raise ConfigError("gateway.database_url: the mesh needs a postgresql:// URL")
+        self.settings = settings
+        self.tracing = Tracing("auth", otlp_endpoint=str(settings.get("gateway.otlp_endpoint")))
+        self.bus = NatsBus(cfg["nats_url"], name="auth", tracing=self.tracing)
+        self.pool = LazyPool(cfg["database_url"])
+        self.service = AuthService(
+            PgAuthStore(self.pool),
+            self.bus,
+            admin_email=str(settings.get("gateway.admin_email")),
+        )
+        self.token = service_token(cfg["secret_key"])
+        self.metrics = CollectorRegistry(auto_describe=True)
+        self.metrics.register(StateCollector("gateway_auth", self._state))
+        self.started = False
+
+    def _state(self) -> dict[str, float]:
+        return {"bus_connected": float(self.bus.connected), "store_started": float(self.started)}
+
+    def routes(self) -> list[BaseRoute]:
+        guard = AdminGuard(self.service)
+        return [
+            *AuthInternalAPI(self.service, self.token).routes(),
+            *AuthAdminAPI(self.service, guard).routes(),
+        ]
+
+    async def start(self) -> None:
+        await self.bus.start()
+        self.pool.on_ready(self._prepare)
+        await self.pool.start()
+
+    async def _prepare(self) -> None:
+        admin_key = str(self.settings.get("gateway.admin_key")) or None
+        generated = await self.service.start(admin_key)
+        if generated:
+            # Shown once, on this service's output, like the all-in-one banner.
+            print(f"Admin key (shown once, store it now): {generated}", file=sys.stdout, flush=True)
+        self.started = True
+
+    async def checks(self) -> dict[str, bool]:
+        return {
+            "postgres": self.started and await self.pool.ping(),
+            "nats": self.bus.connected,
+        }
+
+    async def stop(self) -> None:
+        await self.bus.close()
+        await self.pool.close()

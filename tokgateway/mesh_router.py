@@ -1,0 +1,181 @@
+"""The router of the mesh: the same RouterService as the all-in-one gateway,
+wired to HTTP clients for auth and registry, NATS for events and usage, and
+Redis for limits shared by every replica.
+
+* keys: verified by auth over HTTP, cached locally, evicted by auth.v1.* events;
+* routes: an in-memory snapshot from the registry, reloaded on
+  registry.v1.changed, on NATS reconnects and every ``RESYNC_INTERVAL``;
+* usage: one event per request into a bounded buffer that JetStream drains."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import aiohttp
+from opentelemetry import propagate
+from starlette.routing import BaseRoute
+
+from tokgateway.allinone import router_options
+from tokgateway.common.clients import (
+    HttpKeyVerifier,
+    RegistryClient,
+    ServiceClient,
+    ServiceUnavailable,
+)
+from tokgateway.common.contracts import KEY_REVOKED_SUBJECT, REGISTRY_CHANGED_SUBJECT
+from tokgateway.common.crypto import CredentialBox, SecretError, service_token
+from tokgateway.common.nats_bus import NatsBus
+from tokgateway.common.pricing import PriceTable
+from tokgateway.common.routing import RouteTable
+from tokgateway.common.settings import Settings
+from tokgateway.common.tracing import Tracing
+from tokgateway.mesh_common import StateCollector, require
+from tokgateway.router.limits import Limiter
+from tokgateway.router.limits_redis import RedisLimiter
+from tokgateway.router.service import RouterService
+
+log = logging.getLogger("tokgateway.router")
+
+RESYNC_INTERVAL = 60.0
+
+
+def empty_table() -> RouteTable:
+    return RouteTable(rules=(), aliases={}, providers={}, primary=None, prices=PriceTable({}))
+
+
+def upstream_trace_config() -> aiohttp.TraceConfig:
+    """Carry the current trace context on every upstream request."""
+
+    async def on_start(
+        session: aiohttp.ClientSession, ctx: object, params: aiohttp.TraceRequestStartParams
+    ) -> None:
+        propagate.inject(params.headers)
+
+    config = aiohttp.TraceConfig()
+    config.on_request_start.append(on_start)
+    config.freeze()
+    return config
+
+
+class RouterNode:
+    name = "router"
+
+    def __init__(self, settings: Settings) -> None:
+        cfg = require(settings, "router", "nats_url", "auth_url", "registry_url", "secret_key")
+        otlp = str(settings.get("gateway.otlp_endpoint"))
+        self.tracing = Tracing("router", otlp_endpoint=otlp)
+        self.bus = NatsBus(
+            cfg["nats_url"],
+            name="router",
+            buffer_limit=int(settings.get("gateway.event_buffer")),
+            tracing=self.tracing,
+        )
+        token = service_token(cfg["secret_key"])
+        self.auth = ServiceClient("auth", cfg["auth_url"], token)
+        self.registry = RegistryClient(
+            ServiceClient("registry", cfg["registry_url"], token),
+            CredentialBox(cfg["secret_key"]),
+        )
+        redis_url = str(settings.get("gateway.redis_url"))
+        self.redis: RedisLimiter | None = RedisLimiter(redis_url) if redis_url else None
+        limiter: Limiter | None = self.redis
+        self.router = RouterService(
+            table=empty_table(),
+            verifier=HttpKeyVerifier(self.auth),
+            bus=self.bus,
+            options=router_options(settings),
+            limiter=limiter,
+        )
+        self.metrics = self.router.metrics.registry
+        self.metrics.register(StateCollector("gateway_router_mesh", self._state))
+        self.loaded = False
+        self._reload_wanted = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def _state(self) -> dict[str, float]:
+        return {
+            "usage_buffered": self.bus.buffered,
+            "usage_published": self.bus.published,
+            "usage_dropped": self.bus.dropped,
+            "usage_publish_errors": self.bus.publish_errors,
+            "bus_connected": float(self.bus.connected),
+            "routes_loaded": float(self.loaded),
+            "snapshot_version": float(self.registry.version or 0),
+        }
+
+    def routes(self) -> list[BaseRoute]:
+        skip = {"/healthz", "/readyz", "/metrics"}
+        return [r for r in self.router.routes() if getattr(r, "path", "") not in skip]
+
+    async def start(self) -> None:
+        await self.bus.start()
+        self.bus.subscribe(REGISTRY_CHANGED_SUBJECT, self._on_registry_changed)
+        self.bus.on_reconnect(self._resync)
+        await self.router.start()
+        session = self.router._session  # the upstream client the router owns
+        if session is not None:
+            session.trace_configs.append(upstream_trace_config())
+        self._reload_wanted.set()
+        self._tasks = [
+            asyncio.create_task(self._reloader(), name="router-snapshot"),
+            asyncio.create_task(self._periodic(), name="router-resync"),
+        ]
+
+    def _on_registry_changed(self, subject: str, payload: bytes) -> None:
+        self._reload_wanted.set()
+
+    def _resync(self) -> None:
+        # Events sent while we were away may be lost: forget cached keys, reload routes.
+        self.router.keys.on_auth_event(KEY_REVOKED_SUBJECT, b"{}")
+        self._reload_wanted.set()
+
+    async def _periodic(self) -> None:
+        while True:
+            await asyncio.sleep(RESYNC_INTERVAL)
+            self._reload_wanted.set()
+
+    async def _reloader(self) -> None:
+        """One reload at a time; bursts of change events collapse into one."""
+        delay = 0.2
+        while True:
+            await self._reload_wanted.wait()
+            self._reload_wanted.clear()
+            try:
+                table = await self.registry.snapshot()
+            except (ServiceUnavailable, SecretError, ValueError, KeyError) as exc:
+                log.warning("route snapshot not loaded", extra={"err": repr(exc)})
+                self._reload_wanted.set()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            delay = 0.2
+            self.router.replace_table(table)
+            self.loaded = True
+            log.info("route snapshot loaded", extra={"version": self.registry.version})
+
+    async def checks(self) -> dict[str, bool]:
+        auth_ok, registry_ok = await asyncio.gather(
+            self.auth.healthy(), self.registry.client.healthy()
+        )
+        out = {
+            "routes": self.loaded,
+            "nats": self.bus.connected,
+            "auth": auth_ok,
+            "registry": registry_ok,
+        }
+        if self.redis is not None:
+            out["redis"] = await self.redis.ping()
+        return out
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        # In-flight requests are done: publish what is buffered, then close.
+        await self.bus.close(grace=10.0)
+        await self.router.close()
+        await self.auth.close()
+        await self.registry.client.close()
