@@ -39,9 +39,9 @@ class AuthNode:
             admin_email=str(settings.get("gateway.admin_email")),
         )
         self.token = service_token(cfg["secret_key"])
+        self.started = False
         self.metrics = CollectorRegistry(auto_describe=True)
         self.metrics.register(StateCollector("gateway_auth", self._state))
-        self.started = False
 
     def _state(self) -> dict[str, float]:
         return {"bus_connected": float(self.bus.connected), "store_started": float(self.started)}

@@ -88,11 +88,11 @@ class RouterNode:
             options=router_options(settings),
             limiter=limiter,
         )
-        self.metrics = self.router.metrics.registry
-        self.metrics.register(StateCollector("gateway_router_mesh", self._state))
         self.loaded = False
         self._reload_wanted = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self.metrics = self.router.metrics.registry
+        self.metrics.register(StateCollector("gateway_router_mesh", self._state))
 
     def _state(self) -> dict[str, float]:
         return {
