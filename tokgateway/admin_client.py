@@ -1,12 +1,15 @@
 """How the CLI reaches the gateway's admin side: over HTTP when a gateway is
 running (admin key, or the control token it left in its data dir), directly on
-the SQLite file when none is."""
+the SQLite file when none is. With GATEWAY_AUTH_URL, GATEWAY_LEDGER_URL or
+GATEWAY_REGISTRY_URL set it talks to a mesh: keys to auth, usage to the ledger,
+providers/models/routes to the registry, with the admin key."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 from typing import Any, Protocol
+from urllib.parse import quote
 
 import httpx
 
@@ -28,6 +31,9 @@ class Admin(Protocol):
     def list_keys(self) -> list[dict[str, Any]]: ...
     def revoke_key(self, key_id: str) -> dict[str, Any]: ...
     def usage(self, params: dict[str, str]) -> list[dict[str, Any]]: ...
+    def registry_list(self, kind: str) -> list[dict[str, Any]]: ...
+    def registry_put(self, kind: str, body: dict[str, Any]) -> dict[str, Any]: ...
+    def registry_delete(self, kind: str, name: str) -> dict[str, Any]: ...
 
 
 def gateway_url(settings: Settings) -> str:
@@ -41,15 +47,18 @@ def gateway_url(settings: Settings) -> str:
 
 
 class HttpAdmin:
-    def __init__(self, url: str, token: str) -> None:
+    def __init__(self, url: str, token: str, bases: dict[str, str] | None = None) -> None:
+        """``bases`` maps an area (auth, ledger, registry) to its own service URL."""
         self.where = url
+        self._bases = {k: v.rstrip("/") for k, v in (bases or {}).items() if v}
         self._client = httpx.Client(
             base_url=url, headers={"authorization": f"Bearer {token}"}, timeout=30.0
         )
 
-    def _call(self, method: str, path: str, **kw: Any) -> Any:
+    def _call(self, method: str, path: str, area: str = "", **kw: Any) -> Any:
+        base = self._bases.get(area)
         try:
-            resp = self._client.request(method, path, **kw)
+            resp = self._client.request(method, base + path if base else path, **kw)
         except httpx.HTTPError as exc:
             raise AdminError(f"cannot reach the gateway at {self.where}: {exc}") from None
         if resp.status_code >= 400:
@@ -61,16 +70,26 @@ class HttpAdmin:
         return resp.json()
 
     def create_key(self, params: dict[str, Any]) -> dict[str, Any]:
-        return dict(self._call("POST", "/admin/keys", json=params))
+        return dict(self._call("POST", "/admin/keys", "auth", json=params))
 
     def list_keys(self) -> list[dict[str, Any]]:
-        return list(self._call("GET", "/admin/keys")["data"])
+        return list(self._call("GET", "/admin/keys", "auth")["data"])
 
     def revoke_key(self, key_id: str) -> dict[str, Any]:
-        return dict(self._call("POST", f"/admin/keys/{key_id}/revoke"))
+        return dict(self._call("POST", f"/admin/keys/{key_id}/revoke", "auth"))
 
     def usage(self, params: dict[str, str]) -> list[dict[str, Any]]:
-        return list(self._call("GET", "/admin/usage", params=params)["data"])
+        return list(self._call("GET", "/admin/usage", "ledger", params=params)["data"])
+
+    def registry_list(self, kind: str) -> list[dict[str, Any]]:
+        return list(self._call("GET", f"/admin/{kind}", "registry")["data"])
+
+    def registry_put(self, kind: str, body: dict[str, Any]) -> dict[str, Any]:
+        return dict(self._call("POST", f"/admin/{kind}", "registry", json=body))
+
+    def registry_delete(self, kind: str, name: str) -> dict[str, Any]:
+        path = f"/admin/{kind}/{quote(name, safe='')}"
+        return dict(self._call("DELETE", path, "registry"))
 
 
 class LocalAdmin:
@@ -146,8 +165,39 @@ class LocalAdmin:
 
         return list(self._run(op))
 
+    def registry_list(self, kind: str) -> list[dict[str, Any]]:
+        from tokgateway.registry.service import RegistryService
+
+        registry = RegistryService(self.settings, InProcessBus())
+        lists = {
+            "providers": registry.providers_public,
+            "models": registry.models_public,
+            "routes": registry.routes_public,
+        }
+        return lists[kind]()
+
+    def registry_put(self, kind: str, body: dict[str, Any]) -> dict[str, Any]:
+        raise AdminError(self._stopped_registry)
+
+    def registry_delete(self, kind: str, name: str) -> dict[str, Any]:
+        raise AdminError(self._stopped_registry)
+
+    _stopped_registry = (
+        "no gateway is running: change the INI files (the registry loads them at start), "
+        "or start the gateway and run this again"
+    )
+
 
 def connect(settings: Settings) -> Admin:
+    bases = {
+        area: str(settings.get(f"gateway.{area}_url")) for area in ("auth", "ledger", "registry")
+    }
+    if any(bases.values()):
+        token = str(settings.get("gateway.admin_key"))
+        if not token:
+            raise AdminError("a mesh needs the admin key: set GATEWAY_ADMIN_KEY")
+        first = next(v for v in bases.values() if v)
+        return HttpAdmin(first, token, bases)
     url = gateway_url(settings)
     try:
         alive = httpx.get(url + "/healthz", timeout=1.0).status_code == 200

@@ -231,6 +231,10 @@ def build_parser() -> argparse.ArgumentParser:
     usage.add_argument("--group-by", choices=("model", "provider", "key", "day"))
     usage.add_argument("--json", action="store_true")
     usage.set_defaults(func=cmd_usage)
+
+    from tokgateway.mesh_cli import add_registry_commands
+
+    add_registry_commands(sub)
     return p
 
 
