@@ -258,3 +258,38 @@ def test_responses_create(server: tuple[str, Any], name: str) -> None:
         assert response.usage is not None and response.usage.total_tokens == 52
     else:
         assert response.status == "incomplete"
+
+
+# OpenAI chat clients on Gemini
+
+
+def test_openai_stream_over_gemini(server: tuple[str, Any]) -> None:
+    base, state = server
+    _replay_stream(state, "gemini_to_chat_stream__tools")
+    with _openai(base).chat.completions.stream(
+        model="m", messages=[{"role": "user", "content": "hi"}]
+    ) as stream:
+        final = stream.get_final_completion()
+    message = final.choices[0].message
+    assert message.content == "Hello"
+    calls = [(c.id, c.function.arguments) for c in message.tool_calls or []]  # type: ignore[union-attr]
+    assert calls == [("call_001__ts_Sig-_w", '{"city":"Oslo"}'), ("call_002", '{"city":"Bergen"}')]
+    assert final.usage is not None and final.usage.completion_tokens == 12
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "gemini_response_to_chat__tools",
+        "gemini_response_to_chat__blocked",
+        "gemini_response_to_chat__length",
+    ],
+)
+def test_openai_create_over_gemini(server: tuple[str, Any], name: str) -> None:
+    base, state = server
+    state.body = orjson.dumps(run(load(name)))
+    state.content_type = "application/json"
+    completion = _openai(base).chat.completions.create(
+        model="m", messages=[{"role": "user", "content": "hi"}]
+    )
+    assert completion.choices[0].finish_reason in ("tool_calls", "content_filter", "length")
