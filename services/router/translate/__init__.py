@@ -35,13 +35,21 @@ OpenAI Responses client, OpenAI Chat upstream (``responses_via_chat*``)
         .feed(chunk: dict) -> list[bytes], .finish() -> list[bytes]
         .response -> final Response object (after finish), .usage -> Usage | None
 
-Gemini (``gemini``), used by the Gemini provider adapter
-    chat_request_to_gemini(body) -> generateContent body
+Gemini (module ``tokgateway.router.translate.gemini``, used by
+``tokgateway.router.providers.gemini.GeminiProvider``)
+    chat_request_to_gemini(chat_body) -> generateContent body (model goes in the URL: model_path)
     gemini_response_to_chat(body, model, *, ids=new_id, created=None) -> chat body
     GeminiToChatStream(model, include_usage, *, ids=new_id, created=None)
-        .feed(chunk: dict) -> list[bytes], .finish() -> list[bytes]
-    embeddings_request_to_gemini(body, model) / gemini_embeddings_to_openai(body, request, model)
+        .feed(chunk: dict) -> list[bytes], .finish() -> list[bytes] (ends with ``[DONE]``)
+    embeddings_request_to_gemini(body, model) -> batchEmbedContents body
+    gemini_embeddings_to_openai(body, request, model) -> embeddings list
     gemini_error_to_openai(body: bytes) -> bytes
+
+Streams: decode the upstream SSE with ``tokgateway.common.sse.SSEDecoder``,
+feed each event's parsed JSON (skip OpenAI's ``data: [DONE]``), write every
+returned ``bytes`` to the client in order, and call ``finish()`` exactly once
+when the upstream ends (also after an error chunk: it then adds what the
+client format needs, possibly nothing). ``usage`` is the upstream's own count.
 """
 
 from tokgateway.router.translate._common import RAW_ARGUMENTS_KEY, IdFactory, new_id
