@@ -40,7 +40,7 @@ async def test_batches_are_idempotent_and_flushed_on_close(tmp_path: Path) -> No
     assert {r["group"]: r["requests"] for r in rows} == {"a": 4, "b": 3}
     assert sum(r["cost_usd"] for r in rows) == 3.5
     assert ledger.bad_events == 1
-    await ledger.db.close()
+    await ledger.close()
 
 
 async def test_failed_write_is_retried_not_lost() -> None:
