@@ -43,6 +43,7 @@ def router_options(settings: Settings) -> RouterOptions:
         max_connections=int(settings.get("gateway.upstream_max_connections")),
         key_cache_ttl=float(settings.get("gateway.key_cache_ttl")),
         access_log=bool(settings.get("gateway.access_log")),
+        work_mode=str(settings.get("gateway.work_mode")),
     )
 
 

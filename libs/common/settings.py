@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 ENVIRONMENTS = ("dev", "test", "live")
-PROVIDER_KINDS = ("openai", "anthropic", "openai-compatible", "echo")
+PROVIDER_KINDS = ("openai", "anthropic", "openai-compatible", "gemini", "azure", "echo")
 WORK_MODES = ("auto", "passthrough", "translation")
 LAYER_DEFAULT = "default"
 LAYER_ENV = "environment"
@@ -157,6 +157,7 @@ PROVIDER_KEYS: dict[str, Callable[[str], Any]] = {
     "api_key_env": _text,
     "timeout": _parse_float,
     "anthropic_version": _text,
+    "api_version": _text,
 }
 _KEY_INDEX = {(k.section, k.name): k for k in KEYS}
 
@@ -169,6 +170,7 @@ class ProviderConfig:
     api_key: str = field(default="", repr=False)
     timeout: float | None = None
     anthropic_version: str = "2023-06-01"
+    api_version: str = ""
 
     def __repr__(self) -> str:
         return (
@@ -213,6 +215,7 @@ class Setting:
 DEFAULT_BASE_URLS = {
     "openai": "https://api.openai.com/v1",
     "anthropic": "https://api.anthropic.com",
+    "gemini": "https://generativelanguage.googleapis.com/v1beta",
     "echo": "",
 }
 
@@ -475,8 +478,8 @@ def _build_providers(
                 f"[provider.{name}] kind: missing (one of {', '.join(PROVIDER_KINDS)})"
             )
         base_url = str(fields.get("base_url") or DEFAULT_BASE_URLS.get(kind, ""))
-        if kind == "openai-compatible" and not base_url:
-            raise ConfigError(f"[provider.{name}] base_url: required for kind openai-compatible")
+        if kind in ("openai-compatible", "azure") and not base_url:
+            raise ConfigError(f"[provider.{name}] base_url: required for kind {kind}")
         api_key = str(fields.get("api_key", ""))
         key_env = str(fields.get("api_key_env", ""))
         if key_env and not api_key:
@@ -488,6 +491,7 @@ def _build_providers(
             api_key=api_key,
             timeout=fields.get("timeout"),
             anthropic_version=str(fields.get("anthropic_version") or "2023-06-01"),
+            api_version=str(fields.get("api_version") or ""),
         )
     if not provider_raw:
         if env.get("OPENAI_API_KEY"):

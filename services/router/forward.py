@@ -5,16 +5,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from tokgateway.common.errors import (
-    ApiFormat,
-    BadRequest,
-    GatewayError,
-    UpstreamStatusError,
-    UpstreamUnavailable,
-)
+from tokgateway.common.errors import GatewayError, UpstreamStatusError, UpstreamUnavailable
 from tokgateway.common.routing import Resolution
+from tokgateway.router.bridge import Plan, plan_for
 from tokgateway.router.providers import Provider, UpstreamCall, UpstreamResponse
 from tokgateway.router.providers.base import Endpoint
 from tokgateway.router.providers.http import body_error
@@ -22,27 +18,30 @@ from tokgateway.router.relay import Meter
 from tokgateway.router.settle import RequestInfo
 
 PASSED_RETRY_HEADERS = ("retry-after", "retry-after-ms")
-ENDPOINT_PATHS = {
-    "chat": "/v1/chat/completions",
-    "completions": "/v1/completions",
-    "embeddings": "/v1/embeddings",
-    "messages": "/v1/messages",
-    "count_tokens": "/v1/messages/count_tokens",
-}
+
+
+@dataclass(slots=True)
+class Forwarded:
+    response: UpstreamResponse
+    plan: Plan
+    strip_usage: bool  # the gateway asked for the usage chunk; the client did not
 
 
 def upstream_body(
-    body: dict[str, Any], endpoint: str, upstream_model: str, fmt: ApiFormat
+    body: dict[str, Any],
+    plan: Plan,
+    upstream_model: str,
+    history: list[dict[str, Any]] | None = None,
 ) -> tuple[dict[str, Any], bool]:
     """The body sent upstream and whether the usage chunk must be stripped again."""
-    out = dict(body)
+    out = plan.request(body, history) if plan.request is not None else dict(body)
     out["model"] = upstream_model
     strip = False
-    if fmt == "openai" and endpoint in ("chat", "completions") and body.get("stream"):
-        opts = body.get("stream_options")
+    if plan.endpoint in ("chat", "completions") and out.get("stream"):
+        opts = out.get("stream_options")
         if not (isinstance(opts, dict) and opts.get("include_usage")):
             out["stream_options"] = {**(opts or {}), "include_usage": True}
-            strip = True
+            strip = plan.request is None  # translators decide for themselves
     return out, strip
 
 
@@ -50,35 +49,34 @@ async def forward(
     resolution: Resolution,
     providers: Mapping[str, Provider],
     endpoint: Endpoint,
-    fmt: ApiFormat,
     body: dict[str, Any],
     headers: Mapping[str, str],
     info: RequestInfo,
     meter: Meter,
-) -> tuple[UpstreamResponse, bool]:
+    *,
+    work_mode: str = "auto",
+    history: list[dict[str, Any]] | None = None,
+) -> Forwarded:
     last: GatewayError | None = None
     deployments = resolution.deployments
     for i, dep in enumerate(deployments):
         provider = providers.get(dep.provider.name)
-        if provider is None or not provider.supports(endpoint):
-            last = BadRequest(
-                f"Model `{resolution.model}` is routed to provider `{dep.provider.name}` "
-                f"({dep.provider.kind}), which does not serve {ENDPOINT_PATHS[endpoint]}.",
-                code="unsupported_endpoint",
-                param="model",
-            )
+        if provider is None:
+            last = UpstreamUnavailable(f"Provider `{dep.provider.name}` is not loaded.")
             continue
-        call_body, strip = upstream_body(body, endpoint, dep.upstream_model, fmt)
+        try:
+            plan = plan_for(endpoint, provider, work_mode)
+            call_body, strip = upstream_body(body, plan, dep.upstream_model, history)
+        except GatewayError as err:
+            last = err
+            continue
         info.provider = dep.provider.name
         info.upstream_model = dep.upstream_model
         info.attempts += 1
         meter.upstream_started = time.perf_counter()
         try:
-            resp = await provider.send(UpstreamCall(endpoint, call_body, info.stream, headers))
-        except UpstreamUnavailable as err:
-            last = err
-            continue
-        except GatewayError as err:  # timeouts
+            resp = await provider.send(UpstreamCall(plan.endpoint, call_body, info.stream, headers))
+        except GatewayError as err:  # unreachable, timed out
             last = err
             continue
         meter.upstream_headers = time.perf_counter()
@@ -98,6 +96,6 @@ async def forward(
                 continue
             meter.upstream_done = time.perf_counter()
             raise status_err
-        return resp, strip
+        return Forwarded(resp, plan, strip)
     assert last is not None
     raise last

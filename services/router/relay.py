@@ -7,11 +7,11 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
-from tokgateway.common.errors import GatewayError, UpstreamError, stream_error_event
-from tokgateway.common.sse import DONE, SSEDecoder, encode_data, encode_event
+from tokgateway.common.errors import ApiFormat, GatewayError, UpstreamError, stream_error_event
+from tokgateway.common.sse import DONE, SSEDecoder, SSEEvent, encode_data, encode_event
 from tokgateway.router.usage import Usage, from_anthropic, from_openai
 
 
@@ -157,3 +157,97 @@ def _anthropic_event(name: str | None, data: bytes, meter: Meter) -> bytes:
         meter.content_chunks += 1
         meter.content_chars += len(data) // 4
     return encode_event(kind, data)
+
+
+class _Translator(Protocol):
+    def feed(self, event: SSEEvent) -> list[bytes]: ...
+
+    def finish(self) -> list[bytes]: ...
+
+    @property
+    def usage(self) -> Usage | None: ...
+
+    @property
+    def error(self) -> str | None: ...
+
+
+async def relay_translated(
+    chunks: AsyncIterator[bytes], meter: Meter, translator: _Translator, client_fmt: ApiFormat
+) -> AsyncGenerator[bytes, None]:
+    """Upstream SSE in one API, client SSE in another, event by event."""
+    decoder = SSEDecoder()
+    try:
+        async for raw in chunks:
+            if meter.first_chunk is None:
+                meter.first_chunk = time.perf_counter()
+            for ev in decoder.feed(raw):
+                if ev.data and ev.data != b"[DONE]":
+                    meter.content_chunks += 1
+                    meter.content_chars += len(ev.data) // 4
+                for out in translator.feed(ev):
+                    yield out
+        for ev in decoder.flush():
+            for out in translator.feed(ev):
+                yield out
+    except UpstreamError as err:
+        meter.error = err
+        meter.usage = translator.usage
+        meter.upstream_done = time.perf_counter()
+        yield stream_error_event(err, client_fmt)
+        return
+    meter.upstream_done = time.perf_counter()
+    for out in translator.finish():
+        yield out
+    meter.usage = translator.usage
+    if translator.error:
+        meter.in_stream_error = translator.error
+
+
+async def relay_responses(
+    chunks: AsyncIterator[bytes], meter: Meter
+) -> AsyncGenerator[bytes, None]:
+    """OpenAI Responses SSE passed through; usage read from the final event."""
+    decoder = SSEDecoder()
+
+    def one(ev: SSEEvent) -> bytes:
+        name = ev.event
+        if name in ("response.completed", "response.incomplete", "response.failed", "error") or (
+            name is None and b'"response.completed"' in ev.data[:40]
+        ):
+            try:
+                obj: Any = orjson.loads(ev.data)
+            except orjson.JSONDecodeError:
+                obj = None
+            if isinstance(obj, dict):
+                name = name or str(obj.get("type"))
+                response = obj.get("response")
+                if isinstance(response, dict):
+                    meter.usage = from_openai(response.get("usage")) or meter.usage
+                if name in ("response.failed", "error"):
+                    meter.in_stream_error = str(obj.get("message") or name)
+        elif ev.data and b"delta" in ev.data[:60]:
+            meter.content_chunks += 1
+            meter.content_chars += len(ev.data) // 4
+        return encode_event(name, ev.data) if name else encode_data(ev.data)
+
+    try:
+        async for raw in chunks:
+            if meter.first_chunk is None:
+                meter.first_chunk = time.perf_counter()
+            for ev in decoder.feed(raw):
+                yield one(ev)
+        for ev in decoder.flush():
+            yield one(ev)
+    except UpstreamError as err:
+        meter.error = err
+        payload = orjson.dumps(
+            {
+                "type": "error",
+                "code": "upstream_error",
+                "message": err.message,
+                "param": None,
+                "sequence_number": 0,
+            }
+        )
+        yield encode_event("error", payload)
+    meter.upstream_done = time.perf_counter()

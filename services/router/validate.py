@@ -134,3 +134,14 @@ def prompt_chars(body: dict[str, Any]) -> int:
         if isinstance(value, str):
             total += len(value)
     return total
+
+
+def check_responses(body: dict[str, Any]) -> tuple[str, bool]:
+    model = _model(body)
+    value = body.get("input")
+    if value is not None and not isinstance(value, str | list):
+        raise BadRequest("'input' must be a string or an array of items.", param="input")
+    if value is None and body.get("previous_response_id") is None:
+        raise BadRequest("'input' is required.", param="input")
+    _positive_int(body, "max_output_tokens")
+    return model, _stream(body)

@@ -109,6 +109,13 @@ class OpenAIProvider(HttpProvider):
         return {}
 
 
+class OpenAICompatibleProvider(OpenAIProvider):
+    """Local servers and community endpoints: the Chat, completions and embeddings
+    APIs; the Responses API is served through translation to Chat."""
+
+    endpoints = frozenset({"chat", "completions", "embeddings"})
+
+
 class AnthropicProvider(HttpProvider):
     api_format = "anthropic"
     endpoints = frozenset({"messages", "count_tokens"})

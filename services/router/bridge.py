@@ -1,0 +1,259 @@
+"""Which upstream API serves a client's API on a given provider, and the
+translators that carry requests, responses and streams across.
+
+    client API          provider speaks      path
+    chat                chat                 passthrough
+    chat                messages             chat -> messages -> chat
+    messages            messages             passthrough
+    messages            chat                 messages -> chat -> messages
+    responses           responses            passthrough
+    responses           chat                 responses -> chat -> responses
+    responses           messages             responses -> chat -> messages -> chat -> responses
+
+``work_mode``: auto passes through when the provider speaks the client's API
+and translates otherwise; passthrough refuses where translation would be
+needed; translation translates whenever the provider speaks another API."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import orjson
+from tokgateway.common.errors import ApiFormat, BadRequest
+from tokgateway.common.sse import SSEEvent
+from tokgateway.router.providers.base import Endpoint, Provider
+from tokgateway.router.translate import (
+    ChatToMessagesStream,
+    ChatToResponsesStream,
+    MessagesToChatStream,
+    chat_request_to_messages,
+    chat_response_to_message,
+    chat_response_to_response,
+    message_to_chat_response,
+    messages_request_to_chat,
+    responses_request_to_chat,
+    stream_include_usage,
+)
+from tokgateway.router.usage import Usage
+
+JSON = dict[str, Any]
+CLIENT_FORMAT: dict[str, ApiFormat] = {
+    "chat": "openai",
+    "completions": "openai",
+    "embeddings": "openai",
+    "responses": "openai",
+    "messages": "anthropic",
+    "count_tokens": "anthropic",
+}
+API_NAMES = {
+    "chat": "OpenAI Chat",
+    "messages": "Anthropic Messages",
+    "responses": "OpenAI Responses",
+    "completions": "OpenAI completions",
+    "embeddings": "OpenAI embeddings",
+    "count_tokens": "Anthropic count_tokens",
+}
+
+
+class StreamTranslator(Protocol):
+    def feed(self, event: SSEEvent) -> list[bytes]: ...
+
+    def finish(self) -> list[bytes]: ...
+
+    @property
+    def usage(self) -> Usage | None: ...
+
+    @property
+    def error(self) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class StreamContext:
+    model: str  # the model name the client asked for
+    body: JSON  # the client's request body
+    input_estimate: int
+
+
+@dataclass(frozen=True)
+class Plan:
+    endpoint: Endpoint  # the upstream API called
+    upstream_format: ApiFormat  # how its usage and events are read
+    # (client body, earlier conversation for previous_response_id) -> upstream body
+    request: Callable[[JSON, list[JSON] | None], JSON] | None = None
+    response: Callable[[JSON, JSON, str], JSON] | None = None  # (upstream, client body, model)
+    stream: Callable[[StreamContext], StreamTranslator] | None = None
+
+    @property
+    def translated(self) -> bool:
+        return self.request is not None
+
+
+def _load(event: SSEEvent) -> JSON | None:
+    if event.data == b"[DONE]" or not event.data:
+        return None
+    try:
+        obj = orjson.loads(event.data)
+    except orjson.JSONDecodeError:
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def _error_text(err: Any) -> str | None:
+    if err is None:
+        return None
+    if isinstance(err, dict):
+        return str(err.get("message") or err)
+    return str(err)
+
+
+class _ChatIn:
+    """Upstream OpenAI Chat SSE, fed to a translator that takes chunk dicts."""
+
+    def __init__(self, inner: ChatToMessagesStream | ChatToResponsesStream) -> None:
+        self.inner = inner
+
+    def feed(self, event: SSEEvent) -> list[bytes]:
+        obj = _load(event)
+        return [] if obj is None else self.inner.feed(obj)
+
+    def finish(self) -> list[bytes]:
+        return self.inner.finish()
+
+    @property
+    def usage(self) -> Usage | None:
+        return self.inner.usage
+
+    @property
+    def error(self) -> str | None:
+        return _error_text(getattr(self.inner, "error", None))
+
+
+class _MessagesIn:
+    """Upstream Anthropic SSE, fed to the Messages -> Chat translator."""
+
+    def __init__(self, inner: MessagesToChatStream) -> None:
+        self.inner = inner
+
+    def feed(self, event: SSEEvent) -> list[bytes]:
+        obj = _load(event)
+        return [] if obj is None else self.inner.feed(event.event, obj)
+
+    def finish(self) -> list[bytes]:
+        return self.inner.finish()
+
+    @property
+    def usage(self) -> Usage | None:
+        return self.inner.usage
+
+    @property
+    def error(self) -> str | None:
+        return _error_text(self.inner.error)
+
+
+class _Chained:
+    """Anthropic SSE -> Chat SSE -> Responses SSE (a Responses client on a
+    Messages-only provider)."""
+
+    def __init__(self, first: MessagesToChatStream, second: ChatToResponsesStream) -> None:
+        self.first = _MessagesIn(first)
+        self.second = second
+
+    def _pipe(self, pieces: list[bytes]) -> list[bytes]:
+        out: list[bytes] = []
+        for piece in pieces:
+            if not piece.startswith(b"data: ") or piece.startswith(b"data: [DONE]"):
+                continue
+            obj = orjson.loads(piece[6:].strip())
+            if isinstance(obj, dict):
+                out += self.second.feed(obj)
+        return out
+
+    def feed(self, event: SSEEvent) -> list[bytes]:
+        return self._pipe(self.first.feed(event))
+
+    def finish(self) -> list[bytes]:
+        return self._pipe(self.first.finish()) + self.second.finish()
+
+    @property
+    def usage(self) -> Usage | None:
+        return self.first.usage
+
+    @property
+    def error(self) -> str | None:
+        return self.first.error
+
+
+def _responses_via_messages_request(body: JSON, history: list[JSON] | None) -> JSON:
+    return chat_request_to_messages(responses_request_to_chat(body, history))
+
+
+def _messages_to_responses(upstream: JSON, body: JSON, model: str) -> JSON:
+    return chat_response_to_response(message_to_chat_response(upstream, model=model), body)
+
+
+PASSTHROUGH = {
+    ep: Plan(ep, "anthropic" if ep in ("messages", "count_tokens") else "openai")
+    for ep in ("chat", "completions", "embeddings", "messages", "count_tokens", "responses")
+}
+MESSAGES_VIA_CHAT = Plan(
+    "chat",
+    "openai",
+    request=lambda body, _: messages_request_to_chat(body),
+    response=lambda up, body, model: chat_response_to_message(up, model=model),
+    stream=lambda ctx: _ChatIn(ChatToMessagesStream(ctx.model, input_tokens=ctx.input_estimate)),
+)
+CHAT_VIA_MESSAGES = Plan(
+    "messages",
+    "anthropic",
+    request=lambda body, _: chat_request_to_messages(body),
+    response=lambda up, body, model: message_to_chat_response(up, model=model),
+    stream=lambda ctx: _MessagesIn(MessagesToChatStream(ctx.model, stream_include_usage(ctx.body))),
+)
+RESPONSES_VIA_CHAT = Plan(
+    "chat",
+    "openai",
+    request=responses_request_to_chat,
+    response=lambda up, body, model: chat_response_to_response(up, body),
+    stream=lambda ctx: _ChatIn(ChatToResponsesStream(ctx.body)),
+)
+RESPONSES_VIA_MESSAGES = Plan(
+    "messages",
+    "anthropic",
+    request=_responses_via_messages_request,
+    response=_messages_to_responses,
+    stream=lambda ctx: _Chained(
+        MessagesToChatStream(ctx.model, True), ChatToResponsesStream(ctx.body)
+    ),
+)
+TRANSLATIONS: dict[str, tuple[Plan, ...]] = {
+    "chat": (CHAT_VIA_MESSAGES,),
+    "messages": (MESSAGES_VIA_CHAT,),
+    "responses": (RESPONSES_VIA_CHAT, RESPONSES_VIA_MESSAGES),
+}
+
+
+def plan_for(endpoint: Endpoint, provider: Provider, work_mode: str) -> Plan:
+    native = provider.supports(endpoint)
+    options = [p for p in TRANSLATIONS.get(endpoint, ()) if provider.supports(p.endpoint)]
+    if work_mode == "translation" and options:
+        return options[0]
+    if native:
+        return PASSTHROUGH[endpoint]
+    if options and work_mode != "passthrough":
+        return options[0]
+    served = sorted(API_NAMES[e] for e in provider.endpoints if e in API_NAMES)
+    if options:
+        raise BadRequest(
+            f"Provider `{provider.name}` speaks {', '.join(served)}, not "
+            f"{API_NAMES[endpoint]}, and work_mode is passthrough: set work_mode = auto or "
+            f"translation to translate.",
+            code="translation_disabled",
+        )
+    raise BadRequest(
+        f"Provider `{provider.name}` ({provider.kind}) cannot serve {API_NAMES[endpoint]} "
+        f"requests (it speaks {', '.join(served) or 'nothing this endpoint needs'}).",
+        code="unsupported_endpoint",
+        param="model",
+    )

@@ -1,0 +1,292 @@
+"""The request path of one /v1 call
+
+    authenticate -> authorize -> resolve -> forward -> respond -> settle
+
+Each step is a small method; ``handle`` only chains them. Every request that
+reaches a handler settles exactly once, whatever happens."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp
+from tokgateway.common.contracts import KeyInfo
+from tokgateway.common.errors import Forbidden, GatewayError, InternalError, RateLimited
+from tokgateway.common.http import JSONResponse, error_response, read_json
+from tokgateway.common.keys import bearer_token
+from tokgateway.common.routing import RouteTable
+from tokgateway.router import validate
+from tokgateway.router.bridge import CLIENT_FORMAT, StreamContext
+from tokgateway.router.forward import Forwarded, forward
+from tokgateway.router.keycache import KeyCache
+from tokgateway.router.limits import Limiter
+from tokgateway.router.relay import (
+    Meter,
+    relay_anthropic,
+    relay_openai,
+    relay_responses,
+    relay_translated,
+)
+from tokgateway.router.responses_store import ResponseStore
+from tokgateway.router.settle import RequestInfo, Settler
+from tokgateway.router.streaming import StreamResponse
+from tokgateway.router.translate import conversation_after, responses_request_to_chat
+from tokgateway.router.usage import estimate_tokens, from_anthropic, from_openai
+
+if TYPE_CHECKING:
+    from tokgateway.router.providers import Provider
+    from tokgateway.router.providers.base import Endpoint
+
+log = logging.getLogger("tokgateway.router")
+
+Checker = Callable[[dict[str, Any]], tuple[str, bool]]
+CHECKS: dict[str, Checker] = {
+    "chat": validate.check_chat,
+    "completions": validate.check_completions,
+    "embeddings": validate.check_embeddings,
+    "messages": validate.check_messages,
+    "count_tokens": lambda b: validate.check_messages(b, count_only=True),
+    "responses": validate.check_responses,
+}
+
+
+def _request_id() -> str:
+    return "req_" + secrets.token_hex(12)
+
+
+def _ids(info: RequestInfo) -> dict[str, str]:
+    return {"x-request-id": info.request_id, "request-id": info.request_id}
+
+
+@dataclass
+class PipelineDeps:
+    keys: KeyCache
+    limiter: Limiter
+    settler: Settler
+    responses: ResponseStore
+    max_body_bytes: int
+    work_mode: str
+
+
+class Pipeline:
+    def __init__(
+        self,
+        deps: PipelineDeps,
+        table: Callable[[], RouteTable],
+        providers: Callable[[], dict[str, Provider]],
+    ) -> None:
+        self.deps = deps
+        self._table = table
+        self._providers = providers
+
+    async def authenticate(self, request: Request) -> KeyInfo:
+        headers = request.headers
+        token = bearer_token(headers.get("authorization"), headers.get("x-api-key"))
+        return await self.deps.keys.authenticate(token)
+
+    async def authorize(self, key: KeyInfo, model: str, target: str) -> None:
+        if key.models and not any(
+            fnmatchcase(model, p) or fnmatchcase(target, p) for p in key.models
+        ):
+            raise Forbidden(
+                f"This API key may not use model `{model}`.",
+                code="model_not_allowed",
+                param="model",
+            )
+        if key.rpm:
+            wait = await self.deps.limiter.hit(key.id, key.rpm)
+            if wait is not None:
+                raise RateLimited(
+                    f"Rate limit of {key.rpm} requests per minute reached for this key "
+                    f"(gateway limit). Retry in {wait:.0f} s.",
+                    code="gateway_rate_limit",
+                    headers={"retry-after": str(max(1, round(wait)))},
+                )
+
+    def _history(self, endpoint: str, body: dict[str, Any]) -> list[dict[str, Any]] | None:
+        if endpoint != "responses":
+            return None
+        prev = body.get("previous_response_id")
+        if prev is None:
+            return None
+        found = self.deps.responses.get(str(prev))
+        if found is None:
+            from tokgateway.common.errors import NotFound
+
+            raise NotFound(
+                f"Previous response with id '{prev}' not found.",
+                code="previous_response_not_found",
+                param="previous_response_id",
+            )
+        return found
+
+    async def handle(self, request: Request, endpoint: Endpoint) -> ASGIApp:
+        fmt = CLIENT_FORMAT[endpoint]
+        meter = Meter()
+        table = self._table()
+        info = RequestInfo(request_id=_request_id(), route=request.url.path)
+        body: dict[str, Any] = {}
+        try:
+            info.key = await self.authenticate(request)
+            body = await read_json(request, self.deps.max_body_bytes)
+            info.model, info.stream = CHECKS[endpoint](body)
+            resolution = table.resolve(info.model)
+            await self.authorize(info.key, info.model, resolution.target)
+            info.prompt_estimate = estimate_tokens(validate.prompt_chars(body))
+            providers = self._providers()
+            if endpoint == "count_tokens":
+                local = self._count_locally(resolution.deployments[0].provider.name, providers)
+                if local:
+                    return self._local_count(body, info, meter, table)
+            history = self._history(endpoint, body)
+            fwd = await forward(
+                resolution,
+                providers,
+                endpoint,
+                body,
+                request.headers,
+                info,
+                meter,
+                work_mode=self.deps.work_mode,
+                history=history,
+            )
+        except GatewayError as err:
+            info.status = err.http_status
+            self.deps.settler.settle(info, meter, table.prices, err)
+            return error_response(err, fmt, **_ids(info))
+        except Exception as exc:  # a bug: never leave a request unsettled
+            log.exception("internal error", extra={"request_id": info.request_id})
+            internal = InternalError(f"Internal gateway error ({type(exc).__name__}).")
+            info.status = 500
+            self.deps.settler.settle(info, meter, table.prices, internal)
+            return error_response(internal, fmt, **_ids(info))
+
+        info.status = fwd.response.status
+        if fwd.response.chunks is None:
+            return self._complete(fwd, endpoint, body, history, info, meter, table)
+        return self._stream(fwd, endpoint, body, history, info, meter, table)
+
+    @staticmethod
+    def _count_locally(provider: str, providers: dict[str, Provider]) -> bool:
+        p = providers.get(provider)
+        return p is None or not p.supports("count_tokens")
+
+    def _local_count(
+        self, body: dict[str, Any], info: RequestInfo, meter: Meter, table: RouteTable
+    ) -> Response:
+        """count_tokens for providers without one: an estimate (no tokenizer of
+        every model ships with the gateway)."""
+        tools = body.get("tools")
+        extra = len(orjson.dumps(tools)) if tools else 0
+        count = info.prompt_estimate + estimate_tokens(extra)
+        self.deps.settler.settle(info, meter, None)
+        return JSONResponse({"input_tokens": count}, headers=_ids(info))
+
+    def _complete(
+        self,
+        fwd: Forwarded,
+        endpoint: str,
+        body: dict[str, Any],
+        history: list[dict[str, Any]] | None,
+        info: RequestInfo,
+        meter: Meter,
+        table: RouteTable,
+    ) -> Response:
+        meter.upstream_done = time.perf_counter()
+        raw = fwd.response.body or b""
+        plan = fwd.plan
+        try:
+            obj = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            obj = None
+        if isinstance(obj, dict):
+            usage = obj.get("usage")
+            if plan.upstream_format == "anthropic":
+                meter.usage = from_anthropic(usage) if isinstance(usage, dict) else None
+            else:
+                meter.usage = from_openai(usage)
+            if plan.response is not None:
+                try:
+                    out = plan.response(obj, body, info.model)
+                except GatewayError as err:
+                    info.status = err.http_status
+                    self.deps.settler.settle(info, meter, table.prices, err)
+                    return error_response(err, CLIENT_FORMAT[endpoint], **_ids(info))
+                if endpoint == "responses":
+                    self._remember(body, history, out)
+                raw = orjson.dumps(out)
+        event = self.deps.settler.settle(info, meter, table.prices)
+        headers = _ids(info)
+        headers["x-gateway-overhead-ms"] = f"{event.overhead_ms or 0:.3f}"
+        return Response(
+            raw, status_code=fwd.response.status, headers=headers, media_type="application/json"
+        )
+
+    def _remember(
+        self, body: dict[str, Any], history: list[dict[str, Any]] | None, response: dict[str, Any]
+    ) -> None:
+        if body.get("store") is False or not isinstance(response.get("id"), str):
+            return
+        chat_request = responses_request_to_chat(body, history)
+        self.deps.responses.put(response["id"], conversation_after(body, chat_request, response))
+
+    def _stream(
+        self,
+        fwd: Forwarded,
+        endpoint: str,
+        body: dict[str, Any],
+        history: list[dict[str, Any]] | None,
+        info: RequestInfo,
+        meter: Meter,
+        table: RouteTable,
+    ) -> StreamResponse:
+        chunks = fwd.response.chunks
+        assert chunks is not None
+        plan = fwd.plan
+        fmt = CLIENT_FORMAT[endpoint]
+        translator = None
+        if plan.stream is not None:
+            ctx = StreamContext(info.model, body, info.prompt_estimate)
+            translator = plan.stream(ctx)
+            relay = relay_translated(chunks, meter, translator, fmt)
+        elif plan.endpoint == "messages":
+            relay = relay_anthropic(chunks, meter)
+        elif plan.endpoint == "responses":
+            relay = relay_responses(chunks, meter)
+        else:
+            relay = relay_openai(chunks, meter, strip_usage=fwd.strip_usage)
+        close = fwd.response.close
+
+        async def stream_body() -> AsyncIterator[bytes]:
+            finished = False
+            try:
+                async for piece in relay:
+                    yield piece
+                finished = True
+            finally:
+                if not finished:
+                    meter.client_gone = meter.error is None
+                await relay.aclose()
+                await close()
+                if finished and endpoint == "responses" and translator is not None:
+                    final = getattr(getattr(translator, "inner", None), "response", None)
+                    final = final or getattr(getattr(translator, "second", None), "response", None)
+                    if isinstance(final, dict):
+                        self._remember(body, history, final)
+                self.deps.settler.settle(info, meter, table.prices)
+
+        headers = _ids(info)
+        now = time.perf_counter()
+        up = (meter.upstream_headers or now) - (meter.upstream_started or now)
+        headers["x-gateway-overhead-ms"] = f"{(now - meter.started - up) * 1000:.3f}"
+        headers["x-accel-buffering"] = "no"
+        return StreamResponse(stream_body(), status=200, headers=headers)
