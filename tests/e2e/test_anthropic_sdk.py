@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import anthropic
 import httpx
 import pytest
@@ -13,8 +15,9 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-def client(gateway: GatewayProcess, api_key: str) -> anthropic.Anthropic:
-    return anthropic.Anthropic(base_url=gateway.url, api_key=api_key, max_retries=0)
+def client(gateway: GatewayProcess, api_key: str) -> Iterator[anthropic.Anthropic]:
+    with anthropic.Anthropic(base_url=gateway.url, api_key=api_key, max_retries=0) as c:
+        yield c
 
 
 def test_create(client: anthropic.Anthropic, gateway: GatewayProcess) -> None:
@@ -88,8 +91,10 @@ def test_models_in_anthropic_shape(client: anthropic.Anthropic) -> None:
 
 class TestErrors:
     def test_bad_key(self, gateway: GatewayProcess) -> None:
-        bad = anthropic.Anthropic(base_url=gateway.url, api_key="tgk-wrong", max_retries=0)
-        with pytest.raises(anthropic.AuthenticationError) as exc:
+        with (
+            anthropic.Anthropic(base_url=gateway.url, api_key="tgk-wrong", max_retries=0) as bad,
+            pytest.raises(anthropic.AuthenticationError) as exc,
+        ):
             bad.messages.create(
                 model="echo", max_tokens=5, messages=[{"role": "user", "content": "x"}]
             )

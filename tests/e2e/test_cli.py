@@ -22,6 +22,7 @@ def run(
     }
     return subprocess.run(
         [sys.executable, "-m", "tokgateway.cli", *args],
+        check=False,
         cwd=cwd,
         env={**base, **(env or {})},
         capture_output=True,

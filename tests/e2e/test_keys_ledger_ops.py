@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import time
+from collections.abc import Callable, Iterator
 
 import httpx
 import openai
@@ -18,11 +19,23 @@ pytestmark = pytest.mark.e2e
 MSG = [{"role": "user", "content": "hello"}]
 
 
-def _client(gw: GatewayProcess, key: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=gw.url + "/v1", api_key=key, max_retries=0)
+Maker = Callable[[GatewayProcess, str], openai.OpenAI]
 
 
-def test_revoked_key_refused_on_next_request(gateway: GatewayProcess) -> None:
+@pytest.fixture
+def _client() -> Iterator[Maker]:
+    made: list[openai.OpenAI] = []
+
+    def make(gw: GatewayProcess, key: str) -> openai.OpenAI:
+        made.append(openai.OpenAI(base_url=gw.url + "/v1", api_key=key, max_retries=0))
+        return made[-1]
+
+    yield make
+    for client in made:
+        client.close()
+
+
+def test_revoked_key_refused_on_next_request(_client: Maker, gateway: GatewayProcess) -> None:
     created = gateway.create_key("to-revoke")
     assert created["id"].startswith("key_") and created["key"].startswith("tgk-")
     client = _client(gateway, created["key"])
@@ -37,7 +50,7 @@ def test_revoked_key_refused_on_next_request(gateway: GatewayProcess) -> None:
     assert '"status": "revoked"' in listed
 
 
-def test_model_allow_list(gateway: GatewayProcess) -> None:
+def test_model_allow_list(_client: Maker, gateway: GatewayProcess) -> None:
     key = gateway.create_key("limited", "--models", "echo,gpt-4o*")["key"]
     client = _client(gateway, key)
     client.chat.completions.create(model="gpt-4o-mini", messages=MSG)
@@ -46,7 +59,7 @@ def test_model_allow_list(gateway: GatewayProcess) -> None:
     assert exc.value.code == "model_not_allowed"
 
 
-def test_expiry(gateway: GatewayProcess) -> None:
+def test_expiry(_client: Maker, gateway: GatewayProcess) -> None:
     key = gateway.create_key("short", "--expires-days", "0.00001")["key"]  # < 1 s
     time.sleep(1.2)
     with pytest.raises(openai.AuthenticationError) as exc:
@@ -54,7 +67,7 @@ def test_expiry(gateway: GatewayProcess) -> None:
     assert exc.value.code == "expired_api_key"
 
 
-def test_gateway_rate_limit_is_distinguishable(gateway: GatewayProcess) -> None:
+def test_gateway_rate_limit_is_distinguishable(_client: Maker, gateway: GatewayProcess) -> None:
     key = gateway.create_key("rpm", "--rpm", "2")["key"]
     client = _client(gateway, key)
     client.chat.completions.create(model="echo", messages=MSG)
@@ -66,7 +79,7 @@ def test_gateway_rate_limit_is_distinguishable(gateway: GatewayProcess) -> None:
     assert int(exc.value.response.headers["retry-after"]) >= 1
 
 
-def test_usage_by_key_and_grouping(gateway: GatewayProcess) -> None:
+def test_usage_by_key_and_grouping(_client: Maker, gateway: GatewayProcess) -> None:
     created = gateway.create_key("metered")
     client = _client(gateway, created["key"])
     for _ in range(3):
@@ -124,7 +137,7 @@ def test_client_disconnect_cancels_upstream_and_settles(
     assert row["completion_tokens"] >= 2 and row["usage_estimated"] == 1
 
 
-def test_metrics(gateway: GatewayProcess, api_key: str) -> None:
+def test_metrics(_client: Maker, gateway: GatewayProcess, api_key: str) -> None:
     _client(gateway, api_key).chat.completions.create(model="gpt-4o", messages=MSG)
     text = httpx.get(gateway.url + "/metrics").text
     assert (
@@ -139,7 +152,9 @@ def test_metrics(gateway: GatewayProcess, api_key: str) -> None:
     assert "gateway_time_to_first_token_seconds_bucket" in text
 
 
-def test_access_log_has_fields_and_no_secrets(gateway: GatewayProcess, api_key: str) -> None:
+def test_access_log_has_fields_and_no_secrets(
+    _client: Maker, gateway: GatewayProcess, api_key: str
+) -> None:
     _client(gateway, api_key).chat.completions.create(
         model="gpt-4o", messages=[{"role": "user", "content": "a very private prompt"}]
     )
@@ -184,7 +199,7 @@ def test_admin_api_needs_admin_key(gateway: GatewayProcess, api_key: str) -> Non
 
 
 def test_graceful_stop_flushes_ledger(
-    mock: tuple[MockUpstream, str], tmp_path_factory: pytest.TempPathFactory
+    _client: Maker, mock: tuple[MockUpstream, str], tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     extra = ""
     cfg = gateway_config(mock[1], extra).replace(

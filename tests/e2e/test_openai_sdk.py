@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import httpx
 import openai
 import pytest
@@ -13,8 +15,9 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-def client(gateway: GatewayProcess, api_key: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=gateway.url + "/v1", api_key=api_key, max_retries=0)
+def client(gateway: GatewayProcess, api_key: str) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=gateway.url + "/v1", api_key=api_key, max_retries=0) as c:
+        yield c
 
 
 def test_chat_non_streamed(client: openai.OpenAI, gateway: GatewayProcess) -> None:
@@ -155,8 +158,10 @@ def test_retry_on_upstream_500_then_success(client: openai.OpenAI) -> None:
 
 class TestErrors:
     def test_bad_key(self, gateway: GatewayProcess) -> None:
-        bad = openai.OpenAI(base_url=gateway.url + "/v1", api_key="tgk-wrong", max_retries=0)
-        with pytest.raises(openai.AuthenticationError) as exc:
+        with (
+            openai.OpenAI(base_url=gateway.url + "/v1", api_key="tgk-wrong", max_retries=0) as bad,
+            pytest.raises(openai.AuthenticationError) as exc,
+        ):
             bad.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}])
         assert exc.value.code == "invalid_api_key"
 

@@ -23,25 +23,45 @@ def test_wheel_installs_and_serves(tmp_path: Path) -> None:
     dist = tmp_path / "dist"
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(ROOT)],
-        check=True, timeout=300, cwd=tmp_path,
+        check=True,
+        timeout=300,
+        cwd=tmp_path,
     )
     wheels = list(dist.glob("tokgateway-*.whl"))
     assert len(wheels) == 1
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)
     bin_dir = env_dir / "bin"
-    subprocess.run([str(bin_dir / "pip"), "install", "-q", str(wheels[0])], check=True,
-                   timeout=600, cwd=tmp_path)
-    clean_env = {k: v for k, v in os.environ.items()
-                 if not k.startswith(("GATEWAY_", "OPENAI_", "ANTHROPIC_", "PYTHON"))}
-    version = subprocess.run([str(bin_dir / "gateway"), "--version"], capture_output=True,
-                             text=True, check=True, cwd=tmp_path, env=clean_env)
+    subprocess.run(
+        [str(bin_dir / "pip"), "install", "-q", str(wheels[0])],
+        check=True,
+        timeout=600,
+        cwd=tmp_path,
+    )
+    clean_env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("GATEWAY_", "OPENAI_", "ANTHROPIC_", "PYTHON"))
+    }
+    version = subprocess.run(
+        [str(bin_dir / "gateway"), "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+        env=clean_env,
+    )
     assert version.stdout.startswith("tokgateway ")
     port = free_port()
     work = tmp_path / "work"
     work.mkdir()
-    proc = subprocess.Popen([str(bin_dir / "gatewayd"), "--port", str(port)], cwd=work,
-                            env=clean_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [str(bin_dir / "gatewayd"), "--port", str(port)],
+        cwd=work,
+        env=clean_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         deadline = time.monotonic() + 30
         while True:

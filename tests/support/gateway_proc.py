@@ -81,6 +81,7 @@ class GatewayProcess:
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         res = subprocess.run(
             [sys.executable, "-m", "tokgateway.cli", *args],
+            check=False,
             env=self.env,
             capture_output=True,
             text=True,

@@ -155,12 +155,40 @@ class MockUpstream:
                 return b"data: " + orjson.dumps(c) + b"\n\n"
 
             yield chunk({"role": "assistant", "content": ""}, None)
+            if tools:
+                name = tools[0]["function"]["name"]
+                repeat = model.endswith("-llamacpp")  # repeats id and name in every delta
+                for i, frag in enumerate(['{"ci', 'ty": "Pa', 'ris"}']):
+                    call: dict[str, Any] = {"index": 0, "function": {"arguments": frag}}
+                    if i == 0 or repeat:
+                        call.update({"id": "call_1", "type": "function"})
+                        call["function"]["name"] = name
+                    yield chunk({"tool_calls": [call]}, None)
+                yield chunk({}, "tool_calls")
+                if include:
+                    yield (
+                        b"data: "
+                        + orjson.dumps(
+                            {
+                                "id": "chatcmpl-mock",
+                                "object": "chat.completion.chunk",
+                                "created": created,
+                                "model": model,
+                                "choices": [],
+                                "usage": usage,
+                            }
+                        )
+                        + b"\n\n"
+                    )
+                yield b"data: [DONE]\n\n"
+                return
             words = REPLY.split(" ")
             for i, word in enumerate(words * (50 if slow else 1)):
                 if slow:
                     await asyncio.sleep(0.05)
                 if fail_mid and i == 2:
-                    yield b'data: {"error": {"message": "upstream broke", "type": "server_error"}}\n\n'
+                    err = {"error": {"message": "upstream broke", "type": "server_error"}}
+                    yield b"data: " + orjson.dumps(err) + b"\n\n"
                     return
                 yield chunk({"content": (" " if i else "") + word}, None)
             yield chunk({}, "stop")
@@ -282,15 +310,28 @@ class MockUpstream:
             "cache_read_input_tokens": 5,
             "cache_creation_input_tokens": 0,
         }
+        tools = body.get("tools")
         if not body.get("stream"):
+            content: list[dict[str, Any]] = [{"type": "text", "text": REPLY}]
+            stop = "end_turn"
+            if tools:
+                content = [
+                    {
+                        "type": "tool_use",
+                        "id": "toolu_1",
+                        "name": tools[0]["name"],
+                        "input": {"city": "Paris"},
+                    }
+                ]
+                stop = "tool_use"
             return _json(
                 {
                     "id": "msg_mock",
                     "type": "message",
                     "role": "assistant",
                     "model": model,
-                    "content": [{"type": "text", "text": REPLY}],
-                    "stop_reason": "end_turn",
+                    "content": content,
+                    "stop_reason": stop,
                     "stop_sequence": None,
                     "usage": usage,
                 }
@@ -316,6 +357,40 @@ class MockUpstream:
                     },
                 },
             )
+            if tools:
+                yield ev(
+                    "content_block_start",
+                    {
+                        "type": "content_block_start",
+                        "index": 0,
+                        "content_block": {
+                            "type": "tool_use",
+                            "id": "toolu_1",
+                            "name": tools[0]["name"],
+                            "input": {},
+                        },
+                    },
+                )
+                for frag in ["", '{"city": ', '"Paris"}']:
+                    yield ev(
+                        "content_block_delta",
+                        {
+                            "type": "content_block_delta",
+                            "index": 0,
+                            "delta": {"type": "input_json_delta", "partial_json": frag},
+                        },
+                    )
+                yield ev("content_block_stop", {"type": "content_block_stop", "index": 0})
+                yield ev(
+                    "message_delta",
+                    {
+                        "type": "message_delta",
+                        "delta": {"stop_reason": "tool_use", "stop_sequence": None},
+                        "usage": {"output_tokens": 9},
+                    },
+                )
+                yield ev("message_stop", {"type": "message_stop"})
+                return
             yield ev(
                 "content_block_start",
                 {

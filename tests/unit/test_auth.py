@@ -4,7 +4,6 @@ from pathlib import Path
 
 import orjson
 import pytest
-
 from tokgateway.auth.service import AuthService
 from tokgateway.common.bus import InProcessBus
 from tokgateway.common.contracts import KEY_REVOKED_SUBJECT
@@ -24,7 +23,8 @@ async def test_keys_hashed_verified_revoked_and_evicted(tmp_path: Path) -> None:
     assert await auth.start(None) is None  # only on first start
 
     rec, secret = await auth.create_key(name="agent", models=("gpt-*",), rpm=5)
-    raw = b"".join(p.read_bytes() for p in tmp_path.glob("a.db*"))  # file + WAL
+    files = sorted(tmp_path.glob("a.db*"))  # the file and its WAL  # noqa: ASYNC240
+    raw = b"".join(p.read_bytes() for p in files)
     assert secret.encode() not in raw and hash_key(secret).encode() in raw
 
     cache = KeyCache(auth, ttl=300)

@@ -3,7 +3,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from tokgateway.common.settings import ConfigError, load_settings
 
 
@@ -49,7 +48,7 @@ def test_bad_env_value_names_variable(tmp_path: Path) -> None:
 
 def test_unparseable_file(tmp_path: Path) -> None:
     (tmp_path / "setting.ini").write_text("no section here\n")
-    with pytest.raises(ConfigError, match="setting.ini: cannot parse"):
+    with pytest.raises(ConfigError, match=r"setting\.ini: cannot parse"):
         load_settings(tmp_path, {})
 
 
