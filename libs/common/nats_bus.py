@@ -215,8 +215,9 @@ class NatsBus:
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.nc.is_connected:
+            # Flush what the client still holds (acks, events), then close.
             with contextlib.suppress(nats.errors.Error, TimeoutError):
-                await asyncio.wait_for(self.nc.drain(), 5)
+                await self.nc.flush(2)
         with contextlib.suppress(nats.errors.Error):
             await self.nc.close()
 
@@ -338,7 +339,7 @@ class NatsBus:
             log.error("bus publish failed", exc_info=task.exception())
 
     # -- durable consumers ------------------------------------------------------------
-    async def pull(self, subject: str, durable: str, *, ack_wait: float = 30.0) -> PullSource:
+    async def pull(self, subject: str, durable: str, *, ack_wait: float = 5.0) -> PullSource:
         js = self.nc.jetstream(timeout=5)
         config = ConsumerConfig(
             durable_name=durable,

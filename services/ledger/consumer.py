@@ -28,6 +28,9 @@ class Delivery(Protocol):
     async def term(self) -> None:
         """Never redeliver (a malformed message)."""
 
+    async def in_progress(self) -> None:
+        """Still working on it: restart the redelivery timer."""
+
 
 class BatchSource(Protocol):
     async def fetch(self, max_items: int, wait: float) -> Sequence[Delivery]:
@@ -114,6 +117,8 @@ class UsageConsumer:
                 # Even when stopping, keep the batch unacked: JetStream redelivers it.
                 if self._stopping.is_set():
                     return
+                for msg in good:  # held, not lost: no redelivery while we retry
+                    await _quietly(msg.in_progress())
                 await self._pause(backoff)
                 backoff = min(backoff * 2, self.max_backoff)
         self.healthy = True

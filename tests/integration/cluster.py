@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -55,19 +56,28 @@ def _pg_tool(name: str) -> str:
     return found
 
 
-def _as_postgres(cmd: list[str]) -> list[str]:
-    """PostgreSQL refuses to run as root: drop to the postgres user when root."""
+def _pg_user() -> dict[str, Any]:
+    """PostgreSQL refuses to run as root: run it as the postgres user when root
+    (directly, so signals reach it)."""
     if os.geteuid() == 0:
-        return ["runuser", "-u", "postgres", "--", *cmd]
-    return cmd
+        return {"user": "postgres", "group": "postgres"}
+    return {}
 
 
 class Proc:
-    def __init__(self, name: str, cmd: list[str], log: Path, env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        name: str,
+        cmd: list[str],
+        log: Path,
+        env: dict[str, str] | None = None,
+        popen: dict[str, Any] | None = None,
+    ):
         self.name = name
         self.cmd = cmd
         self.log = log
         self.env = env
+        self.popen = popen or {}
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -78,6 +88,7 @@ class Proc:
                 stderr=subprocess.STDOUT,
                 env=self.env,
                 stdin=subprocess.DEVNULL,
+                **self.popen,
             )
 
     def alive(self) -> bool:
@@ -129,8 +140,11 @@ class Nats:
 class Postgres:
     def __init__(self, root: Path) -> None:
         self.port = free_port()
-        self.dir = root / "pg"
-        self.sock = root / "pgsock"
+        # Its own directory right under /tmp: the postgres user (when we are root)
+        # must be able to reach it, which a test's tmp_path does not allow.
+        self.base = Path(tempfile.mkdtemp(prefix="tg-pg-"))
+        self.dir = self.base / "data"
+        self.sock = self.base / "sock"
         self.log = root / "postgres.log"
         self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
         self.proc: Proc | None = None
@@ -141,18 +155,17 @@ class Postgres:
         if os.geteuid() == 0:
             shutil.chown(self.dir, "postgres", "postgres")
             shutil.chown(self.sock, "postgres", "postgres")
-            shutil.chown(self.dir.parent, "postgres", "postgres")
+            shutil.chown(self.base, "postgres", "postgres")
         subprocess.run(
-            _as_postgres(
-                [_pg_tool("initdb"), "-D", str(self.dir), "-U", "postgres", "-A", "trust", "-N"]
-            ),
+            [_pg_tool("initdb"), "-D", str(self.dir), "-U", "postgres", "-A", "trust", "-N"],
             check=True,
+            **_pg_user(),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
 
     def start(self) -> None:
-        cmd = _as_postgres(
+        cmd = (
             [
                 _pg_tool("postgres"),
                 "-D", str(self.dir), "-p", str(self.port), "-k", str(self.sock),
@@ -161,7 +174,7 @@ class Postgres:
                 "-c", "max_connections=100", "-c", "shared_buffers=64MB",
             ]
         )  # fmt: skip
-        self.proc = Proc("postgres", cmd, self.log)
+        self.proc = Proc("postgres", cmd, self.log, popen=_pg_user())
         self.proc.start()
         wait_port(self.port)
 
@@ -170,6 +183,9 @@ class Postgres:
             self.proc.stop(signal.SIGINT)  # fast shutdown
             self.proc = None
         wait_port(self.port, up=False)
+
+    def remove(self) -> None:
+        shutil.rmtree(self.base, ignore_errors=True)
 
 
 class Redis:
@@ -301,6 +317,7 @@ class Mesh:
         for infra in (self.redis, self.nats, self.pg):
             with contextlib.suppress(RuntimeError):
                 infra.stop()
+        self.pg.remove()
 
     def logs(self) -> str:
         return "\n".join(f"--- {s.name}\n{s.proc.tail()}" for s in self.services)
