@@ -23,6 +23,7 @@ def gateway_config(mock_url: str, extra: str = "") -> str:
     return f"""
 [gateway]
 log_level = info
+max_body_mb = 1
 
 [ledger]
 flush_interval_ms = 50

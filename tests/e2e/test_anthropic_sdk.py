@@ -134,3 +134,29 @@ class TestErrors:
             client.messages.create(
                 model="nope-2", max_tokens=5, messages=[{"role": "user", "content": "x"}]
             )
+
+
+def test_oversize_body_is_413_in_each_format(gateway: GatewayProcess, api_key: str) -> None:
+    big = "x" * (1 << 20) + "y" * 1000  # over the 1 MB limit of the test gateway
+    msg = [{"role": "user", "content": big}]
+    ant = httpx.post(
+        gateway.url + "/v1/messages",
+        headers={"x-api-key": api_key},
+        json={"model": "echo", "max_tokens": 5, "messages": msg},
+    )
+    assert ant.status_code == 413
+    assert ant.json()["error"]["type"] == "request_too_large"
+    oai = httpx.post(
+        gateway.url + "/v1/chat/completions",
+        headers={"authorization": f"Bearer {api_key}"},
+        json={"model": "echo", "messages": msg},
+    )
+    assert oai.status_code == 413
+    assert oai.json()["error"]["type"] == "request_too_large"
+    # the gateway keeps serving
+    ok = httpx.post(
+        gateway.url + "/v1/chat/completions",
+        headers={"authorization": f"Bearer {api_key}"},
+        json={"model": "echo", "messages": [{"role": "user", "content": "still here"}]},
+    )
+    assert ok.json()["choices"][0]["message"]["content"] == "still here"
