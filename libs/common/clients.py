@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+
 from tokgateway.common.contracts import KeyInfo
 from tokgateway.common.crypto import CredentialBox
 from tokgateway.common.pricing import Price, PriceTable

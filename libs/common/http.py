@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
+
 from tokgateway.common.contracts import KeyInfo, KeyVerifier
 from tokgateway.common.errors import (
     ApiFormat,

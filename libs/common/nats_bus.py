@@ -28,6 +28,7 @@ import orjson
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
+
 from tokgateway.common.contracts import USAGE_SUBJECT, BusHandler
 from tokgateway.common.tracing import Tracing, extract, inject
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from importlib import resources
 
 import orjson
+
 from tokgateway.common.settings import PriceOverride
 
 

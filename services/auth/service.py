@@ -10,6 +10,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+
 from tokgateway.auth import store
 from tokgateway.auth.stores import AuthStore, SQLiteAuthStore
 from tokgateway.common.contracts import KEY_CREATED_SUBJECT, KEY_REVOKED_SUBJECT, Bus, KeyInfo

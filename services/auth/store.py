@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+
 from tokgateway.common.contracts import KeyInfo
 from tokgateway.common.sqlite import transaction
 

@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 import orjson
+
 from tokgateway.auth.store import KeyRecord
 from tokgateway.common.keys import new_id
 from tokgateway.common.postgres import Migration, migrate, ping

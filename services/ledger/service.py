@@ -10,6 +10,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+
 from tokgateway.common.contracts import USAGE_SUBJECT, Bus, UsageEvent
 from tokgateway.common.errors import BadRequest, GatewayError
 from tokgateway.common.http import AdminGuard, JSONResponse, error_response

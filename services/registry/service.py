@@ -17,6 +17,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+
 from tokgateway.common.contracts import REGISTRY_CHANGED_SUBJECT, Bus
 from tokgateway.common.crypto import token_matches
 from tokgateway.common.errors import BadRequest, GatewayError, NotFound, Unauthenticated

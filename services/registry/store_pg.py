@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+
 from tokgateway.common.postgres import Migration, migrate, ping
 from tokgateway.registry.store import Definitions, ModelRecord, ProviderRecord, RouteRecord
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import orjson
+
 from tokgateway.common.errors import ApiFormat, BadRequest
 from tokgateway.common.sse import SSEEvent
 from tokgateway.router.providers.base import Endpoint, Provider

@@ -10,6 +10,7 @@ import asyncio
 import time
 
 import orjson
+
 from tokgateway.common.contracts import (
     KEY_CREATED_SUBJECT,
     KEY_REVOKED_SUBJECT,

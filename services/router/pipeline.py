@@ -19,6 +19,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp
+
 from tokgateway.common.contracts import KeyInfo
 from tokgateway.common.errors import Forbidden, GatewayError, InternalError, RateLimited
 from tokgateway.common.http import JSONResponse, error_response, read_json

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import orjson
+
 from tokgateway.common.errors import ApiFormat, GatewayError, UpstreamError, stream_error_event
 from tokgateway.common.sse import DONE, SSEDecoder, SSEEvent, encode_data, encode_event
 from tokgateway.router.usage import Usage, from_anthropic, from_openai

@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
+
 from tokgateway.common.contracts import AUTH_SUBJECT_PREFIX, Bus, KeyVerifier
 from tokgateway.common.errors import ApiFormat, GatewayError
 from tokgateway.common.http import JSONResponse, error_response

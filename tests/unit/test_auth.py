@@ -4,6 +4,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+
 from tokgateway.auth.service import AuthService
 from tokgateway.common.bus import InProcessBus
 from tokgateway.common.contracts import KEY_REVOKED_SUBJECT

@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from tokgateway.common.settings import ConfigError, load_settings
 
 

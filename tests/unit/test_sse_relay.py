@@ -3,6 +3,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import orjson
+
 from tokgateway.common.errors import UpstreamUnavailable
 from tokgateway.common.sse import SSEDecoder
 from tokgateway.router.relay import Meter, relay_anthropic, relay_openai

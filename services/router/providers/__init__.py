@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import aiohttp
+
 from tokgateway.common.settings import ProviderConfig
 from tokgateway.router.providers.azure import AzureOpenAIProvider
 from tokgateway.router.providers.base import Provider, UpstreamCall, UpstreamResponse

@@ -18,6 +18,7 @@ from __future__ import annotations
 from urllib.parse import parse_qs, quote, urlsplit, urlunsplit
 
 import aiohttp
+
 from tokgateway.common.errors import BadRequest
 from tokgateway.common.settings import ProviderConfig
 from tokgateway.router.providers.base import UpstreamCall

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
+
 from tokgateway.common.sse import DONE, encode_event, encode_json
 from tokgateway.router.providers.base import Provider, UpstreamCall, UpstreamResponse
 from tokgateway.router.usage import estimate_tokens

@@ -12,6 +12,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+
 from tokgateway.common.errors import BadRequest
 from tokgateway.common.settings import ProviderConfig
 from tokgateway.common.sse import SSEDecoder, SSEEvent

@@ -10,6 +10,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+
 from tokgateway.common.errors import UpstreamTimeout, UpstreamUnavailable
 from tokgateway.common.settings import ProviderConfig
 from tokgateway.router.providers.base import Provider, UpstreamCall, UpstreamResponse

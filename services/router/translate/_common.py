@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
+
 from tokgateway.common.errors import BadRequest
 from tokgateway.common.sse import encode_event, encode_json
 from tokgateway.router.usage import Usage, from_openai

@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 import orjson
+
 from tokgateway.common.errors import BadRequest
 from tokgateway.common.sse import DONE
 from tokgateway.router.translate._common import (

@@ -13,6 +13,7 @@ import aiohttp
 import orjson
 import pytest
 from aiohttp import web
+
 from tokgateway.common.errors import BadRequest
 from tokgateway.common.settings import ProviderConfig
 from tokgateway.common.sse import SSEDecoder

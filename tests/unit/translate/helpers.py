@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+
 from tokgateway.common.sse import SSEDecoder
 
 FIXTURES = Path(__file__).parent / "fixtures"

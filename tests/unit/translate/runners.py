@@ -6,9 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from tokgateway.router import translate as t
-
 from tests.unit.translate.helpers import CREATED, counter_ids, decode, fixed_clock
+from tokgateway.router import translate as t
 
 
 def encoded(kind: str, opts: dict[str, Any], data: Any) -> list[bytes]:

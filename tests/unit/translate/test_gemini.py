@@ -8,10 +8,10 @@ import os
 
 import orjson
 import pytest
-from tokgateway.common.errors import BadRequest
-from tokgateway.router.translate import gemini
 
 from tests.unit.translate.helpers import counter_ids
+from tokgateway.common.errors import BadRequest
+from tokgateway.router.translate import gemini
 
 
 def test_thought_signature_round_trip_through_the_client() -> None:

@@ -6,10 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from tokgateway.common.errors import BadRequest
-from tokgateway.router import translate as t
 
 from tests.unit.translate.helpers import counter_ids, decode
+from tokgateway.common.errors import BadRequest
+from tokgateway.router import translate as t
 
 
 def _anthropic(messages: list[Any], **extra: Any) -> dict[str, Any]:
