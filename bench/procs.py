@@ -95,9 +95,10 @@ class ProcessGroup:
         return child
 
     def stop(self, child: Child, timeout: float = 10.0) -> None:
-        """SIGTERM the child's process group, SIGKILL it after ``timeout``."""
-        if child in self.children:
-            self.children.remove(child)
+        """SIGTERM the child's process group, SIGKILL it after ``timeout``. A
+        child that already ended (and was reaped) is left alone: its id may
+        belong to someone else by now."""
+        self.forget(child)
         if child.popen.poll() is None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(child.pid, signal.SIGTERM)
@@ -107,9 +108,10 @@ class ProcessGroup:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(child.pid, signal.SIGKILL)
                 child.popen.wait(5)
-        # Whatever the child left behind in its group goes too.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(child.pid, signal.SIGKILL)
+            # Whatever the child left behind in its group goes too; the group id
+            # stays reserved while any member lives, so this reaches only those.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(child.pid, signal.SIGKILL)
         if child.popen.stdout is not None:
             child.popen.stdout.close()
 
