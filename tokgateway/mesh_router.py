@@ -87,6 +87,7 @@ class RouterNode:
             bus=self.bus,
             options=router_options(settings),
             limiter=limiter,
+            trace_configs=[upstream_trace_config()],
         )
         self.loaded = False
         self._reload_wanted = asyncio.Event()
@@ -114,9 +115,6 @@ class RouterNode:
         self.bus.subscribe(REGISTRY_CHANGED_SUBJECT, self._on_registry_changed)
         self.bus.on_reconnect(self._resync)
         await self.router.start()
-        session = self.router._session  # the upstream client the router owns
-        if session is not None:
-            session.trace_configs.append(upstream_trace_config())
         self._reload_wanted.set()
         self._tasks = [
             asyncio.create_task(self._reloader(), name="router-snapshot"),

@@ -52,8 +52,10 @@ class RouterService:
         options: RouterOptions,
         limiter: Limiter | None = None,
         metrics: RouterMetrics | None = None,
+        trace_configs: list[aiohttp.TraceConfig] | None = None,
     ) -> None:
         self.table = table
+        self._trace_configs = list(trace_configs or ())
         self.bus = bus
         self.options = options
         self.keys = KeyCache(verifier, options.key_cache_ttl)
@@ -90,6 +92,7 @@ class RouterService:
             auto_decompress=True,
             skip_auto_headers=("User-Agent",),
             json_serialize=lambda o: orjson.dumps(o).decode(),
+            trace_configs=self._trace_configs or None,
         )
         self._build_providers(self.table)
         self.bus.subscribe(AUTH_SUBJECT_PREFIX, self.keys.on_auth_event)
