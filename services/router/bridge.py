@@ -69,6 +69,10 @@ class StreamTranslator(Protocol):
     @property
     def error(self) -> str | None: ...
 
+    @property
+    def final_response(self) -> JSON | None:
+        """The whole Responses object once a Responses stream has finished."""
+
 
 @dataclass(frozen=True)
 class StreamContext:
@@ -130,6 +134,12 @@ class _ChatIn:
     def error(self) -> str | None:
         return _error_text(getattr(self.inner, "error", None))
 
+    @property
+    def final_response(self) -> JSON | None:
+        if isinstance(self.inner, ChatToResponsesStream):
+            return self.inner.response
+        return None
+
 
 class _MessagesIn:
     """Upstream Anthropic SSE, fed to the Messages -> Chat translator."""
@@ -151,6 +161,10 @@ class _MessagesIn:
     @property
     def error(self) -> str | None:
         return _error_text(self.inner.error)
+
+    @property
+    def final_response(self) -> JSON | None:
+        return None
 
 
 class _Chained:
@@ -184,6 +198,10 @@ class _Chained:
     @property
     def error(self) -> str | None:
         return self.first.error
+
+    @property
+    def final_response(self) -> JSON | None:
+        return self.second.response
 
 
 def _responses_via_messages_request(body: JSON, history: list[JSON] | None) -> JSON:

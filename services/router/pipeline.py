@@ -21,7 +21,13 @@ from starlette.responses import Response
 from starlette.types import ASGIApp
 
 from tokgateway.common.contracts import KeyInfo
-from tokgateway.common.errors import Forbidden, GatewayError, InternalError, RateLimited
+from tokgateway.common.errors import (
+    Forbidden,
+    GatewayError,
+    InternalError,
+    NotFound,
+    RateLimited,
+)
 from tokgateway.common.http import JSONResponse, error_response, read_json
 from tokgateway.common.keys import bearer_token
 from tokgateway.common.routing import RouteTable
@@ -121,8 +127,6 @@ class Pipeline:
             return None
         found = self.deps.responses.get(str(prev))
         if found is None:
-            from tokgateway.common.errors import NotFound
-
             raise NotFound(
                 f"Previous response with id '{prev}' not found.",
                 code="previous_response_not_found",
@@ -279,9 +283,8 @@ class Pipeline:
                 await relay.aclose()
                 await close()
                 if finished and endpoint == "responses" and translator is not None:
-                    final = getattr(getattr(translator, "inner", None), "response", None)
-                    final = final or getattr(getattr(translator, "second", None), "response", None)
-                    if isinstance(final, dict):
+                    final = translator.final_response
+                    if final is not None:
                         self._remember(body, history, final)
                 self.deps.settler.settle(info, meter, table.prices)
 
