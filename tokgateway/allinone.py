@@ -3,11 +3,13 @@ and the in-process bus, served on one port, their lifespans entered here."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
 import secrets
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, TextIO
@@ -57,9 +59,61 @@ def write_control_token(data_dir: Path) -> str:
     return token
 
 
+def banner(settings: Settings, providers: list[str], admin_key: str | None) -> str:
+    url = f"http://{settings.host}:{settings.port}"
+    workers = int(settings.get("gateway.workers"))
+    lines = [
+        f"Tokligence Gateway (all-in-one, env {settings.env}"
+        + (f", {workers} workers" if workers > 1 else "")
+        + f") on {url}",
+        f"  data: {settings.data_dir / DB_FILE}",
+        f"  providers: {', '.join(providers)}",
+        f"  OpenAI base_url: {url}/v1    Anthropic base_url: {url}",
+    ]
+    if admin_key:
+        lines += [
+            "",
+            "  Admin key (shown once, store it now):",
+            f"    {admin_key}",
+            "  Create an API key:  gateway keys create --name my-agent",
+        ]
+    return "\n".join(lines)
+
+
+async def bootstrap(settings: Settings) -> str | None:
+    """Schemas and the admin key, once, before worker processes start (so they
+    never race to create them). Returns a newly generated admin key."""
+    db_path = settings.data_dir / DB_FILE
+    auth = AuthService(
+        SQLiteDB(db_path), InProcessBus(), admin_email=str(settings.get("gateway.admin_email"))
+    )
+    ledger = LedgerService(SQLiteDB(db_path), None)
+    try:
+        await ledger.store.migrate()
+        return await auth.start(str(settings.get("gateway.admin_key")) or None)
+    finally:
+        await ledger.close()
+        await auth.close()
+
+
+REVOCATION_POLL = 0.25
+
+
+def read_control_token(data_dir: Path) -> str:
+    return (data_dir / CONTROL_TOKEN_FILE).read_text().strip()
+
+
 class AllInOne:
-    def __init__(self, settings: Settings, announce: TextIO | None = None) -> None:
+    """``worker=True``: one of several server processes sharing the port and
+    the SQLite file. The parent ran ``bootstrap`` and wrote the control token;
+    revocations made through another worker are picked up from the shared
+    store within ``REVOCATION_POLL`` seconds."""
+
+    def __init__(
+        self, settings: Settings, announce: TextIO | None = None, *, worker: bool = False
+    ) -> None:
         self.settings = settings
+        self.worker = worker
         self.announce = announce if announce is not None else sys.stdout
         data_dir = settings.data_dir
         db_path = data_dir / DB_FILE
@@ -83,6 +137,7 @@ class AllInOne:
         )
         self.control_token = ""
         self.admin_key_generated: str | None = None
+        self._poller: asyncio.Task[None] | None = None
 
     def routes(self, guard: AdminGuard) -> list[BaseRoute]:
         return [
@@ -97,15 +152,29 @@ class AllInOne:
         settings = self.settings
         await self.ledger.start()
         await self.registry.start()
-        admin_key = str(settings.get("gateway.admin_key")) or None
-        self.admin_key_generated = await self.auth.start(admin_key)
+        if self.worker:
+            await self.auth.prepare()
+            self._poller = asyncio.create_task(self._poll_revocations(), name="revocations")
+        else:
+            admin_key = str(settings.get("gateway.admin_key")) or None
+            self.admin_key_generated = await self.auth.start(admin_key)
         self.bus.subscribe(REGISTRY_CHANGED_SUBJECT, self._on_registry_changed)
         await self.router.start()
-        self._banner()
+        if not self.worker:
+            providers = list(self.router.table.providers)
+            print(
+                banner(settings, providers, self.admin_key_generated),
+                file=self.announce,
+                flush=True,
+            )
         try:
             yield
         finally:
             # Intake has stopped (the server drained in-flight requests); flush and close.
+            if self._poller is not None:
+                self._poller.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._poller
             await self.router.close()
             await self.bus.close()
             await self.ledger.close()
@@ -115,27 +184,20 @@ class AllInOne:
     def _on_registry_changed(self, subject: str, payload: bytes) -> None:
         self.router.replace_table(self.registry.snapshot())
 
-    def _banner(self) -> None:
-        s = self.settings
-        out = self.announce
-        url = f"http://{s.host}:{s.port}"
-        lines = [
-            f"Tokligence Gateway (all-in-one, env {s.env}) on {url}",
-            f"  data: {s.data_dir / DB_FILE}",
-            f"  providers: {', '.join(self.router.table.providers)}",
-            f"  OpenAI base_url: {url}/v1    Anthropic base_url: {url}",
-        ]
-        if self.admin_key_generated:
-            lines += [
-                "",
-                "  Admin key (shown once, store it now):",
-                f"    {self.admin_key_generated}",
-                "  Create an API key:  gateway keys create --name my-agent",
-            ]
-        print("\n".join(lines), file=out, flush=True)
+    async def _poll_revocations(self) -> None:
+        seen = time.time() - 1.0
+        while True:
+            await asyncio.sleep(REVOCATION_POLL)
+            try:
+                seen = await self.auth.publish_revocations_since(seen)
+            except Exception:
+                log.exception("revocation poll failed")
 
     def build_app(self) -> Starlette:
-        self.control_token = write_control_token(self.settings.data_dir)
+        if self.worker:
+            self.control_token = read_control_token(self.settings.data_dir)
+        else:
+            self.control_token = write_control_token(self.settings.data_dir)
         guard = AdminGuard(self.auth, self.control_token)
         return Starlette(
             routes=self.routes(guard),

@@ -42,7 +42,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     config_dir = resolve_config_dir()
     if ensure_default_config(config_dir):
         print(f"wrote default config to {config_dir / 'setting.ini'}", file=sys.stderr)
-    serve(_load(), host=args.host, port=args.port)
+    serve(_load(), host=args.host, port=args.port, workers=args.workers)
     return 0
 
 
@@ -191,6 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="serve the all-in-one gateway in the foreground")
     run.add_argument("--host")
     run.add_argument("--port", type=int)
+    run.add_argument("--workers", type=int, help="server processes (default 1, GATEWAY_WORKERS)")
     run.set_defaults(func=cmd_run)
 
     start = sub.add_parser("start", help="start the gateway in the background (pid + log file)")

@@ -17,6 +17,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--service", choices=SERVICES, default="all")
     parser.add_argument("--host")
     parser.add_argument("--port", type=int)
+    parser.add_argument("--workers", type=int, help="all-in-one server processes")
     args = parser.parse_args(argv)
     from tokgateway.server import ensure_default_config, serve
 
@@ -35,7 +36,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"gatewayd: configuration error: {exc}", file=sys.stderr)
             return 2
         return 0
-    serve(settings, host=args.host, port=args.port)
+    serve(settings, host=args.host, port=args.port, workers=args.workers)
     return 0
 
 

@@ -1,16 +1,20 @@
 """Serving: uvicorn with uvloop and httptools, graceful shutdown that drains
-in-flight requests before the lifespan flushes the ledger."""
+in-flight requests before the lifespan flushes the ledger. With more than one
+worker, the parent prepares the shared state once and uvicorn's supervisor runs
+the workers on one listening socket."""
 
 from __future__ import annotations
 
 import asyncio
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import uvicorn
+from starlette.applications import Starlette
 
 from tokgateway.common.logs import configure_logging
-from tokgateway.common.settings import Settings
+from tokgateway.common.settings import Settings, load_settings
 
 
 def ensure_default_config(config_dir: Path) -> bool:
@@ -24,36 +28,67 @@ def ensure_default_config(config_dir: Path) -> bool:
     return True
 
 
-def serve(settings: Settings, host: str | None = None, port: int | None = None) -> None:
-    from tokgateway.allinone import AllInOne
-
-    configure_logging(str(settings.get("gateway.log_level")))
-    gateway = AllInOne(settings)
-    app = gateway.build_app()
-    loop = "uvloop"
+def _loop() -> str:
     try:
         import uvloop  # noqa: F401
     except ImportError:  # pragma: no cover - platforms without uvloop
-        loop = "asyncio"
-    config = uvicorn.Config(
-        app,
-        host=host or settings.host,
-        port=port if port is not None else settings.port,
-        loop=loop,
-        http="httptools",
-        lifespan="on",
-        access_log=False,
-        log_config=None,
-        log_level=str(settings.get("gateway.log_level")),
-        timeout_graceful_shutdown=30,
-        timeout_keep_alive=75,
-        backlog=4096,
-    )
-    server = uvicorn.Server(config)
-    asyncio.run(server.serve()) if loop == "asyncio" else _run_uvloop(server)
+        return "asyncio"
+    return "uvloop"
 
 
-def _run_uvloop(server: uvicorn.Server) -> None:
-    import uvloop
+def _server_options(settings: Settings) -> dict[str, Any]:
+    return {
+        "loop": _loop(),
+        "http": "httptools",
+        "lifespan": "on",
+        "access_log": False,
+        "log_config": None,
+        "log_level": str(settings.get("gateway.log_level")),
+        "timeout_graceful_shutdown": 30,
+        "timeout_keep_alive": 75,
+        "backlog": 4096,
+    }
 
-    uvloop.run(server.serve())
+
+def worker_app() -> Starlette:
+    """The app of one worker process (uvicorn factory)."""
+    from tokgateway.allinone import AllInOne
+
+    settings = load_settings()
+    configure_logging(str(settings.get("gateway.log_level")))
+    return AllInOne(settings, worker=True).build_app()
+
+
+def serve(
+    settings: Settings,
+    host: str | None = None,
+    port: int | None = None,
+    workers: int | None = None,
+) -> None:
+    from tokgateway.allinone import AllInOne, banner, bootstrap, write_control_token
+
+    configure_logging(str(settings.get("gateway.log_level")))
+    host = host or settings.host
+    port = port if port is not None else settings.port
+    count = workers if workers is not None else int(settings.get("gateway.workers"))
+    if count > 1:
+        generated = asyncio.run(bootstrap(settings))
+        write_control_token(settings.data_dir)
+        print(banner(settings, list(settings.providers), generated), flush=True)
+        uvicorn.run(
+            "tokgateway.server:worker_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=count,
+            **_server_options(settings),
+        )
+        return
+    app = AllInOne(settings).build_app()
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, **_server_options(settings)))
+    if _loop() == "uvloop":
+        import uvloop
+
+        uvloop.run(server.serve())
+    else:  # pragma: no cover
+        asyncio.run(server.serve())

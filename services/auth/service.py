@@ -58,6 +58,16 @@ class AuthService:
     async def close(self) -> None:
         await self.store.close()
 
+    async def publish_revocations_since(self, since: float) -> float:
+        """Announce keys revoked after ``since`` (by another process sharing the
+        store) on the bus; returns the newest revocation time seen."""
+        newest = since
+        for key_hash, at in await self.store.revoked_since(since):
+            event = {"v": 1, "key_hash": key_hash}
+            await self.bus.publish(KEY_REVOKED_SUBJECT, orjson.dumps(event))
+            newest = max(newest, at)
+        return newest
+
     # -- the KeyVerifier protocol -------------------------------------------------
     async def verify(self, key_hash: str) -> KeyInfo | None:
         rec = await self.store.by_hash(key_hash)

@@ -203,6 +203,14 @@ def list_keys(conn: sqlite3.Connection, include_revoked: bool = True) -> list[Ke
     return [_record(r) for r in conn.execute(sql + " ORDER BY created_at")]
 
 
+def revoked_since(conn: sqlite3.Connection, since: float) -> list[tuple[str, float]]:
+    rows = conn.execute(
+        "SELECT key_hash, revoked_at FROM api_keys WHERE revoked_at > ? ORDER BY revoked_at",
+        (since,),
+    )
+    return [(str(r["key_hash"]), float(r["revoked_at"])) for r in rows]
+
+
 def revoke(conn: sqlite3.Connection, key_id: str) -> KeyRecord | None:
     with transaction(conn):
         conn.execute(

@@ -172,6 +172,13 @@ class PgAuthStore:
         row = await self.pool.fetchrow("SELECT * FROM auth_keys WHERE id = $1", key_id)
         return _record(row) if row is not None else None
 
+    async def revoked_since(self, since: float) -> list[tuple[str, float]]:
+        rows = await self.pool.fetch(
+            "SELECT key_hash, revoked_at FROM auth_keys WHERE revoked_at > $1 ORDER BY revoked_at",
+            since,
+        )
+        return [(str(r["key_hash"]), float(r["revoked_at"])) for r in rows]
+
     async def ping(self) -> bool:
         return await ping(self.pool)
 

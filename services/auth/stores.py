@@ -44,6 +44,9 @@ class AuthStore(Protocol):
 
     async def revoke(self, key_id: str) -> KeyRecord | None: ...
 
+    async def revoked_since(self, since: float) -> list[tuple[str, float]]:
+        """(key hash, revoked at) of keys revoked after ``since``, oldest first."""
+
     async def ping(self) -> bool: ...
 
     async def close(self) -> None: ...
@@ -112,6 +115,9 @@ class SQLiteAuthStore:
 
     async def revoke(self, key_id: str) -> KeyRecord | None:
         return await self.db.run(lambda c: store.revoke(c, key_id))
+
+    async def revoked_since(self, since: float) -> list[tuple[str, float]]:
+        return await self.db.run(lambda c: store.revoked_since(c, since))
 
     async def ping(self) -> bool:
         return True

@@ -1,0 +1,55 @@
+"""`gateway run --workers N`: several processes on one port, one SQLite file."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import gateway_config
+from tests.support.gateway_proc import GatewayProcess
+from tests.support.mock_upstream import MockUpstream
+
+pytestmark = pytest.mark.e2e
+BODY = {"model": "echo", "messages": [{"role": "user", "content": "hi"}]}
+
+
+def _burst(url: str, key: str, n: int) -> list[httpx.Response]:
+    def one(_: int) -> httpx.Response:
+        # a fresh connection each time, so the kernel spreads them over the workers
+        with httpx.Client() as client:
+            return client.post(
+                url + "/v1/chat/completions",
+                json=BODY,
+                headers={"authorization": f"Bearer {key}"},
+            )
+
+    with ThreadPoolExecutor(8) as pool:
+        return list(pool.map(one, range(n)))
+
+
+def test_two_workers_share_keys_ledger_and_revocations(
+    mock: tuple[MockUpstream, str], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    gw = GatewayProcess(
+        tmp_path_factory.mktemp("workers"),
+        gateway_config(mock[1]),
+        env={"GATEWAY_WORKERS": "2"},
+    ).start()
+    try:
+        assert "2 workers" in gw.stdout_text() and "tga-" in gw.stdout_text()
+        created = gw.create_key("multi")
+        ok = _burst(gw.url, created["key"], 40)
+        assert [r.status_code for r in ok] == [200] * 40
+        deadline = time.monotonic() + 5
+        while gw.usage("--key", created["id"])[0]["requests"] < 40:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        gw.cli("keys", "revoke", created["id"])
+        time.sleep(0.6)  # > the revocation poll interval of the other worker
+        refused = _burst(gw.url, created["key"], 20)
+        assert [r.status_code for r in refused] == [401] * 20
+    finally:
+        gw.stop()
