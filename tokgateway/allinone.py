@@ -29,6 +29,7 @@ from tokgateway.common.settings import Settings
 from tokgateway.common.sqlite import SQLiteDB
 from tokgateway.ledger.service import LedgerAdminAPI, LedgerService
 from tokgateway.registry.service import RegistryAdminAPI, RegistryService
+from tokgateway.router.limits_redis import RedisLimiter
 from tokgateway.router.service import RouterOptions, RouterService
 
 log = logging.getLogger("tokgateway")
@@ -129,11 +130,13 @@ class AllInOne:
             queue_limit=int(settings.get("ledger.queue_limit")),
         )
         self.registry = RegistryService(settings, self.bus)
+        redis_url = str(settings.get("gateway.redis_url"))
         self.router = RouterService(
             table=self.registry.snapshot(),
             verifier=self.auth,
             bus=self.bus,
             options=router_options(settings),
+            limiter=RedisLimiter(redis_url) if redis_url else None,
         )
         self.control_token = ""
         self.admin_key_generated: str | None = None

@@ -11,7 +11,7 @@ import openai
 import pytest
 
 from tests.e2e.conftest import UPSTREAM_ANTHROPIC_SECRET, UPSTREAM_OPENAI_SECRET, gateway_config
-from tests.support.gateway_proc import GatewayProcess
+from tests.support.gateway_proc import GatewayProcess, away_from_minute_edge
 from tests.support.mock_upstream import MockUpstream
 
 pytestmark = pytest.mark.e2e
@@ -69,6 +69,7 @@ def test_expiry(_client: Maker, gateway: GatewayProcess) -> None:
 
 def test_gateway_rate_limit_is_distinguishable(_client: Maker, gateway: GatewayProcess) -> None:
     key = gateway.create_key("rpm", "--rpm", "2")["key"]
+    away_from_minute_edge()
     client = _client(gateway, key)
     client.chat.completions.create(model="echo", messages=MSG)
     client.chat.completions.create(model="echo", messages=MSG)

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import gateway_config
-from tests.support.gateway_proc import GatewayProcess
+from tests.support.gateway_proc import GatewayProcess, away_from_minute_edge
 from tests.support.mock_upstream import MockUpstream
 
 pytestmark = pytest.mark.e2e
@@ -51,5 +51,22 @@ def test_two_workers_share_keys_ledger_and_revocations(
         time.sleep(0.6)  # > the revocation poll interval of the other worker
         refused = _burst(gw.url, created["key"], 20)
         assert [r.status_code for r in refused] == [401] * 20
+    finally:
+        gw.stop()
+
+
+def test_rate_limit_shared_by_workers_through_redis(
+    mock: tuple[MockUpstream, str], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    gw = GatewayProcess(
+        tmp_path_factory.mktemp("workers-redis"),
+        gateway_config(mock[1]),
+        env={"GATEWAY_WORKERS": "2", "GATEWAY_REDIS_URL": "redis://127.0.0.1:6379/5"},
+    ).start()
+    try:
+        key = gw.create_key("limited", "--rpm", "10")["key"]
+        away_from_minute_edge()
+        codes = [r.status_code for r in _burst(gw.url, key, 30)]
+        assert codes.count(200) == 10 and codes.count(429) == 20
     finally:
         gw.stop()

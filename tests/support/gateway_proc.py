@@ -17,6 +17,13 @@ import orjson
 from tests.support.mock_upstream import free_port
 
 
+def away_from_minute_edge(margin: float = 3.0) -> None:
+    """Rate limits count per wall-clock minute: start a burst well inside one."""
+    into = time.time() % 60
+    if into > 60 - margin:
+        time.sleep(60 - into + 0.1)
+
+
 class GatewayProcess:
     def __init__(self, root: Path, config: str, env: dict[str, str] | None = None) -> None:
         self.root = root
