@@ -235,29 +235,42 @@ def _own_cpu() -> float:
 
 @dataclass
 class CpuAudit:
-    """How much of the benchmark's cores went to processes outside the run
-    during one cell, so a result disturbed by other work on the machine shows."""
+    """How much CPU processes outside the run took on a core the run needed,
+    during one cell, so a result disturbed by other work on the machine shows.
 
-    cores: tuple[int, ...]
+    The system under test is pinned to ``system_core``; the fake upstream, wrk
+    and this runner to ``load_core``. Busy time on a core minus the time of our
+    processes there is someone else's. On the system core any of it counts; on
+    the load core only when that core was saturated, since other work in its
+    idle time (wrk at concurrency 1 leaves plenty) delays nothing."""
+
+    system_core: int
+    load_core: int
     _start: dict[int, tuple[float, float]] = field(default_factory=dict)
-    _ours: float = 0.0
+    _system: float = 0.0
+    _load: float = 0.0
 
-    def begin(self, pids: Sequence[int]) -> None:
-        self._start = {c: core_times(c) for c in self.cores}
-        self._ours = cpu_seconds(pids) + _own_cpu()
+    def begin(self, system_pids: Sequence[int], load_pids: Sequence[int]) -> None:
+        self._start = {c: core_times(c) for c in (self.system_core, self.load_core)}
+        self._system = cpu_seconds(system_pids)
+        self._load = cpu_seconds(load_pids) + _own_cpu()
 
-    def end(self, pids: Sequence[int]) -> float:
-        """Busy time on the cores not used by ``pids``, this process or its
-        finished children, as a percentage of one core (the worse of the two)."""
-        if not self.cores:
+    def end(self, system_pids: Sequence[int], load_pids: Sequence[int]) -> float:
+        """Other processes' CPU time as a percentage of one core."""
+        sys_busy, sys_total = self._delta(self.system_core)
+        load_busy, load_total = self._delta(self.load_core)
+        if sys_total <= 0 or load_total <= 0:
             return 0.0
-        ours = cpu_seconds(pids) + _own_cpu() - self._ours
-        busy = total = 0.0
-        for c in self.cores:
-            b, t = core_times(c)
-            busy += b - self._start[c][0]
-            total = max(total, t - self._start[c][1])
-        return max(0.0, 100.0 * (busy - ours) / total) if total > 0 else 0.0
+        foreign_sys = sys_busy - (cpu_seconds(system_pids) - self._system)
+        foreign_load = load_busy - (cpu_seconds(load_pids) + _own_cpu() - self._load)
+        worst = foreign_sys / sys_total
+        if load_busy / load_total >= 0.9:
+            worst = max(worst, foreign_load / load_total)
+        return max(0.0, 100.0 * worst)
+
+    def _delta(self, core: int) -> tuple[float, float]:
+        busy, total = core_times(core)
+        return busy - self._start[core][0], total - self._start[core][1]
 
 
 def wait_quiet(cores: Sequence[int], max_wait: float, threshold_pct: float) -> float:

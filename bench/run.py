@@ -97,7 +97,7 @@ class Run:
     cells: list[Cell]
     ttfb: list[dict[str, Any]]
     notes: list[str]
-    load_pids: list[int] = field(default_factory=list)  # ours, besides the system's
+    load_pids: list[int] = field(default_factory=list)  # ours on the load core (upstream)
 
     def say(self, text: str) -> None:
         print(text, flush=True)
@@ -217,10 +217,11 @@ def measure_cell(run: Run, system: System, scenario: Scenario, concurrency: int)
             core=load_core,
         )
     pids = system.pids()
-    load_pids = [*pids, *run.load_pids]
     cpu_before = cpu_seconds(pids) if pids else 0.0
-    audit = CpuAudit(run.cores.pinned())
-    audit.begin(load_pids)
+    audit = None
+    if run.cores.system is not None and run.cores.load is not None:
+        audit = CpuAudit(run.cores.system, run.cores.load)
+        audit.begin(pids, run.load_pids)
     res = run_wrk(
         run.wrk,
         script,
@@ -229,7 +230,8 @@ def measure_cell(run: Run, system: System, scenario: Scenario, concurrency: int)
         seconds=run.args.duration,
         core=load_core,
     )
-    cell.other_pct = audit.end(load_pids)
+    if audit is not None:
+        cell.other_pct = audit.end(system.pids(), run.load_pids)
     if pids:
         cpu = cpu_seconds(system.pids()) - cpu_before
         cell.rss_mb = rss_mb(system.pids())
@@ -306,7 +308,13 @@ def profile_pass(run: Run, system: System, scenario: Scenario, concurrency: int)
         run.notes.append(f"profile failed (py-spy exit {spy.popen.returncode}):\n{spy.log_tail()}")
         return
     if fmt == "raw":
-        run.say(summarize(out.read_text(errors="replace"), top=20, main_thread=str(pids[0])))
+        text = summarize(out.read_text(errors="replace"), top=20, main_thread=str(pids[0]))
+        summary = out.with_name(out.name + ".summary.txt")
+        summary.write_text(text + "\n", encoding="utf-8")
+        run.say(text)
+        run.notes.append(f"profile: {out} (summary in {summary})")
+    else:
+        run.notes.append(f"profile: {out}")
 
 
 def bench_system(run: Run, system: System) -> None:
@@ -322,7 +330,7 @@ def bench_system(run: Run, system: System) -> None:
         for c in args.concurrency:
             cell = measure_cell(run, system, scenario, c)
             for _ in range(args.noisy_retries):
-                if cell.other_pct <= FOREIGN_LOAD_PCT:
+                if not cell.other_pct > FOREIGN_LOAD_PCT:  # also when not measured (nan)
                     break
                 run.say(f"  ({cell.note}; measuring {system.name} {name} c={c} again)")
                 again = measure_cell(run, system, scenario, c)
@@ -465,6 +473,7 @@ def machine_info(args: argparse.Namespace) -> dict[str, Any]:
     for info in args.litellm_venv.glob("lib/python*/site-packages/litellm-*.dist-info"):
         versions["litellm"] = info.name.split("-")[1].removesuffix(".dist-info")
     return {
+        "commit": _git_commit(),
         "cpu": cpu,
         "cores": os.cpu_count(),
         "kernel": platform.release(),
@@ -476,6 +485,29 @@ def machine_info(args: argparse.Namespace) -> dict[str, Any]:
         "pinned": not args.no_pin,
         "pace_ms": args.pace_ms,
     }
+
+
+def _git_commit() -> str:
+    """HEAD of the repository being measured, with ``-dirty`` when it has changes."""
+    repo = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return head + ("-dirty" if dirty else "")
 
 
 # -- the run ----------------------------------------------------------------------------
