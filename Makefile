@@ -34,7 +34,7 @@ check: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	PYTHON=$(PY) scripts/typecheck.sh
+	PYTHON=$(CURDIR)/$(PY) scripts/typecheck.sh
 
 test: lint
 	$(PY) -m pytest -q
