@@ -279,7 +279,8 @@ class Pipeline:
                 finished = True
             finally:
                 if not finished:
-                    meter.client_gone = meter.error is None
+                    # A client that hangs up after the answer was complete is no 499.
+                    meter.client_gone = meter.error is None and not meter.upstream_complete
                 await relay.aclose()
                 await close()
                 if finished and endpoint == "responses" and translator is not None:

@@ -4,6 +4,7 @@ gateway asked for on the client's behalf is stripped again here."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
@@ -31,12 +32,29 @@ class Meter:
     error: GatewayError | None = None
     in_stream_error: str | None = None
     client_gone: bool = False
+    upstream_complete: bool = False  # the upstream finished its answer
 
     def upstream_ms(self) -> float | None:
         if self.upstream_started is None:
             return None
         end = self.upstream_done or time.perf_counter()
         return (end - self.upstream_started) * 1000.0
+
+
+# The strings a streamed answer is made of, whitespace after the colon or not.
+_CONTENT = re.compile(
+    rb'"(?:content|text|arguments|partial_json|thinking|refusal|delta)"\s*:\s*"((?:[^"\\]|\\.)*)"'
+)
+
+
+def count_content(data: bytes, meter: Meter) -> None:
+    """Meter the generated text of one event, for when the upstream reports no usage."""
+    size = 0
+    for match in _CONTENT.finditer(data):
+        size += len(match.group(1))
+    if size:
+        meter.content_chunks += 1
+        meter.content_chars += size
 
 
 def _usage_present(data: bytes) -> bool:
@@ -47,26 +65,108 @@ def _usage_present(data: bytes) -> bool:
     return not rest.startswith(b"null")
 
 
+class _OpenAIFilter:
+    """Per-stream state of the OpenAI relay: strips the usage chunk the client
+    did not ask for, and repairs tool-call deltas of servers that repeat ``id``,
+    ``type`` and ``function.name`` in every delta (the SDK helpers concatenate
+    them) or send a legacy ``function_call`` beside ``tool_calls``."""
+
+    def __init__(self, meter: Meter, strip_usage: bool) -> None:
+        self.meter = meter
+        self.strip_usage = strip_usage
+        self.started_calls: set[tuple[int, int]] = set()
+
+    def event(self, data: bytes) -> bytes | None:
+        meter = self.meter
+        if data == b"[DONE]":
+            meter.upstream_complete = True
+            return DONE
+        if not data:
+            return None
+        count_content(data, meter)
+        if b'"error"' in data[:20]:
+            self._error(data)
+        tools = b'"tool_calls"' in data
+        if not tools and not _usage_present(data):
+            return encode_data(data)
+        try:
+            obj = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return encode_data(data)
+        if not isinstance(obj, dict):
+            return encode_data(data)
+        changed = self._repair_tool_calls(obj) if tools else False
+        if obj.get("usage") is not None:
+            usage = from_openai(obj.get("usage"))
+            if usage is not None:
+                meter.usage = usage
+            if self.strip_usage:
+                if not obj.get("choices"):
+                    return None  # the usage-only chunk the client did not ask for
+                obj.pop("usage", None)
+                changed = True
+        return encode_data(orjson.dumps(obj)) if changed else encode_data(data)
+
+    def _error(self, data: bytes) -> None:
+        try:
+            obj = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return
+        if isinstance(obj, dict) and obj.get("error"):
+            err = obj["error"]
+            self.meter.in_stream_error = str(err.get("message") if isinstance(err, dict) else err)
+
+    def _repair_tool_calls(self, obj: dict[str, Any]) -> bool:
+        changed = False
+        for choice in obj.get("choices") or ():
+            delta = choice.get("delta") if isinstance(choice, dict) else None
+            if not isinstance(delta, dict) or not isinstance(delta.get("tool_calls"), list):
+                continue
+            if "function_call" in delta:
+                del delta["function_call"]
+                changed = True
+            for pos, call in enumerate(delta["tool_calls"]):
+                if not isinstance(call, dict):
+                    continue
+                if not isinstance(call.get("index"), int):
+                    call["index"] = pos
+                    changed = True
+                key = (int(choice.get("index") or 0), call["index"])
+                if key not in self.started_calls:
+                    self.started_calls.add(key)
+                    continue
+                for field_name in ("id", "type"):
+                    if field_name in call:
+                        del call[field_name]
+                        changed = True
+                fn = call.get("function")
+                if isinstance(fn, dict) and "name" in fn:
+                    del fn["name"]
+                    changed = True
+        return changed
+
+
 async def relay_openai(
     chunks: AsyncIterator[bytes], meter: Meter, *, strip_usage: bool
 ) -> AsyncGenerator[bytes, None]:
     """OpenAI chat/completions SSE. Ends with ``[DONE]`` even when the upstream
     closed without one."""
     decoder = SSEDecoder()
+    filt = _OpenAIFilter(meter, strip_usage)
     done_sent = False
     try:
         async for raw in chunks:
             if meter.first_chunk is None:
                 meter.first_chunk = time.perf_counter()
             for ev in decoder.feed(raw):
-                out = _openai_event(ev.data, meter, strip_usage)
+                out = filt.event(ev.data)
                 if out is None:
                     continue
                 if out is DONE:
                     done_sent = True
                 yield out
         for ev in decoder.flush():
-            out = _openai_event(ev.data, meter, strip_usage)
+            out = filt.event(ev.data)
             if out is not None:
                 done_sent = done_sent or out is DONE
                 yield out
@@ -75,42 +175,8 @@ async def relay_openai(
         yield stream_error_event(err, "openai")
     meter.upstream_done = time.perf_counter()
     if not done_sent:
+        meter.upstream_complete = meter.error is None
         yield DONE
-
-
-def _openai_event(data: bytes, meter: Meter, strip_usage: bool) -> bytes | None:
-    if data == b"[DONE]":
-        return DONE
-    if not data:
-        return None
-    if b'"content":"' in data or b'"text":"' in data or b'"arguments":"' in data:
-        meter.content_chunks += 1
-        meter.content_chars += len(data) // 4
-    if data.startswith(b'{"error"') or b'"error":{' in data[:20]:
-        try:
-            obj = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            obj = None
-        if isinstance(obj, dict) and obj.get("error"):
-            err = obj["error"]
-            meter.in_stream_error = str(err.get("message") if isinstance(err, dict) else err)
-    if not _usage_present(data):
-        return encode_data(data)
-    try:
-        obj = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return encode_data(data)
-    if not isinstance(obj, dict):
-        return encode_data(data)
-    usage = from_openai(obj.get("usage"))
-    if usage is not None:
-        meter.usage = usage
-    if not strip_usage:
-        return encode_data(data)
-    if not obj.get("choices"):
-        return None  # the usage-only chunk the client did not ask for
-    obj.pop("usage", None)
-    return encode_data(orjson.dumps(obj))
 
 
 async def relay_anthropic(
@@ -155,8 +221,9 @@ def _anthropic_event(name: str | None, data: bytes, meter: Meter) -> bytes:
                 err = obj.get("error") or {}
                 meter.in_stream_error = str(err.get("message", "upstream error"))
     elif kind == "content_block_delta":
-        meter.content_chunks += 1
-        meter.content_chars += len(data) // 4
+        count_content(data, meter)
+    elif kind == "message_stop":
+        meter.upstream_complete = True
     return encode_event(kind, data)
 
 
@@ -182,9 +249,10 @@ async def relay_translated(
             if meter.first_chunk is None:
                 meter.first_chunk = time.perf_counter()
             for ev in decoder.feed(raw):
-                if ev.data and ev.data != b"[DONE]":
-                    meter.content_chunks += 1
-                    meter.content_chars += len(ev.data) // 4
+                if ev.data == b"[DONE]" or ev.event == "message_stop":
+                    meter.upstream_complete = True
+                elif ev.data:
+                    count_content(ev.data, meter)
                 for out in translator.feed(ev):
                     yield out
         for ev in decoder.flush():
@@ -224,11 +292,11 @@ async def relay_responses(
                 response = obj.get("response")
                 if isinstance(response, dict):
                     meter.usage = from_openai(response.get("usage")) or meter.usage
+                    meter.upstream_complete = True
                 if name in ("response.failed", "error"):
                     meter.in_stream_error = str(obj.get("message") or name)
         elif ev.data and b"delta" in ev.data[:60]:
-            meter.content_chunks += 1
-            meter.content_chars += len(ev.data) // 4
+            count_content(ev.data, meter)
         return encode_event(name, ev.data) if name else encode_data(ev.data)
 
     try:

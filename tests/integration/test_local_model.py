@@ -430,11 +430,15 @@ class TestOpenAIClientOnLlamaCppPython:
         assert all(c.choices and c.usage is None for c in chunks)
         row = llama.gateway.ledger_row(raw.headers["x-request-id"])
         assert row["stream"] == 1 and row["ttft_ms"] is not None
+        # the client hung up right after [DONE]: a finished answer, not a 499
+        assert row["status"] == 200 and row["error_class"] is None
         assert row["prompt_tokens"] > 0
         # llama-cpp-python ignores include_usage: then the row is an estimate.
         assert row["usage_estimated"] == (0 if usage else 1)
         if usage:
             assert row["completion_tokens"] == usage["completion_tokens"]
+        else:
+            assert row["completion_tokens"] > 0
 
     def test_stream_with_usage_asked(self, oai: openai.OpenAI, llama: Stack) -> None:
         raw = oai.chat.completions.with_raw_response.create(
@@ -644,6 +648,25 @@ class TestToolCallsOnLlamaCppPython:
         arguments = calls[0].function.arguments
         assert arguments == upstream["message"]["tool_calls"][0]["function"]["arguments"]
         assert "paris" in json.loads(arguments)["city"].lower()
+
+    def test_openai_tool_call_stream_helper(self, oai: openai.OpenAI, llama: Stack) -> None:
+        """llama-cpp-python repeats id, type and name in every delta; the helper
+        concatenates strings, so the gateway must send them once."""
+        with oai.chat.completions.stream(
+            model=MODEL,
+            max_tokens=64,
+            tools=WEATHER_OPENAI,
+            tool_choice={"type": "function", "function": {"name": "get_weather"}},
+            messages=[{"role": "user", "content": WEATHER_PROMPT}],
+            **GREEDY,
+        ) as stream:
+            final = stream.get_final_completion()
+        deltas, upstream_arguments = streamed_tool_calls(llama.recorder.last(CHAT))
+        assert len(deltas) > 2 and all(d.get("id") == deltas[0]["id"] for d in deltas)
+        calls = final.choices[0].message.tool_calls or []
+        assert len(calls) == 1 and calls[0].id == deltas[0]["id"]
+        assert calls[0].function.name == "get_weather"  # type: ignore[union-attr]
+        assert calls[0].function.arguments == upstream_arguments  # type: ignore[union-attr]
 
     def test_openai_tool_call_stream_raw(self, oai: openai.OpenAI, llama: Stack) -> None:
         stream = oai.chat.completions.create(

@@ -122,3 +122,59 @@ async def test_anthropic_relay_cumulative_usage_and_event_names() -> None:
         2,
         7,
     )
+
+
+async def test_estimate_counts_content_with_spaced_json() -> None:
+    spaced = b'data: {"choices": [{"index": 0, "delta": {"content": "Answer \\"here\\""}}]}\n\n'
+    meter = Meter()
+    await _collect(relay_openai(_gen([spaced, spaced]), meter, strip_usage=True))
+    assert meter.content_chunks == 2
+    assert meter.content_chars == 2 * len(b'Answer \\"here\\"')
+    assert meter.upstream_complete  # closed cleanly without [DONE]
+
+
+def _tool_delta(args: str, repeat: bool, legacy: bool = False) -> bytes:
+    call: dict[str, object] = {
+        "index": 0,
+        "id": "call_x",
+        "type": "function",
+        "function": {"name": "get_weather", "arguments": args},
+    }
+    delta: dict[str, object] = {"tool_calls": [call]}
+    if legacy:
+        delta["function_call"] = {"name": "get_weather", "arguments": args}
+    obj = {
+        "id": "c",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": "m",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": None}],
+    }
+    return b"data: " + orjson.dumps(obj) + b"\n\n"
+
+
+async def test_repeated_tool_call_fields_are_sent_once() -> None:
+    parts = [
+        _tool_delta('{"ci', True, legacy=True),
+        _tool_delta('ty": "Paris"}', True, True),
+        b"data: [DONE]\n\n",
+    ]
+    meter = Meter()
+    out = await _collect(relay_openai(_gen(parts), meter, strip_usage=True))
+    first = orjson.loads(out[0][6:])["choices"][0]["delta"]
+    second = orjson.loads(out[1][6:])["choices"][0]["delta"]
+    assert "function_call" not in first and "function_call" not in second
+    assert first["tool_calls"][0]["id"] == "call_x"
+    assert first["tool_calls"][0]["function"]["name"] == "get_weather"
+    assert second["tool_calls"][0] == {"index": 0, "function": {"arguments": 'ty": "Paris"}'}}
+    assert meter.upstream_complete
+
+
+async def test_stream_incomplete_when_upstream_breaks() -> None:
+    async def broken() -> AsyncIterator[bytes]:
+        yield _chunk("x")
+        raise UpstreamUnavailable("gone")
+
+    meter = Meter()
+    await _collect(relay_openai(broken(), meter, strip_usage=True))
+    assert not meter.upstream_complete
