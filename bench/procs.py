@@ -216,13 +216,14 @@ def rss_mb(pids: Sequence[int]) -> float:
 
 def core_times(core: int) -> tuple[float, float]:
     """(busy, total) seconds of one CPU core since boot, from /proc/stat. Busy is
-    user + nice + system + steal: time in interrupts is left out because the
-    loopback traffic of the run itself lands there, charged to no process."""
+    user + system + steal. Left out: time in interrupts, because the run's own
+    loopback traffic lands there, charged to no process; and user time of
+    niced processes, because background work at low priority yields to the run."""
     for line in Path("/proc/stat").read_text().splitlines():
         if line.startswith(f"cpu{core} "):
             t = [int(v) for v in line.split()[1:9]]
             t += [0] * (8 - len(t))
-            busy = t[0] + t[1] + t[2] + t[7]
+            busy = t[0] + t[2] + t[7]
             return busy / CLOCK_TICKS, sum(t) / CLOCK_TICKS
     return 0.0, 0.0
 
@@ -235,14 +236,12 @@ def _own_cpu() -> float:
 
 @dataclass
 class CpuAudit:
-    """How much CPU processes outside the run took on a core the run needed,
-    during one cell, so a result disturbed by other work on the machine shows.
+    """How much CPU processes outside the run took on the run's cores during
+    one cell, so a result disturbed by other work on the machine shows.
 
     The system under test is pinned to ``system_core``; the fake upstream, wrk
-    and this runner to ``load_core``. Busy time on a core minus the time of our
-    processes there is someone else's. On the system core any of it counts; on
-    the load core only when that core was saturated, since other work in its
-    idle time (wrk at concurrency 1 leaves plenty) delays nothing."""
+    and this runner to ``load_core``. Busy time on a core (see ``core_times``)
+    minus the time of our processes there is someone else's."""
 
     system_core: int
     load_core: int
@@ -263,9 +262,7 @@ class CpuAudit:
             return 0.0
         foreign_sys = sys_busy - (cpu_seconds(system_pids) - self._system)
         foreign_load = load_busy - (cpu_seconds(load_pids) + _own_cpu() - self._load)
-        worst = foreign_sys / sys_total
-        if load_busy / load_total >= 0.9:
-            worst = max(worst, foreign_load / load_total)
+        worst = max(foreign_sys / sys_total, foreign_load / load_total)
         return max(0.0, 100.0 * worst)
 
     def _delta(self, core: int) -> tuple[float, float]:
