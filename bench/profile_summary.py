@@ -56,7 +56,7 @@ def parse(text: str) -> list[Stack]:
         if not stack or not count.isdigit():
             continue
         thread = ""
-        frames = []
+        frames: list[tuple[str, str]] = []
         for raw in stack.split(";"):
             if raw.startswith("process "):
                 continue

@@ -163,7 +163,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="record the gateway with py-spy during an extra pass of the profile cell; "
         "OUT.svg: flame graph, OUT.json: speedscope, anything else: collapsed stacks + summary",
     )
-    p.add_argument("--profile-scenario", default="chat")
+    p.add_argument(
+        "--profile-scenario", default=None, help="default: chat, or the first scenario run"
+    )
     p.add_argument(
         "--profile-concurrency", type=int, default=None, help="default: the highest level"
     )
@@ -195,6 +197,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         p.error("--duration must be >= 1 and --warmup >= 0 (whole seconds)")
     if args.profile_concurrency is None:
         args.profile_concurrency = max(args.concurrency)
+    if args.profile_scenario is None:
+        args.profile_scenario = "chat" if "chat" in args.scenarios else args.scenarios[0]
+    if args.profile and (
+        args.profile_scenario not in args.scenarios
+        or args.profile_concurrency not in args.concurrency
+        or "gateway" not in args.systems
+    ):
+        p.error(
+            "--profile: the profile cell (gateway, --profile-scenario, --profile-concurrency)"
+            " must be one the run measures"
+        )
     return args
 
 
@@ -471,7 +484,7 @@ def machine_info(args: argparse.Namespace) -> dict[str, Any]:
         with contextlib.suppress(importlib.metadata.PackageNotFoundError):
             versions[dist] = importlib.metadata.version(dist)
     for info in args.litellm_venv.glob("lib/python*/site-packages/litellm-*.dist-info"):
-        versions["litellm"] = info.name.split("-")[1].removesuffix(".dist-info")
+        versions["litellm"] = info.name.removesuffix(".dist-info").split("-")[1]
     return {
         "commit": _git_commit(),
         "cpu": cpu,
@@ -537,7 +550,7 @@ def choose_cores(no_pin: bool) -> tuple[Cores, str | None]:
     if len(available) < 2:
         return Cores(None, None), "fewer than 2 cores: processes are not pinned"
     cores = Cores(system=available[0], load=available[1])
-    os.sched_setaffinity(0, {cores.load})  # this runner and its probes stay off the system core
+    os.sched_setaffinity(0, {available[1]})  # this runner and its probes stay off the system core
     return cores, None
 
 

@@ -110,7 +110,7 @@ def _openai_events(include_usage: bool) -> list[bytes]:
 
 
 def _anthropic_events() -> list[bytes]:
-    message = {
+    message: dict[str, object] = {
         "id": "msg_bench",
         "type": "message",
         "role": "assistant",
@@ -323,7 +323,7 @@ def parse_request(buf: bytearray) -> tuple[Request, int] | None:
 
 
 def _dechunk(buf: bytearray, pos: int) -> tuple[bytes, int] | None:
-    pieces = []
+    pieces: list[bytes] = []
     while True:
         eol = buf.find(b"\r\n", pos)
         if eol < 0:
