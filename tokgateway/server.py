@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
-from starlette.applications import Starlette
+from starlette.types import ASGIApp
 
 from tokgateway.common.logs import configure_logging
 from tokgateway.common.settings import Settings, load_settings
@@ -50,7 +50,7 @@ def _server_options(settings: Settings) -> dict[str, Any]:
     }
 
 
-def worker_app() -> Starlette:
+def worker_app() -> ASGIApp:
     """The app of one worker process (uvicorn factory)."""
     from tokgateway.allinone import AllInOne
 

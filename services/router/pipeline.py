@@ -7,6 +7,7 @@ reaches a handler settles exactly once, whatever happens."""
 
 from __future__ import annotations
 
+import itertools
 import logging
 import secrets
 import time
@@ -66,8 +67,16 @@ CHECKS: dict[str, Checker] = {
 }
 
 
-def _request_id() -> str:
-    return "req_" + secrets.token_hex(12)
+class RequestIds:
+    """Unique request ids without a system call each: a random per-process
+    prefix and a counter."""
+
+    def __init__(self) -> None:
+        self._prefix = "req_" + secrets.token_hex(8)
+        self._counter = itertools.count(1)
+
+    def next(self) -> str:
+        return f"{self._prefix}{next(self._counter):08x}"
 
 
 def _ids(info: RequestInfo) -> dict[str, str]:
@@ -92,6 +101,7 @@ class Pipeline:
         providers: Callable[[], dict[str, Provider]],
     ) -> None:
         self.deps = deps
+        self._ids = RequestIds()
         self._table = table
         self._providers = providers
 
@@ -138,7 +148,7 @@ class Pipeline:
         fmt = CLIENT_FORMAT[endpoint]
         meter = Meter()
         table = self._table()
-        info = RequestInfo(request_id=_request_id(), route=request.url.path)
+        info = RequestInfo(request_id=self._ids.next(), route=request.scope["path"])
         body: dict[str, Any] = {}
         try:
             info.key = await self.authenticate(request)

@@ -158,13 +158,17 @@ async def relay_openai(
         async for raw in chunks:
             if meter.first_chunk is None:
                 meter.first_chunk = time.perf_counter()
+            batch = []
             for ev in decoder.feed(raw):
                 out = filt.event(ev.data)
                 if out is None:
                     continue
                 if out is DONE:
                     done_sent = True
-                yield out
+                batch.append(out)
+            if batch:
+                # every event of one upstream read goes out in one write
+                yield b"".join(batch)
         for ev in decoder.flush():
             out = filt.event(ev.data)
             if out is not None:
@@ -188,8 +192,9 @@ async def relay_anthropic(
         async for raw in chunks:
             if meter.first_chunk is None:
                 meter.first_chunk = time.perf_counter()
-            for ev in decoder.feed(raw):
-                yield _anthropic_event(ev.event, ev.data, meter)
+            events = decoder.feed(raw)
+            if events:
+                yield b"".join([_anthropic_event(ev.event, ev.data, meter) for ev in events])
         for ev in decoder.flush():
             yield _anthropic_event(ev.event, ev.data, meter)
     except UpstreamError as err:
@@ -248,13 +253,15 @@ async def relay_translated(
         async for raw in chunks:
             if meter.first_chunk is None:
                 meter.first_chunk = time.perf_counter()
+            batch: list[bytes] = []
             for ev in decoder.feed(raw):
                 if ev.data == b"[DONE]" or ev.event == "message_stop":
                     meter.upstream_complete = True
                 elif ev.data:
                     count_content(ev.data, meter)
-                for out in translator.feed(ev):
-                    yield out
+                batch += translator.feed(ev)
+            if batch:
+                yield b"".join(batch)
         for ev in decoder.flush():
             for out in translator.feed(ev):
                 yield out
@@ -303,8 +310,9 @@ async def relay_responses(
         async for raw in chunks:
             if meter.first_chunk is None:
                 meter.first_chunk = time.perf_counter()
-            for ev in decoder.feed(raw):
-                yield one(ev)
+            events = decoder.feed(raw)
+            if events:
+                yield b"".join([one(ev) for ev in events])
         for ev in decoder.flush():
             yield one(ev)
     except UpstreamError as err:

@@ -5,6 +5,7 @@ itself lives in pipeline.py."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -134,6 +135,16 @@ class RouterService:
             Route("/readyz", self.readyz, methods=["GET"]),
             Route("/metrics", self.metrics_endpoint, methods=["GET"]),
         ]
+
+    def hot_routes(self) -> dict[tuple[str, str], Callable[[Request], Awaitable[ASGIApp]]]:
+        """The /v1 calls that carry traffic, for exact-path dispatch."""
+        return {
+            ("POST", "/v1/chat/completions"): self.chat_completions,
+            ("POST", "/v1/completions"): self.completions,
+            ("POST", "/v1/embeddings"): self.embeddings,
+            ("POST", "/v1/messages"): self.messages,
+            ("POST", "/v1/responses"): self.responses_api,
+        }
 
     async def chat_completions(self, request: Request) -> ASGIApp:
         return await self.pipeline.handle(request, "chat")

@@ -131,22 +131,22 @@ class Settler:
     def _observe(self, ev: UsageEvent) -> None:
         m = self.metrics
         provider = ev.provider or ""
-        m.requests.labels(ev.route, ev.model, provider, str(ev.status)).inc()
+        m.child(m.requests, ev.route, ev.model, provider, str(ev.status)).inc()
         if ev.error_class:
-            m.errors.labels(ev.error_class).inc()
+            m.child(m.errors, ev.error_class).inc()
         if ev.overhead_ms is not None:
             m.overhead.observe(ev.overhead_ms / 1000.0)
         if ev.upstream_ms is not None and provider:
-            m.upstream.labels(provider).observe(ev.upstream_ms / 1000.0)
+            m.child(m.upstream, provider).observe(ev.upstream_ms / 1000.0)
         if ev.ttft_ms is not None and provider:
-            m.ttft.labels(provider).observe(ev.ttft_ms / 1000.0)
+            m.child(m.ttft, provider).observe(ev.ttft_ms / 1000.0)
         if ev.prompt_tokens or ev.completion_tokens:
-            m.tokens.labels(ev.model, provider, "prompt").inc(ev.prompt_tokens)
-            m.tokens.labels(ev.model, provider, "completion").inc(ev.completion_tokens)
+            m.child(m.tokens, ev.model, provider, "prompt").inc(ev.prompt_tokens)
+            m.child(m.tokens, ev.model, provider, "completion").inc(ev.completion_tokens)
             if ev.cached_tokens:
-                m.tokens.labels(ev.model, provider, "cached").inc(ev.cached_tokens)
+                m.child(m.tokens, ev.model, provider, "cached").inc(ev.cached_tokens)
         if ev.cost_usd:
-            m.cost.labels(ev.model, provider).inc(ev.cost_usd)
+            m.child(m.cost, ev.model, provider).inc(ev.cost_usd)
         if self.access.enabled:
             fields = {
                 "request_id": ev.request_id,
