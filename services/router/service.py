@@ -119,6 +119,7 @@ class RouterService:
             await self._session.close()
             self._session = None
         await self.limiter.close()
+        self.settler.access.flush()
 
     # -- routes ---------------------------------------------------------------------
     def routes(self) -> list[Route]:
