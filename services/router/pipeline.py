@@ -48,7 +48,7 @@ from tokgateway.router.responses_store import ResponseStore
 from tokgateway.router.settle import RequestInfo, Settler
 from tokgateway.router.streaming import StreamResponse
 from tokgateway.router.translate import conversation_after, responses_request_to_chat
-from tokgateway.router.usage import estimate_tokens, from_anthropic, from_openai
+from tokgateway.router.usage import estimate_tokens, from_anthropic, from_openai, usage_object
 
 if TYPE_CHECKING:
     from tokgateway.router.providers import Provider
@@ -219,6 +219,15 @@ class Pipeline:
         meter.upstream_done = time.perf_counter()
         raw = fwd.response.body or b""
         plan = fwd.plan
+        if plan.response is None and len(raw) > 2048:
+            # passthrough of a large body: read the usage alone
+            cut = usage_object(raw)
+            if cut is not None:
+                if plan.upstream_format == "anthropic":
+                    meter.usage = from_anthropic(cut)
+                else:
+                    meter.usage = from_openai(cut)
+                return self._answer(raw, fwd, info, meter, table)
         try:
             obj = orjson.loads(raw)
         except orjson.JSONDecodeError:
@@ -239,6 +248,11 @@ class Pipeline:
                 if endpoint == "responses":
                     self._remember(body, history, out)
                 raw = orjson.dumps(out)
+        return self._answer(raw, fwd, info, meter, table)
+
+    def _answer(
+        self, raw: bytes, fwd: Forwarded, info: RequestInfo, meter: Meter, table: RouteTable
+    ) -> Response:
         event = self.deps.settler.settle(info, meter, table.prices)
         headers = _ids(info)
         headers["x-gateway-overhead-ms"] = f"{event.overhead_ms or 0:.3f}"

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 
 @dataclass(slots=True)
 class Usage:
@@ -77,3 +79,29 @@ def from_anthropic(usage: Any, base: Usage | None = None) -> Usage | None:
 def estimate_tokens(text_len: int) -> int:
     """A rough count for when the upstream reports nothing: ~4 characters a token."""
     return max(0, (text_len + 3) // 4)
+
+
+def usage_object(raw: bytes) -> dict[str, Any] | None:
+    """The top-level ``usage`` object of a JSON body, without parsing the rest
+    (an embeddings answer is mostly floats). None when it cannot be cut out
+    cleanly; the caller then parses the whole body."""
+    at = raw.rfind(b'"usage"')
+    if at < 0:
+        return None
+    start = raw.find(b"{", at + 7)
+    if start < 0 or raw[at + 7 : start].strip(b" \t\r\n:") != b"":
+        return None
+    depth = 0
+    for pos in range(start, min(len(raw), start + 4096)):
+        ch = raw[pos]
+        if ch == 0x7B:  # {
+            depth += 1
+        elif ch == 0x7D:  # }
+            depth -= 1
+            if depth == 0:
+                try:
+                    found = orjson.loads(raw[start : pos + 1])
+                except orjson.JSONDecodeError:
+                    return None
+                return found if isinstance(found, dict) else None
+    return None

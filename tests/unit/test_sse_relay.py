@@ -178,3 +178,23 @@ async def test_stream_incomplete_when_upstream_breaks() -> None:
     meter = Meter()
     await _collect(relay_openai(broken(), meter, strip_usage=True))
     assert not meter.upstream_complete
+
+
+def test_usage_object_cut_from_a_large_body() -> None:
+    from tokgateway.router.usage import usage_object
+
+    body = {
+        "object": "list",
+        "data": [{"embedding": [0.5] * 2000, "usage": "not this"}],
+        "usage": {
+            "prompt_tokens": 6,
+            "total_tokens": 6,
+            "prompt_tokens_details": {"cached_tokens": 1},
+        },
+    }
+    raw = orjson.dumps(body)
+    assert usage_object(raw) == body["usage"]
+    spaced = raw.replace(b'"usage":{', b'"usage" : {')
+    assert usage_object(spaced) == body["usage"]
+    assert usage_object(b'{"data": [1, 2]}') is None
+    assert usage_object(b'{"usage": null}') is None
