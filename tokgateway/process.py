@@ -17,6 +17,7 @@ from tokgateway.common.settings import Settings
 
 PID_FILE = "gateway.pid"
 LOG_FILE = "gateway.log"
+BANNER_FILE = "banner.txt"
 
 
 def _pid(settings: Settings) -> int | None:
@@ -52,10 +53,16 @@ def start(settings: Settings, host: str | None = None, port: int | None = None) 
     if port:
         cmd += ["--port", str(port)]
     offset = log_path.stat().st_size if log_path.exists() else 0
+    # The banner (with a first start's admin key) goes to a private file that is
+    # shown here and removed, never into the log.
+    banner_path = data / BANNER_FILE
+    banner_path.unlink(missing_ok=True)
+    banner_fd = os.open(banner_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with log_path.open("ab") as log:
         proc = subprocess.Popen(
-            cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True
+            cmd, stdout=banner_fd, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True
         )
+    os.close(banner_fd)
     (data / PID_FILE).write_text(str(proc.pid))
     url = gateway_url(settings)
     if host or port:
@@ -76,10 +83,21 @@ def start(settings: Settings, host: str | None = None, port: int | None = None) 
     else:
         print(f"gateway did not become ready in 30 s; see {log_path}", file=sys.stderr)
         return 1
-    banner = [ln for ln in _new_log(log_path, offset).splitlines() if not ln.startswith("{")]
-    print("\n".join(banner))
+    print(_take_banner(banner_path))
     print(f"started (pid {proc.pid}); log: {log_path}; stop with `make stop` / `gateway stop`")
     return 0
+
+
+def _take_banner(path: Path, wait: float = 2.0) -> str:
+    deadline = time.monotonic() + wait
+    text = ""
+    while time.monotonic() < deadline:
+        text = path.read_text() if path.exists() else ""
+        if "Anthropic base_url" in text and ("Admin key" not in text or "gateway keys" in text):
+            break
+        time.sleep(0.05)
+    path.unlink(missing_ok=True)
+    return text.rstrip()
 
 
 def _new_log(path: Path, offset: int) -> str:

@@ -93,3 +93,26 @@ def test_keys_on_a_stopped_gateway_use_the_data_file(tmp_path: Path) -> None:
     assert usage.returncode == 0 and "No usage" in usage.stdout
     bad = run(["keys", "revoke", "key_missing"], tmp_path, env)
     assert bad.returncode == 1 and "key_missing" in bad.stderr
+
+
+def test_start_shows_admin_key_on_terminal_never_in_log(tmp_path: Path) -> None:
+    from tests.support.mock_upstream import free_port
+
+    data = tmp_path / "data"
+    env = {
+        "GATEWAY_DATA_DIR": str(data),
+        "GATEWAY_CONFIG_DIR": str(tmp_path / "cfg"),
+        "GATEWAY_PORT": str(free_port()),
+    }
+    started = run(["start"], tmp_path, env)
+    try:
+        assert started.returncode == 0, started.stderr
+        admin = next(w for w in started.stdout.split() if w.startswith("tga-"))
+        assert run(["status"], tmp_path, env).returncode == 0
+    finally:
+        stopped = run(["stop"], tmp_path, env)
+    assert stopped.returncode == 0 and "stopped" in stopped.stdout
+    assert admin not in (data / "gateway.log").read_text()
+    assert not (data / "banner.txt").exists()
+    assert (data / "gateway.db").stat().st_mode & 0o077 == 0
+    assert run(["status"], tmp_path, env).returncode == 3
