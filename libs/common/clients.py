@@ -102,6 +102,7 @@ def table_from_snapshot(data: dict[str, Any], box: CredentialBox) -> RouteTable:
             api_key=box.open(p.get("api_key_sealed") or ""),
             timeout=p.get("timeout"),
             anthropic_version=p.get("anthropic_version") or "2023-06-01",
+            api_version=p.get("api_version") or "",
         )
         for p in data.get("providers", [])
     }

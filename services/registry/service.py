@@ -72,6 +72,7 @@ def config_definitions(settings: Settings, box: Sealer) -> Definitions:
             api_key_sealed=box.seal(p.api_key),
             timeout=p.timeout,
             anthropic_version=p.anthropic_version,
+            api_version=p.api_version,
             source="config",
         )
         for p in settings.providers.values()
@@ -112,6 +113,7 @@ def build_table(defs: Definitions, primary: str | None, box: Sealer) -> RouteTab
             api_key=box.open(p.api_key_sealed),
             timeout=p.timeout,
             anthropic_version=p.anthropic_version,
+            api_version=p.api_version,
         )
         for p in defs.providers
     }
@@ -209,6 +211,7 @@ class RegistryService:
                     "api_key_sealed": p.api_key_sealed,
                     "timeout": p.timeout,
                     "anthropic_version": p.anthropic_version,
+                    "api_version": p.api_version,
                 }
                 for p in defs.providers
             ],
@@ -239,8 +242,10 @@ class RegistryService:
         if kind not in PROVIDER_KINDS:
             raise BadRequest(f"'kind' must be one of {', '.join(PROVIDER_KINDS)}.", param="kind")
         base_url = data.get("base_url") or DEFAULT_BASE_URLS.get(kind, "")
-        if not isinstance(base_url, str) or (kind == "openai-compatible" and not base_url):
-            raise BadRequest("'base_url' is required for openai-compatible.", param="base_url")
+        if not isinstance(base_url, str) or (
+            kind in ("openai-compatible", "azure") and not base_url
+        ):
+            raise BadRequest(f"'base_url' is required for {kind}.", param="base_url")
         if base_url and not base_url.startswith(("http://", "https://")):
             raise BadRequest("'base_url' must be an http(s) URL.", param="base_url")
         timeout = data.get("timeout")
@@ -262,6 +267,7 @@ class RegistryService:
             api_key_sealed=sealed,
             timeout=float(timeout) if timeout is not None else None,
             anthropic_version=str(data.get("anthropic_version") or "2023-06-01"),
+            api_version=str(data.get("api_version") or ""),
         )
         await self.store.put_provider(rec)
         await self._changed("providers")

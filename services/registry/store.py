@@ -21,6 +21,7 @@ class ProviderRecord:
     api_key_sealed: str = ""
     timeout: float | None = None
     anthropic_version: str = "2023-06-01"
+    api_version: str = ""
     source: Source = "api"
 
     def public(self) -> dict[str, Any]:

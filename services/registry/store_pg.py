@@ -43,16 +43,24 @@ MIGRATIONS = (
         );
         """,
     ),
+    Migration(
+        2,
+        "provider api_version (Azure)",
+        """
+        ALTER TABLE registry_providers ADD COLUMN IF NOT EXISTS api_version TEXT NOT NULL
+            DEFAULT '';
+        """,
+    ),
 )
 
 _PUT_PROVIDER = """
 INSERT INTO registry_providers (name, kind, base_url, api_key_sealed, timeout,
-    anthropic_version, source)
-VALUES ($1, $2, $3, $4, $5, $6, $7)
+    anthropic_version, source, api_version)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 ON CONFLICT (name) DO UPDATE SET kind = EXCLUDED.kind, base_url = EXCLUDED.base_url,
     api_key_sealed = EXCLUDED.api_key_sealed, timeout = EXCLUDED.timeout,
     anthropic_version = EXCLUDED.anthropic_version, source = EXCLUDED.source,
-    updated_at = now()
+    api_version = EXCLUDED.api_version, updated_at = now()
 """
 _PUT_ROUTE = """
 INSERT INTO registry_routes (pattern, targets, position, source) VALUES ($1, $2::jsonb, $3, $4)
@@ -69,7 +77,16 @@ ON CONFLICT (name) DO UPDATE SET input = EXCLUDED.input, output = EXCLUDED.outpu
 
 
 def _provider_args(r: ProviderRecord) -> tuple[Any, ...]:
-    return (r.name, r.kind, r.base_url, r.api_key_sealed, r.timeout, r.anthropic_version, r.source)
+    return (
+        r.name,
+        r.kind,
+        r.base_url,
+        r.api_key_sealed,
+        r.timeout,
+        r.anthropic_version,
+        r.source,
+        r.api_version,
+    )
 
 
 def _route_args(r: RouteRecord) -> tuple[Any, ...]:
@@ -102,6 +119,7 @@ class PgRegistryStore:
                     api_key_sealed=r["api_key_sealed"],
                     timeout=r["timeout"],
                     anthropic_version=r["anthropic_version"],
+                    api_version=r["api_version"],
                     source=r["source"],
                 )
                 for r in providers
