@@ -55,6 +55,12 @@ class RouterMetrics:
             ("model", "provider", "kind"),
             registry=r,
         )
+        self.unpriced = Counter(
+            "gateway_unpriced_requests",
+            "Requests with tokens for a model the price table lacks (metered at cost 0)",
+            ("upstream_model",),
+            registry=r,
+        )
         self.cost = Counter(
             "gateway_cost_usd",
             "Cost metered in USD, by model and provider",

@@ -95,6 +95,9 @@ class Settler:
                     usage.cached_tokens,
                     usage.cache_write_tokens,
                 )
+            elif usage.total:
+                # Metered at cost 0: say so, so an operator can add a [prices] line.
+                self.metrics.child(self.metrics.unpriced, info.upstream_model).inc()
 
         key = info.key
         event = UsageEvent(

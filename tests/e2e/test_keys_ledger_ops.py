@@ -139,7 +139,11 @@ def test_client_disconnect_cancels_upstream_and_settles(
 
 
 def test_metrics(_client: Maker, gateway: GatewayProcess, api_key: str) -> None:
-    _client(gateway, api_key).chat.completions.create(model="gpt-4o", messages=MSG)
+    client = _client(gateway, api_key)
+    client.chat.completions.create(model="gpt-4o", messages=MSG)
+    list(client.chat.completions.create(model="gpt-4o", messages=MSG, stream=True))
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(model="no-such-model-m", messages=MSG)
     text = httpx.get(gateway.url + "/metrics").text
     assert (
         'gateway_requests_total{model="gpt-4o",provider="mock",route="/v1/chat/completions",status="200"}'
@@ -151,6 +155,9 @@ def test_metrics(_client: Maker, gateway: GatewayProcess, api_key: str) -> None:
     assert 'gateway_errors_total{error_class="client"}' in text
     assert "gateway_upstream_seconds_bucket" in text
     assert "gateway_time_to_first_token_seconds_bucket" in text
+    _client(gateway, api_key).chat.completions.create(model="gpt-unpriced-x", messages=MSG)
+    text = httpx.get(gateway.url + "/metrics").text
+    assert 'gateway_unpriced_requests_total{upstream_model="gpt-unpriced-x"} 1.0' in text
 
 
 def test_access_log_has_fields_and_no_secrets(
