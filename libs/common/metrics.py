@@ -71,20 +71,14 @@ class RouterMetrics:
     def child(self, metric: Any, *labels: str) -> Any:
         """``metric.labels(*labels)``, remembered: labels() takes a lock and
         builds a tuple on every call."""
-        return _child(self._children, metric, labels)
+        key = (id(metric), labels)
+        found = self._children.get(key)
+        if found is None:
+            if len(self._children) > 50_000:
+                self._children.clear()
+            found = self._children[key] = metric.labels(*labels)
+        return found
 
 
 def render(registry: CollectorRegistry) -> tuple[bytes, str]:
     return generate_latest(registry), CONTENT_TYPE_LATEST
-
-
-def _child(
-    cache: dict[tuple[int, tuple[str, ...]], Any], metric: Any, labels: tuple[str, ...]
-) -> Any:
-    key = (id(metric), labels)
-    found = cache.get(key)
-    if found is None:
-        if len(cache) > 50_000:
-            cache.clear()
-        found = cache[key] = metric.labels(*labels)
-    return found

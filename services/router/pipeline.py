@@ -23,6 +23,7 @@ from starlette.types import ASGIApp
 
 from tokgateway.common.contracts import KeyInfo
 from tokgateway.common.errors import (
+    ApiFormat,
     Forbidden,
     GatewayError,
     InternalError,
@@ -161,7 +162,7 @@ class Pipeline:
             if endpoint == "count_tokens":
                 local = self._count_locally(resolution.deployments[0].provider.name, providers)
                 if local:
-                    return self._local_count(body, info, meter, table)
+                    return self._local_count(body, info, meter)
             history = self._history(endpoint, body)
             fwd = await forward(
                 resolution,
@@ -175,29 +176,30 @@ class Pipeline:
                 history=history,
             )
         except GatewayError as err:
-            info.status = err.http_status
-            self.deps.settler.settle(info, meter, table.prices, err)
-            return error_response(err, fmt, **_ids(info))
+            return self._fail(err, fmt, info, meter, table)
         except Exception as exc:  # a bug: never leave a request unsettled
             log.exception("internal error", extra={"request_id": info.request_id})
             internal = InternalError(f"Internal gateway error ({type(exc).__name__}).")
-            info.status = 500
-            self.deps.settler.settle(info, meter, table.prices, internal)
-            return error_response(internal, fmt, **_ids(info))
+            return self._fail(internal, fmt, info, meter, table)
 
         info.status = fwd.response.status
         if fwd.response.chunks is None:
             return self._complete(fwd, endpoint, body, history, info, meter, table)
         return self._stream(fwd, endpoint, body, history, info, meter, table)
 
+    def _fail(
+        self, err: GatewayError, fmt: ApiFormat, info: RequestInfo, meter: Meter, table: RouteTable
+    ) -> Response:
+        info.status = err.http_status
+        self.deps.settler.settle(info, meter, table.prices, err)
+        return error_response(err, fmt, **_ids(info))
+
     @staticmethod
     def _count_locally(provider: str, providers: dict[str, Provider]) -> bool:
         p = providers.get(provider)
         return p is None or not p.supports("count_tokens")
 
-    def _local_count(
-        self, body: dict[str, Any], info: RequestInfo, meter: Meter, table: RouteTable
-    ) -> Response:
+    def _local_count(self, body: dict[str, Any], info: RequestInfo, meter: Meter) -> Response:
         """count_tokens for providers without one: an estimate (no tokenizer of
         every model ships with the gateway)."""
         tools = body.get("tools")
@@ -242,9 +244,7 @@ class Pipeline:
                 try:
                     out = plan.response(obj, body, info.model)
                 except GatewayError as err:
-                    info.status = err.http_status
-                    self.deps.settler.settle(info, meter, table.prices, err)
-                    return error_response(err, CLIENT_FORMAT[endpoint], **_ids(info))
+                    return self._fail(err, CLIENT_FORMAT[endpoint], info, meter, table)
                 if endpoint == "responses":
                     self._remember(body, history, out)
                 raw = orjson.dumps(out)

@@ -13,7 +13,7 @@ from tokgateway.common.logs import AccessLog
 from tokgateway.common.metrics import RouterMetrics
 from tokgateway.common.pricing import PriceTable
 from tokgateway.router.relay import Meter
-from tokgateway.router.usage import Usage
+from tokgateway.router.usage import Usage, estimate_tokens
 
 log = logging.getLogger("tokgateway.router")
 
@@ -50,8 +50,6 @@ class Settler:
         end = time.perf_counter()
         latency = (end - meter.started) * 1000.0
         upstream_ms = meter.upstream_ms()
-        if meter.upstream_done is None and upstream_ms is not None:
-            meter.upstream_done = end
         ttft = None
         if info.stream and meter.first_chunk is not None:
             ttft = (meter.first_chunk - meter.started) * 1000.0
@@ -64,7 +62,7 @@ class Settler:
             estimated = True
             usage = Usage(
                 prompt_tokens=info.prompt_estimate,
-                completion_tokens=max(meter.content_chunks, meter.content_chars // 4),
+                completion_tokens=max(meter.content_chunks, estimate_tokens(meter.content_chars)),
             )
         usage = usage or Usage()
 

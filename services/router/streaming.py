@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 
 from starlette.types import Receive, Scope, Send
 
@@ -18,7 +18,6 @@ class StreamResponse:
         *,
         status: int = 200,
         headers: Mapping[str, str],
-        on_disconnect: Callable[[], None] | None = None,
         media_type: str = "text/event-stream",
     ) -> None:
         self.body = body
@@ -26,7 +25,6 @@ class StreamResponse:
         raw = [(b"content-type", media_type.encode()), (b"cache-control", b"no-cache")]
         raw += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
         self.raw_headers = raw
-        self.on_disconnect = on_disconnect
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         pump = asyncio.ensure_future(self._pump(send))
@@ -51,8 +49,6 @@ class StreamResponse:
                     task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, OSError):
                     await task
-            if gone and self.on_disconnect is not None:
-                self.on_disconnect()
             aclose = getattr(self.body, "aclose", None)
             if aclose is not None:
                 await aclose()
