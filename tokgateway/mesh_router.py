@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import MutableMapping
 
-import aiohttp
 from opentelemetry import propagate
 from starlette.routing import BaseRoute
 
@@ -45,18 +45,9 @@ def empty_table() -> RouteTable:
     return RouteTable(rules=(), aliases={}, providers={}, primary=None, prices=PriceTable({}))
 
 
-def upstream_trace_config() -> aiohttp.TraceConfig:
+def inject_trace_context(headers: MutableMapping[str, str]) -> None:
     """Carry the current trace context on every upstream request."""
-
-    async def on_start(
-        session: aiohttp.ClientSession, ctx: object, params: aiohttp.TraceRequestStartParams
-    ) -> None:
-        propagate.inject(params.headers)
-
-    config = aiohttp.TraceConfig()
-    config.on_request_start.append(on_start)
-    config.freeze()
-    return config
+    propagate.inject(headers)
 
 
 class RouterNode:
@@ -87,7 +78,7 @@ class RouterNode:
             bus=self.bus,
             options=router_options(settings),
             limiter=limiter,
-            trace_configs=[upstream_trace_config()],
+            header_hooks=[inject_trace_context],
         )
         self.loaded = False
         self._reload_wanted = asyncio.Event()

@@ -9,8 +9,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -26,6 +24,7 @@ from tokgateway.router.keycache import KeyCache
 from tokgateway.router.limits import Limiter, LocalLimiter
 from tokgateway.router.pipeline import Pipeline, PipelineDeps
 from tokgateway.router.providers import Provider, build_provider
+from tokgateway.router.providers.client import HeaderHook, HTTPClient
 from tokgateway.router.responses_store import ResponseStore
 from tokgateway.router.settle import Settler
 
@@ -53,10 +52,10 @@ class RouterService:
         options: RouterOptions,
         limiter: Limiter | None = None,
         metrics: RouterMetrics | None = None,
-        trace_configs: list[aiohttp.TraceConfig] | None = None,
+        header_hooks: list[HeaderHook] | None = None,
     ) -> None:
         self.table = table
-        self._trace_configs = list(trace_configs or ())
+        self._header_hooks = list(header_hooks or ())
         self.bus = bus
         self.options = options
         self.keys = KeyCache(verifier, options.key_cache_ttl)
@@ -76,33 +75,25 @@ class RouterService:
             table=lambda: self.table,
             providers=lambda: self.providers,
         )
-        self._session: aiohttp.ClientSession | None = None
+        self._client: HTTPClient | None = None
         self.ready = False
 
     # -- lifecycle ------------------------------------------------------------------
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(
-            limit=self.options.max_connections,
-            limit_per_host=0,
-            ttl_dns_cache=300,
-            keepalive_timeout=60,
-        )
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.options.connect_timeout),
-            auto_decompress=True,
-            skip_auto_headers=("User-Agent",),
-            json_serialize=lambda o: orjson.dumps(o).decode(),
-            trace_configs=self._trace_configs or None,
+        self._client = HTTPClient(
+            connect_timeout=self.options.connect_timeout,
+            keepalive=60.0,
+            max_connections=self.options.max_connections,
+            header_hooks=self._header_hooks,
         )
         self._build_providers(self.table)
         self.bus.subscribe(AUTH_SUBJECT_PREFIX, self.keys.on_auth_event)
         self.ready = True
 
     def _build_providers(self, table: RouteTable) -> None:
-        assert self._session is not None
+        assert self._client is not None
         self.providers = {
-            name: build_provider(cfg, self._session, self.options.read_timeout)
+            name: build_provider(cfg, self._client, self.options.read_timeout)
             for name, cfg in table.providers.items()
         }
 
@@ -115,9 +106,9 @@ class RouterService:
         self.ready = False
         for provider in self.providers.values():
             await provider.close()
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
         await self.limiter.close()
         self.settler.access.flush()
 

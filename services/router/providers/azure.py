@@ -17,11 +17,10 @@ from __future__ import annotations
 
 from urllib.parse import parse_qs, quote, urlsplit, urlunsplit
 
-import aiohttp
-
 from tokgateway.common.errors import BadRequest
 from tokgateway.common.settings import ProviderConfig
 from tokgateway.router.providers.base import UpstreamCall
+from tokgateway.router.providers.client import HTTPClient
 from tokgateway.router.providers.http import OpenAIProvider
 
 DEFAULT_API_VERSION = "2024-10-21"
@@ -50,12 +49,12 @@ class AzureOpenAIProvider(OpenAIProvider):
     def __init__(
         self,
         config: ProviderConfig,
-        session: aiohttp.ClientSession,
+        client: HTTPClient,
         read_timeout: float,
         *,
         api_version: str | None = None,
     ) -> None:
-        super().__init__(config, session, read_timeout)
+        super().__init__(config, client, read_timeout)
         self.resource_url, from_url = split_base_url(config.base_url)
         self.api_version = api_version or from_url or DEFAULT_API_VERSION
         if self.api_version == "v1":

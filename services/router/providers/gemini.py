@@ -10,13 +10,13 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 import orjson
 
 from tokgateway.common.errors import BadRequest
 from tokgateway.common.settings import ProviderConfig
 from tokgateway.common.sse import SSEDecoder, SSEEvent
 from tokgateway.router.providers.base import UpstreamCall, UpstreamResponse
+from tokgateway.router.providers.client import HTTPClient
 from tokgateway.router.providers.http import HttpProvider
 from tokgateway.router.translate import gemini
 
@@ -36,10 +36,8 @@ class GeminiProvider(HttpProvider):
     api_format = "openai"
     endpoints = frozenset({"chat", "embeddings"})
 
-    def __init__(
-        self, config: ProviderConfig, session: aiohttp.ClientSession, read_timeout: float
-    ) -> None:
-        super().__init__(config, session, read_timeout)
+    def __init__(self, config: ProviderConfig, client: HTTPClient, read_timeout: float) -> None:
+        super().__init__(config, client, read_timeout)
         self.base_url = (config.base_url or DEFAULT_BASE_URL).rstrip("/")
 
     def auth_headers(self) -> dict[str, str]:

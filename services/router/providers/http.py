@@ -1,19 +1,25 @@
 """HTTP adapters: OpenAI (and every OpenAI-compatible server) and Anthropic.
 
-aiohttp's exceptions are converted to the gateway's tree here and nowhere else."""
+The HTTP client's exceptions are converted to the gateway's tree here and
+nowhere else."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-import aiohttp
 import orjson
 
 from tokgateway.common.errors import UpstreamTimeout, UpstreamUnavailable
 from tokgateway.common.settings import ProviderConfig
 from tokgateway.router.providers.base import Provider, UpstreamCall, UpstreamResponse
+from tokgateway.router.providers.client import (
+    ClientError,
+    ConnectTimeout,
+    HTTPClient,
+    ReadTimeout,
+    Response,
+)
 
 FORWARDED_HEADERS = ("anthropic-beta", "openai-organization", "openai-project")
 
@@ -21,18 +27,13 @@ FORWARDED_HEADERS = ("anthropic-beta", "openai-organization", "openai-project")
 class HttpProvider(Provider):
     paths: Mapping[str, str] = {}
 
-    def __init__(
-        self, config: ProviderConfig, session: aiohttp.ClientSession, read_timeout: float
-    ) -> None:
+    def __init__(self, config: ProviderConfig, client: HTTPClient, read_timeout: float) -> None:
         super().__init__(config)
-        self._session = session
-        self._timeout = aiohttp.ClientTimeout(
-            total=None,
-            connect=None,
-            sock_connect=session.timeout.sock_connect,
-            sock_read=config.timeout or read_timeout,
-        )
+        self._client = client
+        self._read_timeout = config.timeout or read_timeout
         self._base_headers = self.auth_headers()
+        self._base_headers["content-type"] = "application/json"
+        self._base_headers["accept-encoding"] = "gzip, deflate"
 
     def auth_headers(self) -> dict[str, str]:
         return {}
@@ -42,54 +43,49 @@ class HttpProvider(Provider):
 
     async def send(self, call: UpstreamCall) -> UpstreamResponse:
         headers = dict(self._base_headers)
-        headers["content-type"] = "application/json"
         for name in FORWARDED_HEADERS:
             value = call.headers.get(name)
             if value:
                 headers[name] = value
         data = orjson.dumps(call.body)
         try:
-            resp = await self._session.post(
-                self.url(call), data=data, headers=headers, timeout=self._timeout
+            resp = await self._client.request(
+                "POST", self.url(call), headers, data, read_timeout=self._read_timeout
             )
-        except TimeoutError:
+        except (ConnectTimeout, ReadTimeout):
             raise UpstreamTimeout(f"Provider {self.name!r} did not answer in time.") from None
-        except aiohttp.ClientError as exc:
+        except ClientError as exc:
             raise UpstreamUnavailable(
-                f"Provider {self.name!r} could not be reached: {type(exc).__name__}."
+                f"Provider {self.name!r} could not be reached: {exc}."
             ) from None
         status = resp.status
-        rheaders = {k.lower(): v for k, v in resp.headers.items()}
         if not call.stream or status >= 300:
             try:
                 body = await resp.read()
-            except TimeoutError:
-                resp.close()
+            except ReadTimeout:
                 raise UpstreamTimeout(f"Provider {self.name!r} stopped answering.") from None
-            except aiohttp.ClientError as exc:
-                resp.close()
+            except ClientError as exc:
                 raise UpstreamUnavailable(
-                    f"Provider {self.name!r} broke off its answer: {type(exc).__name__}."
+                    f"Provider {self.name!r} broke off its answer: {exc}."
                 ) from None
-            resp.release()
-            return UpstreamResponse(status, rheaders, body=body)
+            return UpstreamResponse(status, resp.headers, body=body)
 
         async def close() -> None:
             resp.close()
 
-        return UpstreamResponse(status, rheaders, chunks=_iter_chunks(resp, self.name), close=close)
+        return UpstreamResponse(
+            status, resp.headers, chunks=_iter_chunks(resp, self.name), close=close
+        )
 
 
-async def _iter_chunks(resp: aiohttp.ClientResponse, name: str) -> AsyncIterator[bytes]:
+async def _iter_chunks(resp: Response, name: str) -> AsyncIterator[bytes]:
     try:
-        async for chunk in resp.content.iter_any():
+        async for chunk in resp.iter_chunks():
             yield chunk
-    except TimeoutError:
+    except ReadTimeout:
         raise UpstreamTimeout(f"Provider {name!r} stopped streaming.") from None
-    except (aiohttp.ClientError, asyncio.IncompleteReadError) as exc:
-        raise UpstreamUnavailable(
-            f"Provider {name!r} broke off its stream: {type(exc).__name__}."
-        ) from None
+    except ClientError as exc:
+        raise UpstreamUnavailable(f"Provider {name!r} broke off its stream: {exc}.") from None
     finally:
         resp.close()
 

@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
 import orjson
 import pytest
 from aiohttp import web
@@ -19,6 +18,7 @@ from tokgateway.common.settings import ProviderConfig
 from tokgateway.common.sse import SSEDecoder
 from tokgateway.router.providers.azure import DEFAULT_API_VERSION, AzureOpenAIProvider
 from tokgateway.router.providers.base import UpstreamCall, UpstreamResponse
+from tokgateway.router.providers.client import HTTPClient
 from tokgateway.router.providers.gemini import GeminiProvider
 
 
@@ -70,9 +70,12 @@ async def upstream() -> AsyncIterator[Upstream]:
 
 
 @pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
+async def session() -> AsyncIterator[HTTPClient]:
+    client = HTTPClient()
+    try:
+        yield client
+    finally:
+        await client.close()
 
 
 async def _read(resp: UpstreamResponse) -> bytes:
@@ -82,7 +85,7 @@ async def _read(resp: UpstreamResponse) -> bytes:
     return b"".join([c async for c in resp.chunks])
 
 
-def _gemini(upstream: Upstream, session: aiohttp.ClientSession) -> GeminiProvider:
+def _gemini(upstream: Upstream, session: HTTPClient) -> GeminiProvider:
     config = ProviderConfig(
         name="g", kind="gemini", base_url=upstream.url + "/v1beta", api_key="gk"
     )
@@ -92,7 +95,7 @@ def _gemini(upstream: Upstream, session: aiohttp.ClientSession) -> GeminiProvide
 CHAT = {"model": "gemini-2.5-flash", "messages": [{"role": "user", "content": "Hi"}]}
 
 
-async def test_gemini_chat(upstream: Upstream, session: aiohttp.ClientSession) -> None:
+async def test_gemini_chat(upstream: Upstream, session: HTTPClient) -> None:
     upstream.body = orjson.dumps(
         {
             "candidates": [{"content": {"parts": [{"text": "Hello"}]}, "finishReason": "STOP"}],
@@ -112,7 +115,7 @@ async def test_gemini_chat(upstream: Upstream, session: aiohttp.ClientSession) -
     assert body["id"] == "chatcmpl-x1"
 
 
-async def test_gemini_stream(upstream: Upstream, session: aiohttp.ClientSession) -> None:
+async def test_gemini_stream(upstream: Upstream, session: HTTPClient) -> None:
     first = {"candidates": [{"content": {"parts": [{"text": "Hel"}]}}], "responseId": "s"}
     last = {
         "candidates": [{"content": {"parts": [{"text": "lo"}]}, "finishReason": "STOP"}],
@@ -138,9 +141,7 @@ async def test_gemini_stream(upstream: Upstream, session: aiohttp.ClientSession)
     assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["prompt_tokens"] == 4
 
 
-async def test_gemini_error_becomes_openai_shape(
-    upstream: Upstream, session: aiohttp.ClientSession
-) -> None:
+async def test_gemini_error_becomes_openai_shape(upstream: Upstream, session: HTTPClient) -> None:
     upstream.status = 400
     upstream.body = orjson.dumps(
         {"error": {"code": 400, "message": "API key not valid.", "status": "INVALID_ARGUMENT"}}
@@ -157,7 +158,7 @@ async def test_gemini_error_becomes_openai_shape(
     }
 
 
-async def test_gemini_embeddings(upstream: Upstream, session: aiohttp.ClientSession) -> None:
+async def test_gemini_embeddings(upstream: Upstream, session: HTTPClient) -> None:
     upstream.body = orjson.dumps({"embeddings": [{"values": [0.5, -1.0]}, {"values": [2.0, 0.0]}]})
     call = UpstreamCall(
         "embeddings",
@@ -176,7 +177,7 @@ async def test_gemini_embeddings(upstream: Upstream, session: aiohttp.ClientSess
     assert body["object"] == "list" and body["usage"]["prompt_tokens"] == 2
 
 
-async def test_gemini_rejects_other_endpoints(session: aiohttp.ClientSession) -> None:
+async def test_gemini_rejects_other_endpoints(session: HTTPClient) -> None:
     config = ProviderConfig(name="g", kind="gemini", base_url="")
     provider = GeminiProvider(config, session, 5.0)
     assert provider.base_url == "https://generativelanguage.googleapis.com/v1beta"
@@ -186,15 +187,13 @@ async def test_gemini_rejects_other_endpoints(session: aiohttp.ClientSession) ->
 
 
 def _azure(
-    upstream: Upstream, session: aiohttp.ClientSession, base: str = "", **kw: Any
+    upstream: Upstream, session: HTTPClient, base: str = "", **kw: Any
 ) -> AzureOpenAIProvider:
     config = ProviderConfig(name="az", kind="azure", base_url=upstream.url + base, api_key="ak")
     return AzureOpenAIProvider(config, session, 5.0, **kw)
 
 
-async def test_azure_chat_and_embeddings(
-    upstream: Upstream, session: aiohttp.ClientSession
-) -> None:
+async def test_azure_chat_and_embeddings(upstream: Upstream, session: HTTPClient) -> None:
     upstream.body = b'{"ok": true}'
     provider = _azure(upstream, session)
     await provider.send(UpstreamCall("chat", {"model": "gpt4o-prod", "messages": []}))
@@ -207,9 +206,7 @@ async def test_azure_chat_and_embeddings(
     assert provider.supports("embeddings") and not provider.supports("responses")
 
 
-async def test_azure_version_from_base_url_and_v1(
-    upstream: Upstream, session: aiohttp.ClientSession
-) -> None:
+async def test_azure_version_from_base_url_and_v1(upstream: Upstream, session: HTTPClient) -> None:
     upstream.body = b"{}"
     preview = _azure(upstream, session, "/openai/?api-version=2025-01-01-preview")
     await preview.send(UpstreamCall("chat", {"model": "d", "messages": []}))
