@@ -145,8 +145,8 @@ KEYS: tuple[KeySpec, ...] = (
         ("GATEWAY_EVENT_BUFFER",),
         doc="usage events a mesh router holds while NATS is unreachable",
     ),
-    KeySpec("ledger", "batch_size", "500", _parse_int),
-    KeySpec("ledger", "flush_interval_ms", "200", _parse_int),
+    KeySpec("ledger", "batch_size", "100", _parse_int),
+    KeySpec("ledger", "flush_interval_ms", "20", _parse_int),
     KeySpec("ledger", "queue_limit", "100000", _parse_int),
     KeySpec(
         "ledger",

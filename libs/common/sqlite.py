@@ -2,12 +2,17 @@
 
 One thread per database object serialises access to its connection, so no
 call ever blocks the event loop. WAL mode lets the auth and ledger objects share
-one file, each with its own connection."""
+one file, each with its own connection. A database object doing bulk work off
+the request path (the ledger's batched inserts) can run its thread at a lower
+CPU priority, so the event loop sharing its core is never kept waiting."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import sqlite3
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -17,9 +22,14 @@ T = TypeVar("T")
 
 
 class SQLiteDB:
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, *, nice: int = 0) -> None:
         self.path = str(path)
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
+        self._executor = ThreadPoolExecutor(
+            max_workers=1,
+            thread_name_prefix="sqlite",
+            initializer=_lower_priority if nice > 0 else None,
+            initargs=(nice,) if nice > 0 else (),
+        )
         self._conn: sqlite3.Connection | None = None
         self._closed = False
 
@@ -68,6 +78,13 @@ class SQLiteDB:
             self._conn = None
         self._closed = True
         self._executor.shutdown(wait=False)
+
+
+def _lower_priority(nice: int) -> None:
+    """Raise this thread's nice value (Linux applies it per thread)."""
+    with contextlib.suppress(OSError, AttributeError):
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + nice)
 
 
 def transaction(conn: sqlite3.Connection) -> _Tx:

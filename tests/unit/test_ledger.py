@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import threading
 import time
 from pathlib import Path
 
@@ -74,3 +76,20 @@ async def test_queue_limit_drops_and_counts() -> None:
         writer.submit(event(i))
     assert writer.pending == 2 and writer.dropped == 3
     await writer.close()
+
+
+async def test_a_background_database_thread_runs_at_lower_priority(tmp_path: Path) -> None:
+    """The ledger's thread yields the core to the event loop; others do not."""
+
+    def nice_of_thread(_: object) -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    base = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    background, normal = SQLiteDB(tmp_path / "a.db", nice=5), SQLiteDB(tmp_path / "b.db")
+    try:
+        assert await background.run(nice_of_thread) == min(base + 5, 19)
+        assert await normal.run(nice_of_thread) == base
+        assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == base
+    finally:
+        await background.close()
+        await normal.close()
