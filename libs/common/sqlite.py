@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import sqlite3
 import threading
@@ -27,8 +28,7 @@ class SQLiteDB:
         self._executor = ThreadPoolExecutor(
             max_workers=1,
             thread_name_prefix="sqlite",
-            initializer=_lower_priority if nice > 0 else None,
-            initargs=(nice,) if nice > 0 else (),
+            initializer=functools.partial(_lower_priority, nice) if nice > 0 else None,
         )
         self._conn: sqlite3.Connection | None = None
         self._closed = False
