@@ -3,6 +3,7 @@ without I/O. Handles LF, CRLF and CR line ends and events split across reads."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import orjson
@@ -69,6 +70,47 @@ class SSEDecoder:
             self._data.append(value)
         elif field == b"event":
             self._event = value.decode("utf-8", "replace")
+
+
+class EventRuns:
+    """Cuts a stream's reads at event boundaries: a leading run of whole events
+    that can be passed on byte for byte, then the whole events from the first
+    one ``special(buf, end)`` points into (it returns an index into
+    ``buf[:end]`` or -1), which must be decoded. Bytes after the last boundary
+    wait for the next read. A stream with CR line ends is handed over to
+    decoding whole, from the read where the first CR shows up."""
+
+    def __init__(self, special: Callable[[bytes, int], int]) -> None:
+        self._special = special
+        self._pending = b""
+        self.plain = True
+
+    def split(self, raw: bytes) -> tuple[bytes, bytes]:
+        """(pass-through bytes, bytes to decode) for one read."""
+        if not self.plain:
+            return b"", raw
+        buf = self._pending + raw if self._pending else raw
+        if b"\r" in buf:
+            self.plain = False
+            self._pending = b""
+            return b"", buf
+        end = buf.rfind(b"\n\n")
+        if end < 0:
+            self._pending = buf
+            return b"", b""
+        end += 2
+        self._pending = buf[end:]
+        at = self._special(buf, end)
+        if at < 0:
+            return buf[:end], b""
+        cut = buf.rfind(b"\n\n", 0, at + 1)
+        cut = cut + 2 if cut >= 0 else 0
+        return buf[:cut], buf[cut:end]
+
+    def rest(self) -> bytes:
+        """What is left after the last boundary, once the stream has ended."""
+        rest, self._pending = self._pending, b""
+        return rest
 
 
 def encode_data(payload: bytes) -> bytes:

@@ -13,8 +13,17 @@ from typing import Any, Protocol
 import orjson
 
 from tokgateway.common.errors import ApiFormat, GatewayError, UpstreamError, stream_error_event
-from tokgateway.common.sse import DONE, SSEDecoder, SSEEvent, encode_data, encode_event
+from tokgateway.common.sse import (
+    DONE,
+    EventRuns,
+    SSEDecoder,
+    SSEEvent,
+    encode_data,
+    encode_event,
+)
 from tokgateway.router.usage import Usage, from_anthropic, from_openai
+
+HOLD_LIMIT = 256 * 1024
 
 
 @dataclass(slots=True)
@@ -33,6 +42,23 @@ class Meter:
     in_stream_error: str | None = None
     client_gone: bool = False
     upstream_complete: bool = False  # the upstream finished its answer
+    held: list[bytes] = field(default_factory=list)  # relayed, not yet counted
+    held_size: int = 0
+
+    def hold(self, data: bytes) -> None:
+        """Keep relayed events to count their text only if the upstream ends
+        up reporting no usage (most do, so the counting is mostly skipped);
+        past ``HOLD_LIMIT`` bytes they are counted at once and let go."""
+        self.held.append(data)
+        self.held_size += len(data)
+        if self.held_size > HOLD_LIMIT:
+            self.count_held()
+
+    def count_held(self) -> None:
+        for data in self.held:
+            count_content(data, self)
+        self.held = []
+        self.held_size = 0
 
     def upstream_ms(self) -> float | None:
         if self.upstream_started is None:
@@ -48,13 +74,44 @@ _CONTENT = re.compile(
 
 
 def count_content(data: bytes, meter: Meter) -> None:
-    """Meter the generated text of one event, for when the upstream reports no usage."""
-    size = 0
+    """Meter the generated text of one or more events, for when the upstream
+    reports no usage: every non-empty text field counts as one chunk."""
     for match in _CONTENT.finditer(data):
-        size += len(match.group(1))
-    if size:
-        meter.content_chunks += 1
-        meter.content_chars += size
+        size = match.end(1) - match.start(1)
+        if size:
+            meter.content_chunks += 1
+            meter.content_chars += size
+
+
+_USAGE_SET = re.compile(rb'"usage"\s*:\s*[^n\s]')
+
+
+def _openai_special(buf: bytes, end: int) -> int:
+    """Where the first event the OpenAI relay must look into starts to show,
+    or -1: tool calls (repaired), a usage that is not null (metered, perhaps
+    stripped), errors, the end marker. Everything else passes as it came."""
+    first = end
+    for marker in (b'"tool_calls"', b'"error"', b"[DONE]"):
+        i = buf.find(marker, 0, first)
+        if i >= 0:
+            first = i
+    usage = _USAGE_SET.search(buf, 0, first)
+    if usage is not None:
+        first = usage.start()
+    return first if first < end else -1
+
+
+def _anthropic_special(buf: bytes, end: int) -> int:
+    """The same for Anthropic: message_start/_delta/_stop (usage and the end),
+    errors, and events without an ``event:`` line (the relay names them)."""
+    if buf.startswith(b"data"):
+        return 0
+    first = end
+    for marker in (b"message_", b'"error"', b"\n\ndata"):
+        i = buf.find(marker, 0, first)
+        if i >= 0:
+            first = i
+    return first if first < end else -1
 
 
 def _usage_present(data: bytes) -> bool:
@@ -152,14 +209,19 @@ async def relay_openai(
     """OpenAI chat/completions SSE. Ends with ``[DONE]`` even when the upstream
     closed without one."""
     decoder = SSEDecoder()
+    runs = EventRuns(_openai_special)
     filt = _OpenAIFilter(meter, strip_usage)
     done_sent = False
     try:
         async for raw in chunks:
             if meter.first_chunk is None:
                 meter.first_chunk = time.perf_counter()
+            plain, coded = runs.split(raw)
             batch = []
-            for ev in decoder.feed(raw):
+            if plain:
+                meter.hold(plain)
+                batch.append(plain)
+            for ev in decoder.feed(coded) if coded else ():
                 out = filt.event(ev.data)
                 if out is None:
                     continue
@@ -169,7 +231,7 @@ async def relay_openai(
             if batch:
                 # every event of one upstream read goes out in one write
                 yield b"".join(batch)
-        for ev in decoder.flush():
+        for ev in decoder.feed(runs.rest()) + decoder.flush():
             out = filt.event(ev.data)
             if out is not None:
                 done_sent = done_sent or out is DONE
@@ -188,14 +250,21 @@ async def relay_anthropic(
 ) -> AsyncGenerator[bytes, None]:
     """Anthropic Messages SSE; every event keeps its ``event:`` line."""
     decoder = SSEDecoder()
+    runs = EventRuns(_anthropic_special)
     try:
         async for raw in chunks:
             if meter.first_chunk is None:
                 meter.first_chunk = time.perf_counter()
-            events = decoder.feed(raw)
-            if events:
-                yield b"".join([_anthropic_event(ev.event, ev.data, meter) for ev in events])
-        for ev in decoder.flush():
+            plain, coded = runs.split(raw)
+            batch = []
+            if plain:
+                meter.hold(plain)
+                batch.append(plain)
+            for ev in decoder.feed(coded) if coded else ():
+                batch.append(_anthropic_event(ev.event, ev.data, meter))
+            if batch:
+                yield b"".join(batch)
+        for ev in decoder.feed(runs.rest()) + decoder.flush():
             yield _anthropic_event(ev.event, ev.data, meter)
     except UpstreamError as err:
         meter.error = err

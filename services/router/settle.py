@@ -60,6 +60,7 @@ class Settler:
         if usage is None and info.provider is not None and info.status < 400:
             # The upstream reported nothing: estimate, and say so.
             estimated = True
+            meter.count_held()
             usage = Usage(
                 prompt_tokens=info.prompt_estimate,
                 completion_tokens=max(meter.content_chunks, estimate_tokens(meter.content_chars)),

@@ -5,7 +5,7 @@ from collections.abc import AsyncIterator
 import orjson
 
 from tokgateway.common.errors import UpstreamUnavailable
-from tokgateway.common.sse import SSEDecoder
+from tokgateway.common.sse import EventRuns, SSEDecoder
 from tokgateway.router.relay import Meter, relay_anthropic, relay_openai
 
 
@@ -128,6 +128,7 @@ async def test_estimate_counts_content_with_spaced_json() -> None:
     spaced = b'data: {"choices": [{"index": 0, "delta": {"content": "Answer \\"here\\""}}]}\n\n'
     meter = Meter()
     await _collect(relay_openai(_gen([spaced, spaced]), meter, strip_usage=True))
+    meter.count_held()  # what settle does when no usage came
     assert meter.content_chunks == 2
     assert meter.content_chars == 2 * len(b'Answer \\"here\\"')
     assert meter.upstream_complete  # closed cleanly without [DONE]
@@ -198,3 +199,106 @@ def test_usage_object_cut_from_a_large_body() -> None:
     assert usage_object(spaced) == body["usage"]
     assert usage_object(b'{"data": [1, 2]}') is None
     assert usage_object(b'{"usage": null}') is None
+
+
+def _events(data: bytes) -> list[tuple[str | None, bytes]]:
+    dec = SSEDecoder()
+    return [(e.event, e.data) for e in dec.feed(data) + dec.flush()]
+
+
+def _openai_stream(crlf: bool = False) -> bytes:
+    """As OpenAI sends it with include_usage: ``"usage": null`` on every chunk,
+    a keep-alive comment, a tool call, the usage chunk, the end marker."""
+    parts = [b": keep-alive\n\n"]
+    for word in ("Hel", "lo", " there"):
+        parts.append(_chunk(word).replace(b'"choices"', b'"usage":null,"choices"'))
+    call = {
+        "choices": [
+            {"index": 0, "delta": {"tool_calls": [{"index": 0, "id": "c1", "type": "function"}]}}
+        ]
+    }
+    parts += [b"data: " + orjson.dumps(call) + b"\n\n", _chunk("!")]
+    parts += [_chunk(None, USAGE, False), b"data: [DONE]\n\n"]
+    raw = b"".join(parts)
+    return raw.replace(b"\n", b"\r\n") if crlf else raw
+
+
+def _anthropic_stream() -> bytes:
+    def ev(name: str, obj: dict[str, object]) -> bytes:
+        return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(obj) + b"\n\n"
+
+    usage = {"input_tokens": 9, "output_tokens": 1}
+    parts = [ev("message_start", {"type": "message_start", "message": {"usage": usage}})]
+    parts.append(ev("content_block_start", {"type": "content_block_start", "index": 0}))
+    parts.append(ev("ping", {"type": "ping"}))
+    for word in ("Hel", "lo", " there"):
+        delta = {"type": "text_delta", "text": word}
+        parts.append(ev("content_block_delta", {"type": "content_block_delta", "delta": delta}))
+    parts.append(ev("content_block_stop", {"type": "content_block_stop", "index": 0}))
+    parts.append(ev("message_delta", {"type": "message_delta", "usage": {"output_tokens": 4}}))
+    parts.append(ev("message_stop", {"type": "message_stop"}))
+    return b"".join(parts)
+
+
+Events = list[tuple[str | None, bytes]]
+
+
+async def _relay_splits(raw: bytes, relay: str) -> list[tuple[Events, Meter]]:
+    """The relay's output events and meter for the stream read whole and cut
+    at every position into two reads and into reads of 7 bytes."""
+    cuts = [[raw]] + [[raw[:i], raw[i:]] for i in range(1, len(raw))]
+    cuts.append([raw[i : i + 7] for i in range(0, len(raw), 7)])
+    results = []
+    for parts in cuts:
+        meter = Meter()
+        if relay == "openai":
+            gen = relay_openai(_gen(parts), meter, strip_usage=True)
+        else:
+            gen = relay_anthropic(_gen(parts), meter)
+        out = b"".join(await _collect(gen))
+        results.append((_events(out), meter))
+    return results
+
+
+async def test_openai_relay_output_does_not_depend_on_how_reads_are_cut() -> None:
+    for crlf in (False, True):
+        results = await _relay_splits(_openai_stream(crlf), "openai")
+        first_events, first_meter = results[0]
+        assert first_events[-1] == (None, b"[DONE]")
+        assert not any(b'"usage":{' in data for _, data in first_events)  # stripped
+        assert sum(b'"id":"c1"' in data for _, data in first_events) == 1
+        for events, meter in results:
+            assert events == first_events
+            assert meter.usage == first_meter.usage and meter.usage is not None
+            meter.count_held()
+            assert (meter.content_chunks, meter.content_chars) == (4, 12)
+            assert meter.upstream_complete
+
+
+async def test_anthropic_relay_output_does_not_depend_on_how_reads_are_cut() -> None:
+    raw = _anthropic_stream()
+    results = await _relay_splits(raw, "anthropic")
+    assert results[0][0] == _events(raw)  # passed on unchanged, event names kept
+    for events, meter in results:
+        assert events == _events(raw)
+        assert meter.usage is not None
+        assert (meter.usage.prompt_tokens, meter.usage.completion_tokens) == (9, 4)
+        meter.count_held()
+        assert (meter.content_chunks, meter.content_chars) == (3, 11)
+        assert meter.upstream_complete
+
+
+def test_event_runs_pass_plain_events_and_decode_from_the_first_special() -> None:
+    def special(buf: bytes, end: int) -> int:
+        return buf.find(b"SPECIAL", 0, end)
+
+    runs = EventRuns(special)
+    assert runs.split(b"data: a\n\ndata: b") == (b"data: a\n\n", b"")
+    assert runs.split(b"\n\ndata: SPECIAL\n\ndata: c\n\ndata: d") == (
+        b"data: b\n\n",
+        b"data: SPECIAL\n\ndata: c\n\n",
+    )
+    assert runs.rest() == b"data: d"
+    runs = EventRuns(special)
+    assert runs.split(b"data: a\r\n\r\n") == (b"", b"data: a\r\n\r\n")
+    assert runs.split(b"data: b\n\n") == (b"", b"data: b\n\n")  # decoded from then on
