@@ -143,6 +143,7 @@ class AllInOne:
             bus=self.bus,
             options=router_options(settings),
             limiter=RedisLimiter(redis_url) if redis_url else None,
+            usage_sink=self.ledger.submit,  # same process: no bytes in between
         )
         self.control_token = ""
         self.admin_key_generated: str | None = None

@@ -94,8 +94,12 @@ class UsageEvent:
     @classmethod
     def from_json(cls, raw: bytes | str) -> UsageEvent:
         data = orjson.loads(raw)
-        known = {f for f in cls.__dataclass_fields__}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        if not isinstance(data, dict):
+            raise TypeError("a usage event is a JSON object")
+        fields = cls.__dataclass_fields__
+        if data.keys() <= fields.keys():
+            return cls(**data)
+        return cls(**{k: v for k, v in data.items() if k in fields})
 
 
 BusHandler = Callable[[str, bytes], Awaitable[None] | None]

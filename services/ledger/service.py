@@ -79,6 +79,10 @@ class LedgerService:
             return
         self.writer.submit(event)
 
+    def submit(self, event: UsageEvent) -> None:
+        """An event from a router in the same process."""
+        self.writer.submit(event)
+
     async def close(self) -> None:
         await self.writer.close()
         await self.store.close()

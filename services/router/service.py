@@ -26,7 +26,7 @@ from tokgateway.router.pipeline import Pipeline, PipelineDeps
 from tokgateway.router.providers import Provider, build_provider
 from tokgateway.router.providers.client import HeaderHook, HTTPClient
 from tokgateway.router.responses_store import ResponseStore
-from tokgateway.router.settle import Settler
+from tokgateway.router.settle import Settler, UsageSink
 
 log = logging.getLogger("tokgateway.router")
 
@@ -53,6 +53,7 @@ class RouterService:
         limiter: Limiter | None = None,
         metrics: RouterMetrics | None = None,
         header_hooks: list[HeaderHook] | None = None,
+        usage_sink: UsageSink | None = None,
     ) -> None:
         self.table = table
         self._header_hooks = list(header_hooks or ())
@@ -61,7 +62,7 @@ class RouterService:
         self.keys = KeyCache(verifier, options.key_cache_ttl)
         self.limiter: Limiter = limiter or LocalLimiter()
         self.metrics = metrics or RouterMetrics()
-        self.settler = Settler(bus, self.metrics, AccessLog(options.access_log))
+        self.settler = Settler(bus, self.metrics, AccessLog(options.access_log), usage_sink)
         self.providers: dict[str, Provider] = {}
         self.pipeline = Pipeline(
             PipelineDeps(

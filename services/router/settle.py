@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from tokgateway.common.contracts import USAGE_SUBJECT, Bus, KeyInfo, UsageEvent
@@ -34,11 +35,28 @@ class RequestInfo:
     prompt_estimate: int = 0
 
 
+UsageSink = Callable[[UsageEvent], None]
+
+
 class Settler:
-    def __init__(self, bus: Bus, metrics: RouterMetrics, access: AccessLog) -> None:
+    """Turns a finished request into a usage event: metrics, the access log,
+    and the ledger. Events go to the ledger over the bus (a mesh: NATS), or
+    straight into ``sink`` when the ledger lives in the same process."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        metrics: RouterMetrics,
+        access: AccessLog,
+        sink: UsageSink | None = None,
+    ) -> None:
         self.bus = bus
         self.metrics = metrics
         self.access = access
+        self._emit: UsageSink = sink or self._publish
+
+    def _publish(self, event: UsageEvent) -> None:
+        self.bus.publish_nowait(USAGE_SUBJECT, event.to_json())
 
     def settle(
         self,
@@ -127,7 +145,7 @@ class Settler:
         self._observe(event)
         if key is not None:
             # Requests refused before a key was known are logged, not billed.
-            self.bus.publish_nowait(USAGE_SUBJECT, event.to_json())
+            self._emit(event)
         return event
 
     def _observe(self, ev: UsageEvent) -> None:
