@@ -61,7 +61,7 @@ from systems import (
     litellm_ready,
 )
 
-KNOWN_SYSTEMS = ("direct", "gateway", "litellm")
+KNOWN_SYSTEMS = ("direct", "gateway", "gateway-w2", "litellm")
 LITELLM_INSTALL_TIMEOUT = 900.0
 # Above this share of the system core used by other processes, a cell is flagged.
 FOREIGN_LOAD_PCT = 10.0
@@ -116,8 +116,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--systems",
         default=None,
-        help="comma list of direct,gateway,litellm "
-        "(default: direct,gateway, plus litellm when its virtualenv exists)",
+        help="comma list of direct,gateway,gateway-w2,litellm; gateway-w2 is "
+        "`gateway run --workers 2` on the same one core "
+        "(default: direct,gateway,gateway-w2, plus litellm when its virtualenv exists)",
     )
     p.add_argument(
         "--scenarios",
@@ -131,7 +132,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--ttfb-requests",
         type=int,
-        default=40,
+        default=200,
         help="sequential requests per time-to-first-byte probe (0: skip the probes)",
     )
     p.add_argument(
@@ -174,7 +175,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
 
     if args.systems is None:
-        systems = ["direct", "gateway"]
+        systems = ["direct", "gateway", "gateway-w2"]
         if litellm_ready(args.litellm_venv):
             systems.append("litellm")
     else:
@@ -480,7 +481,7 @@ def machine_info(args: argparse.Namespace) -> dict[str, Any]:
                 cpu = line.split(":", 1)[1].strip()
                 break
     versions = {}
-    for dist in ("tokgateway", "uvicorn", "starlette", "aiohttp", "uvloop"):
+    for dist in ("tokgateway", "uvicorn", "httptools", "starlette", "uvloop"):
         with contextlib.suppress(importlib.metadata.PackageNotFoundError):
             versions[dist] = importlib.metadata.version(dist)
     for info in args.litellm_venv.glob("lib/python*/site-packages/litellm-*.dist-info"):
@@ -557,7 +558,9 @@ def choose_cores(no_pin: bool) -> tuple[Cores, str | None]:
 def build_system(name: str, run: Run, upstream: Upstream) -> System:
     if name == "direct":
         return Direct(upstream)
-    if name == "gateway":
+    if name in ("gateway", "gateway-w2"):
+        # gateway-w2: `--workers 2` on the same single core, to show what a
+        # second worker costs per request (the load needs the other core)
         return Gateway(
             run.group,
             run.workdir,
@@ -565,6 +568,8 @@ def build_system(name: str, run: Run, upstream: Upstream) -> System:
             upstream,
             access_log=not run.args.no_access_log,
             log_level=run.args.log_level,
+            name=name,
+            workers=2 if name == "gateway-w2" else 1,
         )
     return LiteLLM(run.group, run.workdir, run.cores, upstream, run.args.litellm_venv)
 

@@ -150,6 +150,7 @@ class Gateway:
     log_level: str = "info"
     bin_dir: Path = field(default_factory=lambda: Path(sys.executable).parent)
     name: str = "gateway"
+    workers: int = 1
     port: int = 0
     key: str = ""
     child: Child | None = None
@@ -179,7 +180,7 @@ class Gateway:
         env = self._env()
         self.child = self.group.start(
             "gateway",
-            [*pin_prefix(self.cores.system), str(exe), "run"],
+            [*pin_prefix(self.cores.system), str(exe), "run", "--workers", str(self.workers)],
             env=env,
             log_path=self.workdir / "gateway.log",
         )
