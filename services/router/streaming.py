@@ -27,38 +27,50 @@ class StreamResponse:
         self.raw_headers = raw
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        pump = asyncio.ensure_future(self._pump(send))
+        # The body is pumped in this task; a watcher task cancels it when the
+        # client disconnects (one extra task per stream, not two).
+        task = asyncio.current_task()
+        assert task is not None
+        state = {"gone": False, "done": False}
+
+        def on_disconnect(watcher: asyncio.Future[None]) -> None:
+            if state["done"] or watcher.cancelled() or watcher.exception() is not None:
+                return
+            state["gone"] = True
+            task.cancel()
+
         watcher = asyncio.ensure_future(self._watch(receive))
-        gone = False
+        watcher.add_done_callback(on_disconnect)
         try:
-            await asyncio.wait((pump, watcher), return_when=asyncio.FIRST_COMPLETED)
-            if not pump.done():
-                # The client went away while the stream was still running.
-                gone = True
-                pump.cancel()
-            try:
-                await pump
-            except asyncio.CancelledError:
-                if not gone:
-                    raise
-            except OSError:
-                gone = True
+            await self._pump(send)
+        except asyncio.CancelledError:
+            if not state["gone"]:
+                raise
+            task.uncancel()  # our own cancellation: the client went away
+        except OSError:
+            pass  # the client's socket broke mid-write
         finally:
-            for task in (pump, watcher):
-                if not task.done():
-                    task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, OSError):
-                    await task
+            state["done"] = True
+            if not watcher.done():
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
             aclose = getattr(self.body, "aclose", None)
             if aclose is not None:
                 await aclose()
 
     async def _pump(self, send: Send) -> None:
+        # The status line waits for the first piece of the body, so both leave
+        # together: one wake-up of the client instead of two.
+        body = aiter(self.body)
+        first = await anext(body, None)
         await send(
             {"type": "http.response.start", "status": self.status, "headers": self.raw_headers}
         )
-        async for chunk in self.body:
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        if first is not None:
+            await send({"type": "http.response.body", "body": first, "more_body": True})
+            async for chunk in body:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     @staticmethod
