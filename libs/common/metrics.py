@@ -1,83 +1,161 @@
 """Prometheus metrics of one app. Each app owns its CollectorRegistry, so two
-gateways in one process (tests) never share counters."""
+gateways in one process (tests) never share counters.
+
+The request path updates plain numbers (no lock: the event loop is the only
+writer); a collector turns them into Prometheus families when ``/metrics`` is
+scraped. prometheus_client's own Counter and Histogram take a lock per update,
+which cost several microseconds per request."""
 
 from __future__ import annotations
 
+from bisect import bisect_left
+from collections.abc import Iterator, Sequence
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
 
 FAST_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0)
 SLOW_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 
 
+class _CounterChild:
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0.0
+
+    def inc(self, amount: float = 1.0) -> None:
+        self.value += amount
+
+
+class _HistogramChild:
+    __slots__ = ("bounds", "counts", "sum")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)  # the last one is +Inf
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.sum += value
+
+
+class Family(Collector):
+    """A counter or histogram with labels, registered as its own collector."""
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        labelnames: Sequence[str] = (),
+        *,
+        buckets: tuple[float, ...] | None = None,
+        registry: CollectorRegistry,
+    ) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.labelnames = tuple(labelnames)
+        self.buckets = buckets
+        self.children: dict[tuple[str, ...], Any] = {}
+        registry.register(self)
+
+    def labels(self, *values: str) -> Any:
+        child = self.children.get(values)
+        if child is None:
+            if len(values) != len(self.labelnames):
+                raise ValueError(f"{self.name} takes labels {self.labelnames}")
+            child = _HistogramChild(self.buckets) if self.buckets else _CounterChild()
+            self.children[values] = child
+        return child
+
+    def inc(self, amount: float = 1.0) -> None:
+        self.labels().inc(amount)
+
+    def observe(self, value: float) -> None:
+        self.labels().observe(value)
+
+    def describe(self) -> list[Metric]:
+        return list(self.collect())
+
+    def collect(self) -> Iterator[Metric]:
+        if self.buckets is None:
+            counter = CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
+            for values, child in list(self.children.items()):
+                counter.add_metric(list(values), child.value)
+            yield counter
+            return
+        histogram = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        for values, child in list(self.children.items()):
+            running = 0
+            buckets: list[tuple[str, float]] = []
+            for bound, count in zip((*self.buckets, float("inf")), child.counts, strict=True):
+                running += count
+                buckets.append(("+Inf" if bound == float("inf") else repr(bound), running))
+            histogram.add_metric(list(values), buckets, child.sum)
+        yield histogram
+
+
 class RouterMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self.registry = registry or CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.requests = Counter(
+        self.requests = Family(
             "gateway_requests",
             "Requests settled, by route, model, provider and HTTP status",
             ("route", "model", "provider", "status"),
             registry=r,
         )
-        self.errors = Counter(
+        self.errors = Family(
             "gateway_errors",
             "Failed requests by class: client, policy (gateway limits), upstream, internal",
             ("error_class",),
             registry=r,
         )
-        self.overhead = Histogram(
+        self.overhead = Family(
             "gateway_overhead_seconds",
             "Time the gateway itself added: total minus upstream time",
             buckets=FAST_BUCKETS,
             registry=r,
         )
-        self.upstream = Histogram(
+        self.upstream = Family(
             "gateway_upstream_seconds",
             "Upstream latency (until the last byte)",
             ("provider",),
             buckets=SLOW_BUCKETS,
             registry=r,
         )
-        self.ttft = Histogram(
+        self.ttft = Family(
             "gateway_time_to_first_token_seconds",
             "Time to the first streamed token seen by the client",
             ("provider",),
             buckets=SLOW_BUCKETS,
             registry=r,
         )
-        self.tokens = Counter(
+        self.tokens = Family(
             "gateway_tokens",
             "Tokens metered, by model, provider and kind (prompt, completion, cached)",
             ("model", "provider", "kind"),
             registry=r,
         )
-        self.unpriced = Counter(
+        self.unpriced = Family(
             "gateway_unpriced_requests",
             "Requests with tokens for a model the price table lacks (metered at cost 0)",
             ("upstream_model",),
             registry=r,
         )
-        self.cost = Counter(
+        self.cost = Family(
             "gateway_cost_usd",
             "Cost metered in USD, by model and provider",
             ("model", "provider"),
             registry=r,
         )
 
-    def child(self, metric: Any, *labels: str) -> Any:
-        """``metric.labels(*labels)``, remembered: labels() takes a lock and
-        builds a tuple on every call."""
-        key = (id(metric), labels)
-        found = self._children.get(key)
-        if found is None:
-            if len(self._children) > 50_000:
-                self._children.clear()
-            found = self._children[key] = metric.labels(*labels)
-        return found
+    def child(self, metric: Family, *labels: str) -> Any:
+        return metric.labels(*labels)
 
 
 def render(registry: CollectorRegistry) -> tuple[bytes, str]:

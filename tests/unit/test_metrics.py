@@ -1,0 +1,46 @@
+"""The lock-free metric families render as Prometheus expects."""
+
+from __future__ import annotations
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tokgateway.common.metrics import RouterMetrics, render
+
+
+def _samples(m: RouterMetrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    text = render(m.registry)[0].decode()
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for fam in text_string_to_metric_families(text)
+        for s in fam.samples
+    }
+
+
+def test_counters_and_histograms() -> None:
+    m = RouterMetrics()
+    m.child(m.requests, "/v1/chat/completions", "gpt-4o", "p", "200").inc()
+    m.child(m.requests, "/v1/chat/completions", "gpt-4o", "p", "200").inc()
+    m.child(m.tokens, "gpt-4o", "p", "prompt").inc(12)
+    for value in (0.0005, 0.0005001, 2.0):  # on a bound, just above it, above all
+        m.overhead.observe(value)
+    s = _samples(m)
+    labels = (("model", "gpt-4o"), ("provider", "p"), ("route", "/v1/chat/completions"))
+    assert s[("gateway_requests_total", (*labels, ("status", "200")))] == 2
+    assert (
+        s[("gateway_tokens_total", (("kind", "prompt"), ("model", "gpt-4o"), ("provider", "p")))]
+        == 12
+    )
+    assert s[("gateway_overhead_seconds_bucket", (("le", "0.00025"),))] == 0
+    assert s[("gateway_overhead_seconds_bucket", (("le", "0.0005"),))] == 1  # le: bound included
+    assert s[("gateway_overhead_seconds_bucket", (("le", "0.001"),))] == 2
+    assert s[("gateway_overhead_seconds_bucket", (("le", "1.0"),))] == 2
+    assert s[("gateway_overhead_seconds_bucket", (("le", "+Inf"),))] == 3
+    assert s[("gateway_overhead_seconds_count", ())] == 3
+    assert abs(s[("gateway_overhead_seconds_sum", ())] - 2.0010001) < 1e-9
+
+
+def test_wrong_label_count_is_refused() -> None:
+    m = RouterMetrics()
+    with pytest.raises(ValueError, match="error_class"):
+        m.child(m.errors, "client", "extra")
