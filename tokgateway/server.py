@@ -42,6 +42,9 @@ def _server_options(settings: Settings) -> dict[str, Any]:
         "http": "httptools",
         "lifespan": "on",
         "access_log": False,
+        # nothing reads the client address, so X-Forwarded-* need no rewriting
+        "proxy_headers": False,
+        "server_header": False,
         "log_config": None,
         "log_level": str(settings.get("gateway.log_level")),
         "timeout_graceful_shutdown": 30,

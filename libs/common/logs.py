@@ -62,16 +62,10 @@ class AccessLog:
         self._pending: list[bytes] = []
         self._timer: asyncio.TimerHandle | None = None
 
-    def write(self, fields: dict[str, Any]) -> None:
+    def write(self, line: dict[str, Any]) -> None:
+        """One line, whole: ts, level, logger and msg included by the caller."""
         if not (self.enabled and self._log.isEnabledFor(logging.INFO)):
             return
-        line = {
-            "ts": round(time.time(), 6),
-            "level": "info",
-            "logger": "tokgateway.access",
-            "msg": "request",
-            **fields,
-        }
         self._pending.append(orjson.dumps(line, default=str))
         if self._timer is None:
             try:

@@ -169,6 +169,10 @@ class Settler:
             m.child(m.cost, ev.model, provider).inc(ev.cost_usd)
         if self.access.enabled:
             fields = {
+                "ts": round(time.time(), 6),
+                "level": "info",
+                "logger": "tokgateway.access",
+                "msg": "request",
                 "request_id": ev.request_id,
                 "key_id": ev.key_id,
                 "route": ev.route,
