@@ -56,12 +56,13 @@ from systems import (
     Gateway,
     LiteLLM,
     LiteLLMInstall,
+    Nginx,
     System,
     Upstream,
     litellm_ready,
 )
 
-KNOWN_SYSTEMS = ("direct", "gateway", "gateway-w2", "litellm")
+KNOWN_SYSTEMS = ("direct", "nginx", "gateway", "gateway-w2", "litellm")
 LITELLM_INSTALL_TIMEOUT = 900.0
 # Above this share of the system core used by other processes, a cell is flagged.
 FOREIGN_LOAD_PCT = 10.0
@@ -116,9 +117,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--systems",
         default=None,
-        help="comma list of direct,gateway,gateway-w2,litellm; gateway-w2 is "
+        help="comma list of direct,nginx,gateway,gateway-w2,litellm; gateway-w2 is "
         "`gateway run --workers 2` on the same one core "
-        "(default: direct,gateway,gateway-w2, plus litellm when its virtualenv exists)",
+        "(default: direct,gateway,gateway-w2, plus nginx when installed and litellm "
+        "when its virtualenv exists)",
     )
     p.add_argument(
         "--scenarios",
@@ -176,6 +178,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
     if args.systems is None:
         systems = ["direct", "gateway", "gateway-w2"]
+        if shutil.which("nginx") or Path("/usr/sbin/nginx").exists():
+            systems.append("nginx")
         if litellm_ready(args.litellm_venv):
             systems.append("litellm")
     else:
@@ -558,6 +562,8 @@ def choose_cores(no_pin: bool) -> tuple[Cores, str | None]:
 def build_system(name: str, run: Run, upstream: Upstream) -> System:
     if name == "direct":
         return Direct(upstream)
+    if name == "nginx":
+        return Nginx(run.group, run.workdir, run.cores, upstream)
     if name in ("gateway", "gateway-w2"):
         # gateway-w2: `--workers 2` on the same single core, to show what a
         # second worker costs per request (the load needs the other core)
@@ -604,7 +610,7 @@ def execute(run: Run) -> int:
         except BenchError as exc:
             run.notes.append(f"{name} skipped: {exc}")
             run.say(f"{name} could not start, skipped: {exc}")
-            failed += name != "litellm"
+            failed += name not in ("litellm", "nginx")  # optional comparisons
             system.stop()
             continue
         try:

@@ -210,6 +210,79 @@ class Gateway:
         return descendants(self.child.pid) if self.child is not None else []
 
 
+# -- nginx ----------------------------------------------------------------------------
+def nginx_conf(workdir: Path, port: int, upstream_port: int) -> str:
+    tmp = workdir / "nginx-tmp"
+    return f"""# Written by bench/run.py: a plain reverse proxy, the floor of any proxy hop.
+worker_processes 1;
+daemon off;
+pid {workdir}/nginx.pid;
+error_log {workdir}/nginx-error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {tmp}/body;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+    upstream fake {{ server 127.0.0.1:{upstream_port}; keepalive 256; }}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass http://fake;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+            proxy_request_buffering off;
+        }}
+    }}
+}}
+"""
+
+
+@dataclass
+class Nginx:
+    """nginx as a plain reverse proxy in front of the fake upstream (no auth,
+    no metering): what one proxy hop costs on this machine at the least."""
+
+    group: ProcessGroup
+    workdir: Path
+    cores: Cores
+    upstream: Upstream
+    name: str = "nginx"
+    port: int = 0
+    child: Child | None = None
+
+    def start(self) -> None:
+        exe = shutil.which("nginx") or "/usr/sbin/nginx"
+        if not Path(exe).exists():
+            raise BenchError("nginx is not installed (apt-get install -y nginx-light)")
+        (self.workdir / "nginx-tmp").mkdir(exist_ok=True)
+        self.port = free_port()
+        conf = self.workdir / "nginx.conf"
+        conf.write_text(nginx_conf(self.workdir, self.port, self.upstream.port))
+        self.child = self.group.start(
+            "nginx",
+            [*pin_prefix(self.cores.system), exe, "-c", str(conf), "-p", str(self.workdir)],
+            log_path=self.workdir / "nginx.log",
+        )
+        wait_http(self.child, f"http://127.0.0.1:{self.port}/__stats", timeout=15)
+
+    def stop(self) -> None:
+        if self.child is not None:
+            self.group.stop(self.child)
+            self.child = None
+
+    def target(self, scenario: Scenario, *, paced: bool = False) -> Target:
+        path = ("/paced" if paced else "") + scenario.path
+        body = scenario.body_for(scenario.paced_model if paced else scenario.model)
+        return Target(self.port, path, request_headers(scenario, "bench"), body)
+
+    def pids(self) -> list[int]:
+        return descendants(self.child.pid) if self.child is not None else []
+
+
 # -- LiteLLM --------------------------------------------------------------------------
 def litellm_ready(venv: Path) -> bool:
     return (venv / "bin" / "litellm").exists() and (venv / LITELLM_STAMP).exists()
