@@ -5,11 +5,18 @@ both asyncio's loop and uvloop (the gateway's), see conftest.py."""
 from __future__ import annotations
 
 import asyncio
+import datetime
 import gzip
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from tokgateway.router.providers.client import (
     ConnectError,
@@ -332,3 +339,60 @@ async def test_informational_answer_is_skipped(
     resp = await client.request("POST", server.url, {}, b"{}", read_timeout=5)
     assert resp.status == 200
     assert await resp.read() == b"done"
+
+
+def _self_signed(tmp_path: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """A server context for localhost and a client context trusting only it."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(cert_path, key_path)
+    client = ssl.create_default_context(cafile=str(cert_path))
+    return server, client
+
+
+async def test_https_with_hostname_check(tmp_path: Path) -> None:
+    server_ctx, client_ctx = _self_signed(tmp_path)
+    state = Server(keep_alive_json)
+    server = await asyncio.start_server(state.serve, "127.0.0.1", 0, ssl=server_ctx)
+    port = server.sockets[0].getsockname()[1]
+    client = HTTPClient(ssl_context=client_ctx)
+    try:
+        for _ in range(2):
+            resp = await client.request("POST", f"https://localhost:{port}/v1/x", {}, b"{}")
+            assert resp.status == 200
+            assert await resp.read() == b'{"n": %d}' % len(state.requests)
+        assert state.connections == 1  # TLS connections are pooled too
+        assert state.requests[0].startswith(b"POST /v1/x HTTP/1.1\r\nhost: localhost:")
+        # the certificate names localhost, not 127.0.0.1: refused, without secrets
+        with pytest.raises(ConnectError, match="TLS handshake failed"):
+            await client.request("POST", f"https://127.0.0.1:{port}/v1/x", {}, b"{}")
+        # and the system trust store does not know the self-signed certificate
+        strict = HTTPClient()
+        with pytest.raises(ConnectError, match="TLS handshake failed"):
+            await strict.request("POST", f"https://localhost:{port}/v1/x", {}, b"{}")
+        await strict.close()
+    finally:
+        await client.close()
+        server.close()
