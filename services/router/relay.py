@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -203,39 +204,55 @@ class _OpenAIFilter:
         return changed
 
 
+async def _pass_through(
+    chunks: AsyncIterator[bytes],
+    meter: Meter,
+    special: Callable[[bytes, int], int],
+    convert: Callable[[SSEEvent], bytes | None],
+) -> AsyncGenerator[bytes, None]:
+    """One write per upstream read: runs of ordinary events as they came, the
+    events ``special`` points at decoded and passed through ``convert`` (None
+    drops one)."""
+    decoder = SSEDecoder()
+    runs = EventRuns(special)
+    async for raw in chunks:
+        if meter.first_chunk is None:
+            meter.first_chunk = time.perf_counter()
+        plain, coded = runs.split(raw)
+        batch = []
+        if plain:
+            meter.hold(plain)
+            batch.append(plain)
+        for ev in decoder.feed(coded) if coded else ():
+            out = convert(ev)
+            if out is not None:
+                batch.append(out)
+        if batch:
+            yield b"".join(batch)
+    tail = [convert(ev) for ev in decoder.feed(runs.rest()) + decoder.flush()]
+    rest = b"".join([out for out in tail if out is not None])
+    if rest:
+        yield rest
+
+
 async def relay_openai(
     chunks: AsyncIterator[bytes], meter: Meter, *, strip_usage: bool
 ) -> AsyncGenerator[bytes, None]:
     """OpenAI chat/completions SSE. Ends with ``[DONE]`` even when the upstream
     closed without one."""
-    decoder = SSEDecoder()
-    runs = EventRuns(_openai_special)
     filt = _OpenAIFilter(meter, strip_usage)
     done_sent = False
+
+    def convert(ev: SSEEvent) -> bytes | None:
+        nonlocal done_sent
+        out = filt.event(ev.data)
+        done_sent = done_sent or out is DONE
+        return out
+
     try:
-        async for raw in chunks:
-            if meter.first_chunk is None:
-                meter.first_chunk = time.perf_counter()
-            plain, coded = runs.split(raw)
-            batch = []
-            if plain:
-                meter.hold(plain)
-                batch.append(plain)
-            for ev in decoder.feed(coded) if coded else ():
-                out = filt.event(ev.data)
-                if out is None:
-                    continue
-                if out is DONE:
-                    done_sent = True
-                batch.append(out)
-            if batch:
-                # every event of one upstream read goes out in one write
-                yield b"".join(batch)
-        for ev in decoder.feed(runs.rest()) + decoder.flush():
-            out = filt.event(ev.data)
-            if out is not None:
-                done_sent = done_sent or out is DONE
-                yield out
+        async with aclosing(_pass_through(chunks, meter, _openai_special, convert)) as pieces:
+            async for piece in pieces:
+                yield piece
     except UpstreamError as err:
         meter.error = err
         yield stream_error_event(err, "openai")
@@ -249,23 +266,14 @@ async def relay_anthropic(
     chunks: AsyncIterator[bytes], meter: Meter
 ) -> AsyncGenerator[bytes, None]:
     """Anthropic Messages SSE; every event keeps its ``event:`` line."""
-    decoder = SSEDecoder()
-    runs = EventRuns(_anthropic_special)
+
+    def convert(ev: SSEEvent) -> bytes:
+        return _anthropic_event(ev.event, ev.data, meter)
+
     try:
-        async for raw in chunks:
-            if meter.first_chunk is None:
-                meter.first_chunk = time.perf_counter()
-            plain, coded = runs.split(raw)
-            batch = []
-            if plain:
-                meter.hold(plain)
-                batch.append(plain)
-            for ev in decoder.feed(coded) if coded else ():
-                batch.append(_anthropic_event(ev.event, ev.data, meter))
-            if batch:
-                yield b"".join(batch)
-        for ev in decoder.feed(runs.rest()) + decoder.flush():
-            yield _anthropic_event(ev.event, ev.data, meter)
+        async with aclosing(_pass_through(chunks, meter, _anthropic_special, convert)) as pieces:
+            async for piece in pieces:
+                yield piece
     except UpstreamError as err:
         meter.error = err
         yield stream_error_event(err, "anthropic")
