@@ -99,8 +99,18 @@ class Family(Collector):
         yield histogram
 
 
+OTHER_MODELS = "(other)"
+
+
 class RouterMetrics:
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    """``max_models`` bounds the model names used as label values: model names
+    come from clients, and every new one would be a new series kept forever."""
+
+    def __init__(
+        self, registry: CollectorRegistry | None = None, *, max_models: int = 1000
+    ) -> None:
+        self.max_models = max_models
+        self._models: set[str] = set()
         self.registry = registry or CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Family(
@@ -153,6 +163,16 @@ class RouterMetrics:
             ("model", "provider"),
             registry=r,
         )
+
+    def model_label(self, model: str) -> str:
+        """``model`` while fewer than ``max_models`` names are in use, then
+        ``(other)`` for every new one."""
+        if model in self._models:
+            return model
+        if len(self._models) >= self.max_models:
+            return OTHER_MODELS
+        self._models.add(model)
+        return model
 
     def child(self, metric: Family, *labels: str) -> Any:
         return metric.labels(*labels)

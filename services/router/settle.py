@@ -114,7 +114,9 @@ class Settler:
                 )
             elif usage.total:
                 # Metered at cost 0: say so, so an operator can add a [prices] line.
-                self.metrics.child(self.metrics.unpriced, info.upstream_model).inc()
+                self.metrics.child(
+                    self.metrics.unpriced, self.metrics.model_label(info.upstream_model)
+                ).inc()
 
         key = info.key
         event = UsageEvent(
@@ -151,7 +153,8 @@ class Settler:
     def _observe(self, ev: UsageEvent) -> None:
         m = self.metrics
         provider = ev.provider or ""
-        m.child(m.requests, ev.route, ev.model, provider, str(ev.status)).inc()
+        model = m.model_label(ev.model)
+        m.child(m.requests, ev.route, model, provider, str(ev.status)).inc()
         if ev.error_class:
             m.child(m.errors, ev.error_class).inc()
         if ev.overhead_ms is not None:
@@ -161,12 +164,12 @@ class Settler:
         if ev.ttft_ms is not None and provider:
             m.child(m.ttft, provider).observe(ev.ttft_ms / 1000.0)
         if ev.prompt_tokens or ev.completion_tokens:
-            m.child(m.tokens, ev.model, provider, "prompt").inc(ev.prompt_tokens)
-            m.child(m.tokens, ev.model, provider, "completion").inc(ev.completion_tokens)
+            m.child(m.tokens, model, provider, "prompt").inc(ev.prompt_tokens)
+            m.child(m.tokens, model, provider, "completion").inc(ev.completion_tokens)
             if ev.cached_tokens:
-                m.child(m.tokens, ev.model, provider, "cached").inc(ev.cached_tokens)
+                m.child(m.tokens, model, provider, "cached").inc(ev.cached_tokens)
         if ev.cost_usd:
-            m.child(m.cost, ev.model, provider).inc(ev.cost_usd)
+            m.child(m.cost, model, provider).inc(ev.cost_usd)
         if self.access.enabled:
             fields = {
                 "ts": round(time.time(), 6),

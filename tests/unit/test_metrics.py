@@ -44,3 +44,9 @@ def test_wrong_label_count_is_refused() -> None:
     m = RouterMetrics()
     with pytest.raises(ValueError, match="error_class"):
         m.child(m.errors, "client", "extra")
+
+
+def test_model_names_from_clients_are_bounded() -> None:
+    m = RouterMetrics(max_models=2)
+    labels = [m.model_label(name) for name in ("a", "b", "c", "a", "d", "b")]
+    assert labels == ["a", "b", "(other)", "a", "(other)", "b"]
