@@ -115,12 +115,9 @@ def _anthropic_special(buf: bytes, end: int) -> int:
     return first if first < end else -1
 
 
-def _usage_present(data: bytes) -> bool:
-    i = data.find(b'"usage"')
-    if i < 0:
-        return False
-    rest = data[i + 7 : i + 16].lstrip(b": ")
-    return not rest.startswith(b"null")
+def _every_event(buf: bytes, end: int) -> int:
+    """For relays that look into every event."""
+    return 0
 
 
 class _OpenAIFilter:
@@ -145,7 +142,7 @@ class _OpenAIFilter:
         if b'"error"' in data[:20]:
             self._error(data)
         tools = b'"tool_calls"' in data
-        if not tools and not _usage_present(data):
+        if not tools and _USAGE_SET.search(data) is None:
             return encode_data(data)
         try:
             obj = orjson.loads(data)
@@ -325,23 +322,18 @@ async def relay_translated(
     chunks: AsyncIterator[bytes], meter: Meter, translator: _Translator, client_fmt: ApiFormat
 ) -> AsyncGenerator[bytes, None]:
     """Upstream SSE in one API, client SSE in another, event by event."""
-    decoder = SSEDecoder()
+
+    def convert(ev: SSEEvent) -> bytes:
+        if ev.data == b"[DONE]" or ev.event == "message_stop":
+            meter.upstream_complete = True
+        elif ev.data:
+            count_content(ev.data, meter)
+        return b"".join(translator.feed(ev))
+
     try:
-        async for raw in chunks:
-            if meter.first_chunk is None:
-                meter.first_chunk = time.perf_counter()
-            batch: list[bytes] = []
-            for ev in decoder.feed(raw):
-                if ev.data == b"[DONE]" or ev.event == "message_stop":
-                    meter.upstream_complete = True
-                elif ev.data:
-                    count_content(ev.data, meter)
-                batch += translator.feed(ev)
-            if batch:
-                yield b"".join(batch)
-        for ev in decoder.flush():
-            for out in translator.feed(ev):
-                yield out
+        async with aclosing(_pass_through(chunks, meter, _every_event, convert)) as pieces:
+            async for piece in pieces:
+                yield piece
     except UpstreamError as err:
         meter.error = err
         meter.usage = translator.usage
@@ -360,7 +352,6 @@ async def relay_responses(
     chunks: AsyncIterator[bytes], meter: Meter
 ) -> AsyncGenerator[bytes, None]:
     """OpenAI Responses SSE passed through; usage read from the final event."""
-    decoder = SSEDecoder()
 
     def one(ev: SSEEvent) -> bytes:
         name = ev.event
@@ -384,14 +375,9 @@ async def relay_responses(
         return encode_event(name, ev.data) if name else encode_data(ev.data)
 
     try:
-        async for raw in chunks:
-            if meter.first_chunk is None:
-                meter.first_chunk = time.perf_counter()
-            events = decoder.feed(raw)
-            if events:
-                yield b"".join([one(ev) for ev in events])
-        for ev in decoder.flush():
-            yield one(ev)
+        async with aclosing(_pass_through(chunks, meter, _every_event, one)) as pieces:
+            async for piece in pieces:
+                yield piece
     except UpstreamError as err:
         meter.error = err
         payload = orjson.dumps(
