@@ -174,9 +174,6 @@ class RouterMetrics:
         self._models.add(model)
         return model
 
-    def child(self, metric: Family, *labels: str) -> Any:
-        return metric.labels(*labels)
-
 
 def render(registry: CollectorRegistry) -> tuple[bytes, str]:
     return generate_latest(registry), CONTENT_TYPE_LATEST

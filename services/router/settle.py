@@ -114,9 +114,8 @@ class Settler:
                 )
             elif usage.total:
                 # Metered at cost 0: say so, so an operator can add a [prices] line.
-                self.metrics.child(
-                    self.metrics.unpriced, self.metrics.model_label(info.upstream_model)
-                ).inc()
+                model = self.metrics.model_label(info.upstream_model)
+                self.metrics.unpriced.labels(model).inc()
 
         key = info.key
         event = UsageEvent(
@@ -154,22 +153,22 @@ class Settler:
         m = self.metrics
         provider = ev.provider or ""
         model = m.model_label(ev.model)
-        m.child(m.requests, ev.route, model, provider, str(ev.status)).inc()
+        m.requests.labels(ev.route, model, provider, str(ev.status)).inc()
         if ev.error_class:
-            m.child(m.errors, ev.error_class).inc()
+            m.errors.labels(ev.error_class).inc()
         if ev.overhead_ms is not None:
             m.overhead.observe(ev.overhead_ms / 1000.0)
         if ev.upstream_ms is not None and provider:
-            m.child(m.upstream, provider).observe(ev.upstream_ms / 1000.0)
+            m.upstream.labels(provider).observe(ev.upstream_ms / 1000.0)
         if ev.ttft_ms is not None and provider:
-            m.child(m.ttft, provider).observe(ev.ttft_ms / 1000.0)
+            m.ttft.labels(provider).observe(ev.ttft_ms / 1000.0)
         if ev.prompt_tokens or ev.completion_tokens:
-            m.child(m.tokens, model, provider, "prompt").inc(ev.prompt_tokens)
-            m.child(m.tokens, model, provider, "completion").inc(ev.completion_tokens)
+            m.tokens.labels(model, provider, "prompt").inc(ev.prompt_tokens)
+            m.tokens.labels(model, provider, "completion").inc(ev.completion_tokens)
             if ev.cached_tokens:
-                m.child(m.tokens, model, provider, "cached").inc(ev.cached_tokens)
+                m.tokens.labels(model, provider, "cached").inc(ev.cached_tokens)
         if ev.cost_usd:
-            m.child(m.cost, model, provider).inc(ev.cost_usd)
+            m.cost.labels(model, provider).inc(ev.cost_usd)
         if self.access.enabled:
             fields = {
                 "ts": round(time.time(), 6),

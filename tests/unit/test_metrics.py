@@ -19,9 +19,9 @@ def _samples(m: RouterMetrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], 
 
 def test_counters_and_histograms() -> None:
     m = RouterMetrics()
-    m.child(m.requests, "/v1/chat/completions", "gpt-4o", "p", "200").inc()
-    m.child(m.requests, "/v1/chat/completions", "gpt-4o", "p", "200").inc()
-    m.child(m.tokens, "gpt-4o", "p", "prompt").inc(12)
+    m.requests.labels("/v1/chat/completions", "gpt-4o", "p", "200").inc()
+    m.requests.labels("/v1/chat/completions", "gpt-4o", "p", "200").inc()
+    m.tokens.labels("gpt-4o", "p", "prompt").inc(12)
     for value in (0.0005, 0.0005001, 2.0):  # on a bound, just above it, above all
         m.overhead.observe(value)
     s = _samples(m)
@@ -43,7 +43,7 @@ def test_counters_and_histograms() -> None:
 def test_wrong_label_count_is_refused() -> None:
     m = RouterMetrics()
     with pytest.raises(ValueError, match="error_class"):
-        m.child(m.errors, "client", "extra")
+        m.errors.labels("client", "extra")
 
 
 def test_model_names_from_clients_are_bounded() -> None:
