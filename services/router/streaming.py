@@ -31,12 +31,13 @@ class StreamResponse:
         # client disconnects (one extra task per stream, not two).
         task = asyncio.current_task()
         assert task is not None
-        state = {"gone": False, "done": False}
+        gone = done = False
 
         def on_disconnect(watcher: asyncio.Future[None]) -> None:
-            if state["done"] or watcher.cancelled() or watcher.exception() is not None:
+            nonlocal gone
+            if done or watcher.cancelled() or watcher.exception() is not None:
                 return
-            state["gone"] = True
+            gone = True
             task.cancel()
 
         watcher = asyncio.ensure_future(self._watch(receive))
@@ -44,13 +45,13 @@ class StreamResponse:
         try:
             await self._pump(send)
         except asyncio.CancelledError:
-            if not state["gone"]:
+            if not gone:
                 raise
             task.uncancel()  # our own cancellation: the client went away
         except OSError:
             pass  # the client's socket broke mid-write
         finally:
-            state["done"] = True
+            done = True
             if not watcher.done():
                 watcher.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
