@@ -259,6 +259,18 @@ class Stack:
     gateway: GatewayProcess
     key: str
 
+    def openai_client(self) -> openai.OpenAI:
+        """The official OpenAI client pointed at this stack's gateway."""
+        return openai.OpenAI(
+            base_url=self.gateway.url + "/v1", api_key=self.key, max_retries=0, timeout=120
+        )
+
+    def anthropic_client(self) -> anthropic.Anthropic:
+        """The official Anthropic client pointed at this stack's gateway."""
+        return anthropic.Anthropic(
+            base_url=self.gateway.url, api_key=self.key, max_retries=0, timeout=120
+        )
+
 
 def run_stack(
     server: ServerProcess, server_url: str, root: Path, provider: str, kind: str, base_path: str
@@ -368,17 +380,13 @@ def llama(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 @pytest.fixture
 def oai(llama: Stack) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(
-        base_url=llama.gateway.url + "/v1", api_key=llama.key, max_retries=0, timeout=120
-    ) as client:
+    with llama.openai_client() as client:
         yield client
 
 
 @pytest.fixture
 def ant(llama: Stack) -> Iterator[anthropic.Anthropic]:
-    with anthropic.Anthropic(
-        base_url=llama.gateway.url, api_key=llama.key, max_retries=0, timeout=120
-    ) as client:
+    with llama.anthropic_client() as client:
         yield client
 
 
@@ -733,17 +741,13 @@ def native(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 @pytest.fixture
 def ant_native(native: Stack) -> Iterator[anthropic.Anthropic]:
-    with anthropic.Anthropic(
-        base_url=native.gateway.url, api_key=native.key, max_retries=0, timeout=120
-    ) as client:
+    with native.anthropic_client() as client:
         yield client
 
 
 @pytest.fixture
 def oai_native(native: Stack) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(
-        base_url=native.gateway.url + "/v1", api_key=native.key, max_retries=0, timeout=120
-    ) as client:
+    with native.openai_client() as client:
         yield client
 
 
