@@ -24,7 +24,7 @@ from tokgateway.common.clients import (
     ServiceClient,
     ServiceUnavailable,
 )
-from tokgateway.common.contracts import KEY_REVOKED_SUBJECT, REGISTRY_CHANGED_SUBJECT
+from tokgateway.common.contracts import REGISTRY_CHANGED_SUBJECT
 from tokgateway.common.crypto import CredentialBox, SecretError, service_token
 from tokgateway.common.nats_bus import NatsBus
 from tokgateway.common.pricing import PriceTable
@@ -117,7 +117,7 @@ class RouterNode:
 
     def _resync(self) -> None:
         # Events sent while we were away may be lost: forget cached keys, reload routes.
-        self.router.keys.on_auth_event(KEY_REVOKED_SUBJECT, b"{}")
+        self.router.keys.clear()
         self._reload_wanted.set()
 
     async def _periodic(self) -> None:

@@ -6,14 +6,13 @@ import logging
 import time
 from typing import Any
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from tokgateway.auth import store
 from tokgateway.auth.stores import AuthStore, SQLiteAuthStore
-from tokgateway.common.contracts import KEY_CREATED_SUBJECT, KEY_REVOKED_SUBJECT, Bus, KeyInfo
+from tokgateway.common.contracts import AuthEvent, Bus, KeyInfo
 from tokgateway.common.crypto import token_matches
 from tokgateway.common.errors import BadRequest, GatewayError, NotFound, Unauthenticated
 from tokgateway.common.http import AdminGuard, JSONResponse, error_response, read_json
@@ -62,11 +61,17 @@ class AuthService:
         """Announce keys revoked after ``since`` (by another process sharing the
         store) on the bus; returns the newest revocation time seen."""
         newest = since
-        for key_hash, at in await self.store.revoked_since(since):
-            event = {"v": 1, "key_hash": key_hash}
-            await self.bus.publish(KEY_REVOKED_SUBJECT, orjson.dumps(event))
+        for key_id, at in await self.store.revoked_since(since):
+            event = AuthEvent(type="key.revoked", data={"id": key_id}, actor="system")
+            await self.bus.publish(event.subject, event.to_json())
             newest = max(newest, at)
         return newest
+
+    async def emit(self, type_: str, data: dict[str, Any], actor: str | None = None) -> AuthEvent:
+        """Announce a lifecycle event on the bus (``auth.v1.<type>``)."""
+        event = AuthEvent(type=type_, data=data, actor=actor)
+        await self.bus.publish(event.subject, event.to_json())
+        return event
 
     # -- the KeyVerifier protocol -------------------------------------------------
     async def verify(self, key_hash: str) -> KeyInfo | None:
@@ -95,21 +100,17 @@ class AuthService:
             rpm=rpm,
             expires_at=expires_at,
         )
-        event = {"v": 1, "key_id": rec.id, "name": rec.name, "user_id": rec.user_id}
-        await self.bus.publish(KEY_CREATED_SUBJECT, orjson.dumps(event))
+        await self.emit("key.created", rec.public())
         return rec, secret
 
     async def list_keys(self) -> list[store.KeyRecord]:
         return await self.store.list_keys()
 
     async def revoke(self, key_id: str) -> store.KeyRecord:
-        key_hash = await self.store.hash_of(key_id)
-        if key_hash is None:
-            raise NotFound(f"No key with id {key_id!r}.", code="key_not_found")
         rec = await self.store.revoke(key_id)
-        assert rec is not None
-        event = {"v": 1, "key_id": key_id, "key_hash": key_hash}
-        await self.bus.publish(KEY_REVOKED_SUBJECT, orjson.dumps(event))
+        if rec is None:
+            raise NotFound(f"No key with id {key_id!r}.", code="key_not_found")
+        await self.emit("key.revoked", rec.public())
         log.info("key revoked", extra={"key_id": key_id})
         return rec
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from tokgateway.common.contracts import KeyInfo
+from tokgateway.common.contracts import KeyInfo, Limits, Scope
 from tokgateway.common.sqlite import transaction
 
 SCHEMA = """
@@ -57,8 +57,9 @@ class KeyRecord:
             models=self.models,
             expires_at=self.expires_at,
             revoked=self.revoked_at is not None,
-            rpm=self.rpm,
             is_admin=self.is_admin,
+            role="admin" if self.is_admin else "member",
+            scopes=(Scope("key", self.id, Limits(rpm=self.rpm)),) if self.rpm else (),
         )
 
     def public(self) -> dict[str, Any]:
@@ -205,10 +206,10 @@ def list_keys(conn: sqlite3.Connection, include_revoked: bool = True) -> list[Ke
 
 def revoked_since(conn: sqlite3.Connection, since: float) -> list[tuple[str, float]]:
     rows = conn.execute(
-        "SELECT key_hash, revoked_at FROM api_keys WHERE revoked_at > ? ORDER BY revoked_at",
+        "SELECT id, revoked_at FROM api_keys WHERE revoked_at > ? ORDER BY revoked_at",
         (since,),
     )
-    return [(str(r["key_hash"]), float(r["revoked_at"])) for r in rows]
+    return [(str(r["id"]), float(r["revoked_at"])) for r in rows]
 
 
 def revoke(conn: sqlite3.Connection, key_id: str) -> KeyRecord | None:

@@ -174,10 +174,10 @@ class PgAuthStore:
 
     async def revoked_since(self, since: float) -> list[tuple[str, float]]:
         rows = await self.pool.fetch(
-            "SELECT key_hash, revoked_at FROM auth_keys WHERE revoked_at > $1 ORDER BY revoked_at",
+            "SELECT id, revoked_at FROM auth_keys WHERE revoked_at > $1 ORDER BY revoked_at",
             since,
         )
-        return [(str(r["key_hash"]), float(r["revoked_at"])) for r in rows]
+        return [(str(r["id"]), float(r["revoked_at"])) for r in rows]
 
     async def ping(self) -> bool:
         return await ping(self.pool)

@@ -45,7 +45,7 @@ class AuthStore(Protocol):
     async def revoke(self, key_id: str) -> KeyRecord | None: ...
 
     async def revoked_since(self, since: float) -> list[tuple[str, float]]:
-        """(key hash, revoked at) of keys revoked after ``since``, oldest first."""
+        """(key id, revoked at) of keys revoked after ``since``, oldest first."""
 
     async def ping(self) -> bool: ...
 

@@ -1,7 +1,8 @@
 """The authenticate step: key hash -> KeyInfo, from a local cache first.
 
 A miss asks the verifier (the auth service: a direct call all-in-one, HTTP in
-the mesh). Revocation events evict at once; entries also expire after a TTL so
+the mesh). Lifecycle events of a key, its user or its team evict at once (a
+revoked key, changed limits, a moved member); entries also expire after a TTL so
 a missed event cannot keep a key alive forever."""
 
 from __future__ import annotations
@@ -9,14 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-import orjson
-
-from tokgateway.common.contracts import (
-    KEY_CREATED_SUBJECT,
-    KEY_REVOKED_SUBJECT,
-    KeyInfo,
-    KeyVerifier,
-)
+from tokgateway.common.contracts import AUTH_SUBJECT_PREFIX, AuthEvent, KeyInfo, KeyVerifier
 from tokgateway.common.errors import Unauthenticated, UpstreamUnavailable
 from tokgateway.common.keys import hash_key
 
@@ -76,18 +70,36 @@ class KeyCache:
     def evict(self, key_hash: str) -> None:
         self._entries.pop(key_hash, None)
 
+    def clear(self) -> None:
+        self._entries.clear()
+
+    def evict_where(self, field_name: str, value: str) -> None:
+        """Forget every cached key whose ``field_name`` (id, user_id, team_id) is value."""
+        self._entries = {
+            h: e
+            for h, e in self._entries.items()
+            if e[0] is None or getattr(e[0], field_name) != value
+        }
+
     def on_auth_event(self, subject: str, payload: bytes) -> None:
-        if subject == KEY_REVOKED_SUBJECT:
-            try:
-                data = orjson.loads(payload)
-            except orjson.JSONDecodeError:
-                self._entries.clear()
-                return
-            key_hash = data.get("key_hash") if isinstance(data, dict) else None
-            if isinstance(key_hash, str):
-                self.evict(key_hash)
-            else:
-                self._entries.clear()
-        elif subject == KEY_CREATED_SUBJECT:
+        try:
+            event = AuthEvent.from_json(payload)
+        except (ValueError, TypeError):
+            self._entries.clear()
+            return
+        kind = subject.removeprefix(AUTH_SUBJECT_PREFIX) or event.type
+        obj, _, action = kind.partition(".")
+        data = event.data
+        if kind == "key.created":
             # Forget refusals, so a key that was tried before it existed works now.
             self._entries = {h: e for h, e in self._entries.items() if e[0] is not None}
+        elif obj == "key" and isinstance(data.get("id"), str):
+            self.evict_where("id", data["id"])
+        elif obj == "user" and isinstance(data.get("id"), str):
+            self.evict_where("user_id", data["id"])
+        elif obj == "team" and action.startswith("member") and isinstance(data.get("user_id"), str):
+            self.evict_where("user_id", data["user_id"])
+        elif obj == "team" and isinstance(data.get("id"), str):
+            self.evict_where("team_id", data["id"])
+        else:
+            self._entries.clear()

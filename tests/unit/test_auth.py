@@ -7,7 +7,6 @@ import pytest
 
 from tokgateway.auth.service import AuthService
 from tokgateway.common.bus import InProcessBus
-from tokgateway.common.contracts import KEY_REVOKED_SUBJECT
 from tokgateway.common.errors import NotFound, Unauthenticated
 from tokgateway.common.keys import hash_key
 from tokgateway.common.sqlite import SQLiteDB
@@ -33,8 +32,10 @@ async def test_keys_hashed_verified_revoked_and_evicted(tmp_path: Path) -> None:
     info = await cache.authenticate(secret)
     assert info.id == rec.id and info.models == ("gpt-*",) and info.rpm == 5
     await auth.revoke(rec.id)
-    assert events[-1][0] == KEY_REVOKED_SUBJECT
-    assert orjson.loads(events[-1][1])["key_hash"] == hash_key(secret)
+    assert events[-1][0] == "auth.v1.key.revoked"
+    event = orjson.loads(events[-1][1])
+    assert event["type"] == "key.revoked" and event["data"]["id"] == rec.id
+    assert event["id"].startswith("evt_") and hash_key(secret) not in events[-1][1].decode()
     with pytest.raises(Unauthenticated, match="revoked"):
         await cache.authenticate(secret)
     with pytest.raises(NotFound):
