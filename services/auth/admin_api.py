@@ -155,7 +155,7 @@ class AuthAdminAPI:
         if who.sees_all:
             keys = await self.service.list_keys()
         elif who.user_id is not None:
-            keys = await self.service.list_keys(who.user_id)
+            keys = [k for k in await self.service.list_keys(who.user_id) if not k.is_admin]
         else:
             keys = []
         return listing([k.public() for k in keys])
@@ -168,7 +168,7 @@ class AuthAdminAPI:
     async def get_key(self, request: Request, who: Identity) -> Any:
         key_id = request.path_params["key_id"]
         rec = await self.service.store.by_id(key_id)
-        if rec is None or not who.owns(rec.user_id):
+        if rec is None or not who.owns(rec.user_id) or (rec.is_admin and not who.sees_all):
             raise NotFound(f"No key with id {key_id!r}.", code="key_not_found")
         return {**rec.public(), **await self.budgets(rec)}
 
