@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 from typing import Any, Protocol
 from urllib.parse import quote
 
@@ -31,6 +32,16 @@ class Admin(Protocol):
     def list_keys(self) -> list[dict[str, Any]]: ...
     def revoke_key(self, key_id: str) -> dict[str, Any]: ...
     def usage(self, params: dict[str, str]) -> list[dict[str, Any]]: ...
+    def request(
+        self,
+        method: str,
+        path: str,
+        area: str,
+        body: dict[str, Any] | None = None,
+        params: dict[str, str] | None = None,
+    ) -> Any:
+        """Any admin route: ``area`` (auth, ledger, registry) picks the mesh service."""
+
     def registry_list(self, kind: str) -> list[dict[str, Any]]: ...
     def registry_put(self, kind: str, body: dict[str, Any]) -> dict[str, Any]: ...
     def registry_delete(self, kind: str, name: str) -> dict[str, Any]: ...
@@ -44,6 +55,17 @@ def gateway_url(settings: Settings) -> str:
     if host in ("0.0.0.0", "::", ""):
         host = "127.0.0.1"
     return f"http://{host}:{settings.port}"
+
+
+def answer(resp: httpx.Response) -> Any:
+    """The JSON of an admin answer, or its error message as an AdminError."""
+    if resp.status_code >= 400:
+        try:
+            message = resp.json()["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            message = resp.text[:300]
+        raise AdminError(f"{resp.status_code}: {message}")
+    return resp.json()
 
 
 class HttpAdmin:
@@ -61,13 +83,17 @@ class HttpAdmin:
             resp = self._client.request(method, base + path if base else path, **kw)
         except httpx.HTTPError as exc:
             raise AdminError(f"cannot reach the gateway at {self.where}: {exc}") from None
-        if resp.status_code >= 400:
-            try:
-                message = resp.json()["error"]["message"]
-            except (ValueError, KeyError, TypeError):
-                message = resp.text[:300]
-            raise AdminError(f"{resp.status_code}: {message}")
-        return resp.json()
+        return answer(resp)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        area: str,
+        body: dict[str, Any] | None = None,
+        params: dict[str, str] | None = None,
+    ) -> Any:
+        return self._call(method, path, area, json=body, params=params)
 
     def create_key(self, params: dict[str, Any]) -> dict[str, Any]:
         return dict(self._call("POST", "/admin/keys", "auth", json=params))
@@ -121,6 +147,41 @@ class LocalAdmin:
                 await auth.close()
 
         return asyncio.run(main())
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        area: str,
+        body: dict[str, Any] | None = None,
+        params: dict[str, str] | None = None,
+    ) -> Any:
+        """The same admin routes as a running gateway, served in this process
+        on the data file (one code path for checks, events and answers)."""
+        from starlette.applications import Starlette
+
+        from tokgateway.auth.admin_api import AuthAdminAPI
+        from tokgateway.common.http import AdminGuard
+        from tokgateway.ledger.service import LedgerAdminAPI
+
+        async def op(auth: Any, ledger: Any) -> Any:
+            token = "tgc-" + secrets.token_urlsafe(24)
+            guard = AdminGuard(auth, token)
+            app = Starlette(
+                routes=[
+                    *AuthAdminAPI(auth, guard, spend=ledger).routes(),
+                    *LedgerAdminAPI(ledger, guard).routes(),
+                ]
+            )
+            async with httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app),
+                base_url="http://gateway.local",
+                headers={"authorization": f"Bearer {token}"},
+            ) as client:
+                resp = await client.request(method, path, json=body, params=params)
+            return answer(resp)
+
+        return self._run(op)
 
     def create_key(self, params: dict[str, Any]) -> dict[str, Any]:
         from tokgateway.auth.service import parse_key_request

@@ -22,7 +22,8 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp
 
-from tokgateway.auth.service import AuthAdminAPI, AuthService
+from tokgateway.auth.admin_api import AuthAdminAPI
+from tokgateway.auth.service import AuthService
 from tokgateway.common.bus import InProcessBus
 from tokgateway.common.contracts import REGISTRY_CHANGED_SUBJECT
 from tokgateway.common.errors import GatewayError, NotFound
@@ -152,7 +153,7 @@ class AllInOne:
     def routes(self, guard: AdminGuard) -> list[BaseRoute]:
         return [
             *self.router.routes(),
-            *AuthAdminAPI(self.auth, guard).routes(),
+            *AuthAdminAPI(self.auth, guard, spend=self.ledger).routes(),
             *LedgerAdminAPI(self.ledger, guard).routes(),
             *RegistryAdminAPI(self.registry, guard).routes(),
         ]

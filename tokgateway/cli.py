@@ -11,6 +11,8 @@ from typing import Any
 import orjson
 
 from tokgateway import __version__
+from tokgateway.cli_governance import add_commands as add_governance_commands
+from tokgateway.cli_governance import add_key_commands, add_key_create_flags
 from tokgateway.common.settings import ConfigError, Settings, load_settings, resolve_config_dir
 
 
@@ -87,16 +89,14 @@ def cmd_config_show(args: argparse.Namespace) -> int:
 # -- keys ---------------------------------------------------------------------------
 def cmd_keys_create(args: argparse.Namespace) -> int:
     from tokgateway.admin_client import connect
+    from tokgateway.cli_governance import key_create_body
 
     params: dict[str, Any] = {"name": args.name}
     if args.models:
         params["models"] = [m.strip() for m in args.models.split(",") if m.strip()]
     if args.expires_days is not None:
         params["expires_days"] = args.expires_days
-    if args.rpm is not None:
-        params["rpm"] = args.rpm
-    if args.user:
-        params["user_email"] = args.user
+    params.update(key_create_body(args))
     created = connect(_load()).create_key(params)
     if args.json:
         _print_json(created)
@@ -215,8 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--name", required=True)
     create.add_argument("--models", help="comma-separated allow-list (globs allowed)")
     create.add_argument("--expires-days", type=float)
-    create.add_argument("--rpm", type=int, help="requests per minute limit")
-    create.add_argument("--user", help="owner's email (default: the admin user)")
+    add_key_create_flags(create)
     create.add_argument("--json", action="store_true")
     create.set_defaults(func=cmd_keys_create)
     klist = keys.add_parser("list", help="list keys (secrets are never shown)")
@@ -225,17 +224,19 @@ def build_parser() -> argparse.ArgumentParser:
     revoke = keys.add_parser("revoke", help="revoke a key; refused on its next request")
     revoke.add_argument("id")
     revoke.set_defaults(func=cmd_keys_revoke)
+    add_key_commands(keys)
 
     usage = sub.add_parser("usage", help="tokens and cost from the ledger")
     usage.add_argument("--key", help="only this key id")
     usage.add_argument("--since", help="ISO 8601 time, e.g. 2026-11-01 or 2026-11-01T12:00Z")
-    usage.add_argument("--group-by", choices=("model", "provider", "key", "day"))
+    usage.add_argument("--group-by", choices=("model", "provider", "key", "day", "user", "team"))
     usage.add_argument("--json", action="store_true")
     usage.set_defaults(func=cmd_usage)
 
     from tokgateway.mesh_cli import add_registry_commands
 
     add_registry_commands(sub)
+    add_governance_commands(sub)
     return p
 
 

@@ -9,8 +9,10 @@ import sys
 from prometheus_client import CollectorRegistry
 from starlette.routing import BaseRoute
 
-from tokgateway.auth.service import AuthAdminAPI, AuthInternalAPI, AuthService
+from tokgateway.auth.admin_api import AuthAdminAPI
+from tokgateway.auth.service import AuthInternalAPI, AuthService
 from tokgateway.auth.store_pg import PgAuthStore
+from tokgateway.common.clients import HttpSpendSource, ServiceClient
 from tokgateway.common.crypto import service_token
 from tokgateway.common.http import AdminGuard
 from tokgateway.common.nats_bus import NatsBus
@@ -39,6 +41,9 @@ class AuthNode:
             admin_email=str(settings.get("gateway.admin_email")),
         )
         self.token = service_token(cfg["secret_key"])
+        # Key spend and remaining budget come from the ledger, when it is known.
+        ledger_url = str(settings.get("gateway.ledger_url"))
+        self.ledger = ServiceClient("ledger", ledger_url, self.token) if ledger_url else None
         self.started = False
         self.metrics = CollectorRegistry(auto_describe=True)
         self.metrics.register(StateCollector("gateway_auth", self._state))
@@ -50,7 +55,9 @@ class AuthNode:
         guard = AdminGuard(self.service)
         return [
             *AuthInternalAPI(self.service, self.token).routes(),
-            *AuthAdminAPI(self.service, guard).routes(),
+            *AuthAdminAPI(
+                self.service, guard, HttpSpendSource(self.ledger) if self.ledger else None
+            ).routes(),
         ]
 
     async def start(self) -> None:
@@ -75,3 +82,5 @@ class AuthNode:
     async def stop(self) -> None:
         await self.bus.close()
         await self.pool.close()
+        if self.ledger is not None:
+            await self.ledger.close()

@@ -20,7 +20,7 @@ from tokgateway.common.postgres import UNAVAILABLE, LazyPool, is_postgres_url
 from tokgateway.common.settings import ConfigError, Settings
 from tokgateway.common.tracing import Tracing
 from tokgateway.ledger.consumer import UsageConsumer
-from tokgateway.ledger.service import LedgerAdminAPI, LedgerService
+from tokgateway.ledger.service import LedgerAdminAPI, LedgerInternalAPI, LedgerService
 from tokgateway.ledger.store_pg import PgLedgerStore
 from tokgateway.mesh_common import StateCollector, require
 
@@ -45,7 +45,8 @@ class LedgerNode:
         )
         self.service = LedgerService(self.store, None)
         self.batch_size = int(settings.get("ledger.batch_size"))
-        self.auth = ServiceClient("auth", cfg["auth_url"], service_token(cfg["secret_key"]))
+        self.token = service_token(cfg["secret_key"])
+        self.auth = ServiceClient("auth", cfg["auth_url"], self.token)
         self.consumer: UsageConsumer | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.metrics = CollectorRegistry(auto_describe=True)
@@ -64,7 +65,10 @@ class LedgerNode:
 
     def routes(self) -> list[BaseRoute]:
         guard = AdminGuard(HttpKeyVerifier(self.auth))
-        return list(LedgerAdminAPI(self.service, guard).routes())
+        return [
+            *LedgerAdminAPI(self.service, guard).routes(),
+            *LedgerInternalAPI(self.service, self.token).routes(),
+        ]
 
     async def start(self) -> None:
         await self.bus.start()

@@ -75,6 +75,32 @@ class HttpKeyVerifier:
         return KeyInfo.from_dict(resp.json())
 
 
+class HttpSpendSource:
+    """``SpendSource`` over the ledger service's internal spend endpoints."""
+
+    def __init__(self, client: ServiceClient) -> None:
+        self.client = client
+
+    async def _post(self, path: str, body: dict[str, Any]) -> Any:
+        resp = await self.client.request("POST", path, json=body)
+        if resp.status_code != 200:
+            raise ServiceUnavailable("ledger", f"{path} answered HTTP {resp.status_code}")
+        return resp.json()
+
+    async def spend_since(self, kind: str, id: str, since: float) -> float:
+        data = await self._post("/internal/spend", {"kind": kind, "id": id, "since": since})
+        return float(data["spend_usd"])
+
+    async def spend_by_scope(
+        self, since_by_period: dict[str, float]
+    ) -> dict[tuple[str, str, str], float]:
+        data = await self._post("/internal/spend_by_scope", {"since_by_period": since_by_period})
+        return {
+            (str(r["kind"]), str(r["id"]), str(r["period"])): float(r["spend_usd"])
+            for r in data["data"]
+        }
+
+
 class RegistryClient:
     """Fetches the route snapshot; credentials arrive sealed and are opened here,
     in the router's memory only."""

@@ -89,6 +89,7 @@ class KeyInfo:
     is_admin: bool = False
     role: str = "member"
     scopes: tuple[Scope, ...] = ()
+    disabled: bool = False  # the key's user is disabled: refused like a revoked key
 
     @property
     def rpm(self) -> int | None:
@@ -110,6 +111,7 @@ class KeyInfo:
             "is_admin": self.is_admin,
             "role": self.role,
             "scopes": [s.to_dict() for s in self.scopes],
+            "disabled": self.disabled,
         }
 
     @classmethod
@@ -125,6 +127,7 @@ class KeyInfo:
             is_admin=bool(data.get("is_admin", False)),
             role=str(data.get("role") or "member"),
             scopes=tuple(Scope.from_dict(s) for s in data.get("scopes") or ()),
+            disabled=bool(data.get("disabled", False)),
         )
 
     def expired(self, now: float | None = None) -> bool:
@@ -175,6 +178,23 @@ class AuthEvent:
             ts=float(obj.get("ts") or 0.0),
             v=int(obj.get("v") or 1),
         )
+
+
+class SpendSource(Protocol):
+    """Recorded spend from the ledger, for budget displays and for rebuilding
+    budget counters: the ledger service itself all-in-one, an HTTP client of
+    the ledger's internal API in the mesh."""
+
+    async def spend_since(self, kind: str, id: str, since: float) -> float:
+        """USD recorded for the key, user or team ``id`` (``kind`` one of
+        SCOPE_KINDS) in requests at or after ``since`` (epoch seconds)."""
+
+    async def spend_by_scope(
+        self, since_by_period: dict[str, float]
+    ) -> dict[tuple[str, str, str], float]:
+        """Spend of every key, user and team with any, per budget period:
+        ``{(kind, id, period): usd}`` where each period counts from
+        ``since_by_period[period]``."""
 
 
 class KeyVerifier(Protocol):

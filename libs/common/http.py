@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -62,26 +63,80 @@ async def read_json(request: Request, max_bytes: int) -> dict[str, Any]:
     return data
 
 
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who is calling an admin endpoint. ``admin``: the admin key or the local
+    control token, may read and change everything. ``viewer``: a key whose user
+    is a viewer, may read everything and change nothing. ``member``: any other
+    valid key (also a key of a user with the admin role that is not the admin
+    key), may read only what belongs to its own user."""
+
+    access: str  # admin | viewer | member
+    key_id: str | None = None
+    user_id: str | None = None
+    team_id: str | None = None
+
+    @property
+    def can_write(self) -> bool:
+        return self.access == "admin"
+
+    @property
+    def sees_all(self) -> bool:
+        return self.access in ("admin", "viewer")
+
+    @property
+    def actor(self) -> str:
+        """How lifecycle events name the caller."""
+        return self.key_id or "local"
+
+    def owns(self, user_id: str | None) -> bool:
+        """May this caller read an object of ``user_id``?"""
+        return self.sees_all or (user_id is not None and user_id == self.user_id)
+
+
 class AdminGuard:
-    """Admits the admin key, or the local control token the all-in-one gateway
-    writes into its data dir for the CLI on the same machine."""
+    """Knows who calls the admin API: the admin key, or the local control token
+    the all-in-one gateway writes into its data dir for the CLI on the same
+    machine, or any other valid key (a viewer or a member, see ``Identity``).
+    ``check`` admits only those who may change things; ``identify`` admits
+    every valid key and says who it is."""
 
     def __init__(self, verifier: KeyVerifier, local_token: str | None = None) -> None:
         self._verifier = verifier
         self._local_token = local_token
 
-    async def check(self, request: Request) -> KeyInfo:
+    async def identify(self, request: Request) -> Identity:
         token = bearer_token(request.headers.get("authorization"), request.headers.get("x-api-key"))
         if token is None:
             raise Unauthenticated("Missing admin key: send 'Authorization: Bearer <admin key>'.")
         if self._local_token and hmac.compare_digest(token, self._local_token):
-            return KeyInfo(id="local", name="local control token", is_admin=True)
+            return Identity("admin")
         info = await self._verifier.verify(hash_key(token))
         if info is None or info.revoked or info.expired():
             raise Unauthenticated("Invalid admin key.")
-        if not info.is_admin:
+        if info.disabled:
+            raise Unauthenticated("The user of this API key is disabled.", code="user_disabled")
+        return Identity(_access(info), info.id, info.user_id, info.team_id)
+
+    async def check(self, request: Request) -> Identity:
+        """The caller, when it may change things (the admin key); 403 otherwise."""
+        who = await self.identify(request)
+        if not who.can_write:
             raise Forbidden("This key is not an admin key.")
-        return info
+        return who
+
+    async def reader(self, request: Request) -> Identity:
+        """The caller, when it may read everything (admin or viewer); 403 otherwise."""
+        who = await self.identify(request)
+        if not who.sees_all:
+            raise Forbidden("This key may read only its own keys and usage.")
+        return who
+
+
+def _access(info: KeyInfo) -> str:
+    if info.is_admin:
+        return "admin"
+    return "viewer" if info.role == "viewer" else "member"
 
 
 Handler = Callable[[Request], Awaitable[ASGIApp]]

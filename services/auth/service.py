@@ -1,4 +1,5 @@
-"""The auth service: keys and users, verification, lifecycle events, admin API."""
+"""The auth service: users, teams and keys, verification, lifecycle events.
+The admin HTTP API is in admin_api.py; the internal verify endpoint is here."""
 
 from __future__ import annotations
 
@@ -10,16 +11,19 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from tokgateway.auth import store
+from tokgateway.auth.store import KeyRecord, TeamRecord, UserRecord
 from tokgateway.auth.stores import AuthStore, SQLiteAuthStore
-from tokgateway.common.contracts import AuthEvent, Bus, KeyInfo
+from tokgateway.auth.validate import parse_key_request
+from tokgateway.common.contracts import AuthEvent, Bus, KeyInfo, Limits
 from tokgateway.common.crypto import token_matches
 from tokgateway.common.errors import BadRequest, GatewayError, NotFound, Unauthenticated
-from tokgateway.common.http import AdminGuard, JSONResponse, error_response, read_json
+from tokgateway.common.http import JSONResponse, error_response, read_json
 from tokgateway.common.keys import bearer_token, hash_key, key_hint, new_key
 from tokgateway.common.sqlite import SQLiteDB
 
 log = logging.getLogger("tokgateway.auth")
+
+__all__ = ["AuthInternalAPI", "AuthService", "parse_key_request"]
 
 
 class AuthService:
@@ -75,10 +79,9 @@ class AuthService:
 
     # -- the KeyVerifier protocol -------------------------------------------------
     async def verify(self, key_hash: str) -> KeyInfo | None:
-        rec = await self.store.by_hash(key_hash)
-        return rec.info() if rec is not None else None
+        return await self.store.verify(key_hash)
 
-    # -- operations ---------------------------------------------------------------
+    # -- keys ---------------------------------------------------------------------
     async def create_key(
         self,
         *,
@@ -87,98 +90,196 @@ class AuthService:
         expires_days: float | None = None,
         rpm: int | None = None,
         user_email: str | None = None,
-    ) -> tuple[store.KeyRecord, str]:
+        user_id: str | None = None,
+        team_id: str | None = None,
+        limits: Limits | None = None,
+        actor: str | None = None,
+    ) -> tuple[KeyRecord, str]:
+        """A key of ``user_id`` (or of the user with ``user_email``, made when
+        new; the admin user by default), optionally in one of its teams."""
+        if limits is None:
+            limits = Limits(rpm=rpm)
         secret = new_key()
         expires_at = time.time() + expires_days * 86400 if expires_days else None
         rec = await self.store.create_key(
             name=name,
             key_hash=hash_key(secret),
             hint=key_hint(secret),
-            user_id=self._admin_user,
+            user_id=user_id or self._admin_user,
             user_email=user_email,
+            team_id=team_id,
             models=models,
-            rpm=rpm,
+            limits=limits,
             expires_at=expires_at,
         )
-        await self.emit("key.created", rec.public())
+        await self.emit("key.created", rec.public(), actor)
         return rec, secret
 
-    async def list_keys(self) -> list[store.KeyRecord]:
-        return await self.store.list_keys()
+    async def list_keys(self, user_id: str | None = None) -> list[KeyRecord]:
+        return await self.store.list_keys(user_id)
 
-    async def revoke(self, key_id: str) -> store.KeyRecord:
+    async def get_key(self, key_id: str) -> KeyRecord:
+        rec = await self.store.by_id(key_id)
+        if rec is None:
+            raise _no_key(key_id)
+        return rec
+
+    async def update_key(
+        self, key_id: str, changes: dict[str, Any], actor: str | None = None
+    ) -> KeyRecord:
+        rec = await self.store.update_key(key_id, changes)
+        if rec is None:
+            raise _no_key(key_id)
+        await self.emit("key.updated", rec.public(), actor)
+        return rec
+
+    async def rotate_key(self, key_id: str, actor: str | None = None) -> tuple[KeyRecord, str]:
+        """A new secret for the key (shown once); the old one stops working at once."""
+        old = await self.get_key(key_id)
+        if old.is_admin:
+            raise BadRequest(
+                "The admin key is replaced by setting GATEWAY_ADMIN_KEY and restarting.",
+                code="admin_key",
+            )
+        secret = new_key()
+        rec = await self.store.rotate_key(key_id, hash_key(secret), key_hint(secret))
+        if rec is None:
+            raise BadRequest(f"Key {key_id!r} is revoked; create a new one.", code="key_revoked")
+        await self.emit("key.rotated", rec.public(), actor)
+        return rec, secret
+
+    async def revoke(self, key_id: str, actor: str | None = None) -> KeyRecord:
         rec = await self.store.revoke(key_id)
         if rec is None:
-            raise NotFound(f"No key with id {key_id!r}.", code="key_not_found")
-        await self.emit("key.revoked", rec.public())
+            raise _no_key(key_id)
+        await self.emit("key.revoked", rec.public(), actor)
         log.info("key revoked", extra={"key_id": key_id})
         return rec
 
+    # -- users --------------------------------------------------------------------
+    async def create_user(
+        self,
+        *,
+        email: str,
+        role: str = "member",
+        limits: Limits | None = None,
+        actor: str | None = None,
+    ) -> UserRecord:
+        rec = await self.store.create_user(email=email, role=role, limits=limits or Limits())
+        await self.emit("user.created", rec.public(), actor)
+        return rec
 
-def parse_key_request(data: dict[str, Any]) -> dict[str, Any]:
-    name = data.get("name")
-    if not isinstance(name, str) or not name.strip():
-        raise BadRequest("'name' must be a non-empty string.", param="name")
-    models = data.get("models") or []
-    if not isinstance(models, list) or not all(isinstance(m, str) for m in models):
-        raise BadRequest("'models' must be a list of model names.", param="models")
-    expires = data.get("expires_days")
-    if expires is not None and (not isinstance(expires, int | float) or expires <= 0):
-        raise BadRequest("'expires_days' must be a positive number.", param="expires_days")
-    rpm = data.get("rpm")
-    if rpm is not None and (not isinstance(rpm, int) or rpm <= 0):
-        raise BadRequest("'rpm' must be a positive integer.", param="rpm")
-    email = data.get("user_email")
-    if email is not None and not isinstance(email, str):
-        raise BadRequest("'user_email' must be a string.", param="user_email")
-    return {
-        "name": name.strip(),
-        "models": tuple(m.strip() for m in models if m.strip()),
-        "expires_days": expires,
-        "rpm": rpm,
-        "user_email": email,
-    }
+    async def list_users(self) -> list[UserRecord]:
+        return await self.store.list_users()
+
+    async def get_user(self, user_id: str) -> UserRecord:
+        rec = await self.store.get_user(user_id)
+        if rec is None:
+            raise _no_user(user_id)
+        return rec
+
+    async def update_user(
+        self, user_id: str, changes: dict[str, Any], actor: str | None = None
+    ) -> UserRecord:
+        """Change role, status or limits. ``status: disabled`` announces
+        ``user.disabled`` (its keys are refused from then on)."""
+        before = await self.get_user(user_id)
+        if before.is_admin and ("role" in changes or changes.get("status") == "disabled"):
+            raise BadRequest(
+                "The admin user keeps its role and cannot be disabled.", code="admin_user"
+            )
+        rec = await self.store.update_user(user_id, changes)
+        if rec is None:
+            raise _no_user(user_id)
+        disabled = changes.get("status") == "disabled" and before.status != "disabled"
+        await self.emit("user.disabled" if disabled else "user.updated", rec.public(), actor)
+        return rec
+
+    async def disable_user(self, user_id: str, actor: str | None = None) -> UserRecord:
+        return await self.update_user(user_id, {"status": "disabled"}, actor)
+
+    async def delete_user(self, user_id: str, actor: str | None = None) -> UserRecord:
+        """Remove the user and its memberships; its keys are revoked first."""
+        if (await self.get_user(user_id)).is_admin:
+            raise BadRequest("The admin user cannot be deleted.", code="admin_user")
+        done = await self.store.delete_user(user_id)
+        if done is None:
+            raise _no_user(user_id)
+        user, keys = done
+        for key in keys:
+            await self.emit("key.revoked", key.public(), actor)
+        await self.emit("user.deleted", user.public(), actor)
+        return user
+
+    # -- teams --------------------------------------------------------------------
+    async def create_team(
+        self, *, name: str, limits: Limits | None = None, actor: str | None = None
+    ) -> TeamRecord:
+        rec = await self.store.create_team(name=name, limits=limits or Limits())
+        await self.emit("team.created", rec.public(), actor)
+        return rec
+
+    async def list_teams(self) -> list[TeamRecord]:
+        return await self.store.list_teams()
+
+    async def get_team(self, team_id: str) -> TeamRecord:
+        rec = await self.store.get_team(team_id)
+        if rec is None:
+            raise _no_team(team_id)
+        return rec
+
+    async def update_team(
+        self, team_id: str, changes: dict[str, Any], actor: str | None = None
+    ) -> TeamRecord:
+        rec = await self.store.update_team(team_id, changes)
+        if rec is None:
+            raise _no_team(team_id)
+        await self.emit("team.updated", rec.public(), actor)
+        return rec
+
+    async def delete_team(self, team_id: str, actor: str | None = None) -> TeamRecord:
+        done = await self.store.delete_team(team_id)
+        if done is None:
+            raise _no_team(team_id)
+        team, keys = done
+        for key in keys:
+            await self.emit("key.updated", key.public(), actor)
+        await self.emit("team.deleted", team.public(), actor)
+        return team
+
+    async def add_member(self, team_id: str, user_id: str, actor: str | None = None) -> TeamRecord:
+        await self.get_team(team_id)
+        await self.get_user(user_id)
+        if await self.store.add_member(team_id, user_id):
+            await self.emit("team.member_added", {"team_id": team_id, "user_id": user_id}, actor)
+        return await self.get_team(team_id)
+
+    async def remove_member(
+        self, team_id: str, user_id: str, actor: str | None = None
+    ) -> TeamRecord:
+        """The user leaves the team, and so do its keys in that team."""
+        await self.get_team(team_id)
+        was_member, keys = await self.store.remove_member(team_id, user_id)
+        if not was_member:
+            raise NotFound(
+                f"User {user_id!r} is not a member of team {team_id!r}.", code="member_not_found"
+            )
+        for key in keys:
+            await self.emit("key.updated", key.public(), actor)
+        await self.emit("team.member_removed", {"team_id": team_id, "user_id": user_id}, actor)
+        return await self.get_team(team_id)
 
 
-class AuthAdminAPI:
-    """HTTP admin API for keys. Mounted under /admin by the all-in-one gateway."""
+def _no_key(key_id: str) -> NotFound:
+    return NotFound(f"No key with id {key_id!r}.", code="key_not_found")
 
-    def __init__(self, service: AuthService, guard: AdminGuard) -> None:
-        self.service = service
-        self.guard = guard
 
-    def routes(self) -> list[Route]:
-        return [
-            Route("/admin/keys", self.list_keys, methods=["GET"]),
-            Route("/admin/keys", self.create_key, methods=["POST"]),
-            Route("/admin/keys/{key_id}", self.revoke_key, methods=["DELETE"]),
-            Route("/admin/keys/{key_id}/revoke", self.revoke_key, methods=["POST"]),
-        ]
+def _no_user(user_id: str) -> NotFound:
+    return NotFound(f"No user with id {user_id!r}.", code="user_not_found")
 
-    async def list_keys(self, request: Request) -> Response:
-        try:
-            await self.guard.check(request)
-            keys = await self.service.list_keys()
-        except GatewayError as err:
-            return error_response(err)
-        return JSONResponse({"object": "list", "data": [k.public() for k in keys]})
 
-    async def create_key(self, request: Request) -> Response:
-        try:
-            await self.guard.check(request)
-            params = parse_key_request(await read_json(request, 1 << 16))
-            rec, secret = await self.service.create_key(**params)
-        except GatewayError as err:
-            return error_response(err)
-        return JSONResponse({**rec.public(), "key": secret}, status_code=201)
-
-    async def revoke_key(self, request: Request) -> Response:
-        try:
-            await self.guard.check(request)
-            rec = await self.service.revoke(request.path_params["key_id"])
-        except GatewayError as err:
-            return error_response(err)
-        return JSONResponse(rec.public())
+def _no_team(team_id: str) -> NotFound:
+    return NotFound(f"No team with id {team_id!r}.", code="team_not_found")
 
 
 class AuthInternalAPI:

@@ -11,9 +11,17 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from tokgateway.common.contracts import USAGE_SUBJECT, Bus, UsageEvent
-from tokgateway.common.errors import BadRequest, GatewayError
-from tokgateway.common.http import AdminGuard, JSONResponse, error_response
+from tokgateway.common.contracts import (
+    BUDGET_PERIODS,
+    SCOPE_KINDS,
+    USAGE_SUBJECT,
+    Bus,
+    UsageEvent,
+)
+from tokgateway.common.crypto import token_matches
+from tokgateway.common.errors import BadRequest, GatewayError, NotFound, Unauthenticated
+from tokgateway.common.http import AdminGuard, JSONResponse, error_response, read_json
+from tokgateway.common.keys import bearer_token
 from tokgateway.common.sqlite import SQLiteDB
 from tokgateway.ledger import store
 from tokgateway.ledger.stores import LedgerStore, SQLiteLedgerStore
@@ -94,10 +102,40 @@ class LedgerService:
         since: float | None = None,
         until: float | None = None,
         group_by: str | None = None,
+        user_id: str | None = None,
+        team_id: str | None = None,
     ) -> list[dict[str, Any]]:
         return await self.store.query_usage(
-            key_id=key_id, since=since, until=until, group_by=group_by
+            key_id=key_id,
+            since=since,
+            until=until,
+            group_by=group_by,
+            user_id=user_id,
+            team_id=team_id,
         )
+
+    # -- the SpendSource contract ---------------------------------------------------
+    async def spend_since(self, kind: str, id: str, since: float) -> float:
+        """USD recorded for one key, user or team (``kind`` in SCOPE_KINDS) in
+        requests at or after ``since``: the spend of one budget period when
+        ``since`` is ``periods.period_start(period, now)``."""
+        if kind not in SCOPE_KINDS:
+            raise BadRequest(f"'kind' must be one of {', '.join(SCOPE_KINDS)}.", param="kind")
+        return await self.store.spend_since(kind, id, since)
+
+    async def spend_by_scope(
+        self, since_by_period: dict[str, float]
+    ) -> dict[tuple[str, str, str], float]:
+        """Every key's, user's and team's spend per budget period, in a few
+        grouped scans: ``{(kind, id, period): usd}``, each period counted from
+        ``since_by_period[period]`` (e.g. ``{"day": period_start("day", now),
+        "month": period_start("month", now), "total": 0.0}``). Holders without
+        rows in a period are absent (spend 0). For rebuilding budget counters
+        at router start."""
+        unknown = set(since_by_period) - set(BUDGET_PERIODS)
+        if unknown:
+            raise BadRequest(f"Unknown budget period {sorted(unknown)[0]!r}.", param="period")
+        return await self.store.spend_by_scope(dict(since_by_period))
 
     async def record(self, request_id: str) -> dict[str, Any] | None:
         return await self.store.by_request(request_id)
@@ -115,19 +153,28 @@ class LedgerAdminAPI:
         ]
 
     async def usage(self, request: Request) -> Response:
+        """Admin and viewers see all usage; a member's key sees only its
+        user's (any other filter narrows within that)."""
         try:
-            await self.guard.check(request)
+            who = await self.guard.identify(request)
             q = request.query_params
             group_by = q.get("group_by") or None
             if group_by is not None and group_by not in store.GROUPS:
                 raise BadRequest(
                     f"'group_by' must be one of {', '.join(store.GROUPS)}.", param="group_by"
                 )
+            user_id = q.get("user") or None
+            if not who.sees_all:
+                if user_id is not None and user_id != who.user_id:
+                    raise BadRequest("A member's key sees only its own usage.", param="user")
+                user_id = who.user_id or "-"
             rows = await self.service.usage(
                 key_id=q.get("key") or None,
                 since=parse_time(q.get("since"), "since"),
                 until=parse_time(q.get("until"), "until"),
                 group_by=group_by,
+                user_id=user_id,
+                team_id=q.get("team") or None,
             )
         except GatewayError as err:
             return error_response(err)
@@ -135,20 +182,64 @@ class LedgerAdminAPI:
 
     async def record(self, request: Request) -> Response:
         try:
-            await self.guard.check(request)
+            who = await self.guard.identify(request)
             row = await self.service.record(request.path_params["request_id"])
+            if row is None or not who.owns(row.get("user_id")):
+                raise NotFound("No usage recorded for this request id.", code="not_found")
         except GatewayError as err:
             return error_response(err)
-        if row is None:
-            return JSONResponse(
-                {
-                    "error": {
-                        "message": "not found",
-                        "type": "not_found_error",
-                        "param": None,
-                        "code": None,
-                    }
-                },
-                status_code=404,
-            )
         return JSONResponse(row)
+
+
+class LedgerInternalAPI:
+    """What other mesh services call: spend queries (budget displays in auth,
+    counter rebuilds in routers). Guarded by the service token."""
+
+    def __init__(self, service: LedgerService, service_token: str) -> None:
+        self.service = service
+        self.token = service_token
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/internal/spend", self.spend, methods=["POST"]),
+            Route("/internal/spend_by_scope", self.spend_by_scope, methods=["POST"]),
+        ]
+
+    def _check(self, request: Request) -> None:
+        given = bearer_token(request.headers.get("authorization"), None)
+        if not token_matches(given, self.token):
+            raise Unauthenticated("Missing or wrong service token.")
+
+    async def spend(self, request: Request) -> Response:
+        """{"kind", "id", "since"} -> {"spend_usd"}."""
+        try:
+            self._check(request)
+            data = await read_json(request, 4096)
+            kind, scope_id, since = data.get("kind"), data.get("id"), data.get("since")
+            if not isinstance(scope_id, str) or not isinstance(since, int | float):
+                raise BadRequest("'id' must be a string and 'since' a number.", param="id")
+            spent = await self.service.spend_since(str(kind), scope_id, float(since))
+        except GatewayError as err:
+            return error_response(err)
+        return JSONResponse({"spend_usd": spent})
+
+    async def spend_by_scope(self, request: Request) -> Response:
+        """{"since_by_period": {period: since}} -> {"data": [{kind, id, period, spend_usd}]}."""
+        try:
+            self._check(request)
+            data = await read_json(request, 4096)
+            raw = data.get("since_by_period")
+            if not isinstance(raw, dict) or not all(
+                isinstance(v, int | float) for v in raw.values()
+            ):
+                raise BadRequest(
+                    "'since_by_period' must map periods to numbers.", param="since_by_period"
+                )
+            spent = await self.service.spend_by_scope({str(k): float(v) for k, v in raw.items()})
+        except GatewayError as err:
+            return error_response(err)
+        rows = [
+            {"kind": kind, "id": scope_id, "period": period, "spend_usd": usd}
+            for (kind, scope_id, period), usd in spent.items()
+        ]
+        return JSONResponse({"object": "list", "data": rows})

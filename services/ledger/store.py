@@ -14,6 +14,7 @@ COLUMNS = (
     "ts",
     "key_id",
     "user_id",
+    "team_id",
     "route",
     "model",
     "provider",
@@ -41,6 +42,7 @@ CREATE TABLE IF NOT EXISTS usage_events (
     ts REAL NOT NULL,
     key_id TEXT,
     user_id TEXT,
+    team_id TEXT,
     route TEXT NOT NULL,
     model TEXT NOT NULL,
     provider TEXT,
@@ -66,6 +68,16 @@ CREATE INDEX IF NOT EXISTS usage_model_ts ON usage_events(model, ts);
 CREATE INDEX IF NOT EXISTS usage_ts ON usage_events(ts);
 """
 
+# Added after the first release; older ledgers get them in ``migrate``.
+LATER_COLUMNS = (("team_id", "TEXT"),)
+INDEXES = """
+CREATE INDEX IF NOT EXISTS usage_user_ts ON usage_events(user_id, ts);
+CREATE INDEX IF NOT EXISTS usage_team_ts ON usage_events(team_id, ts);
+"""
+
+# The ledger column naming each kind of budget holder (contracts.SCOPE_KINDS).
+SCOPE_COLUMNS = {"key": "key_id", "user": "user_id", "team": "team_id"}
+
 _INSERT = (
     f"INSERT OR IGNORE INTO usage_events ({', '.join(COLUMNS)}) "
     f"VALUES ({', '.join('?' for _ in COLUMNS)})"
@@ -75,12 +87,26 @@ GROUPS = {
     "model": "model",
     "provider": "COALESCE(provider, '')",
     "key": "COALESCE(key_id, '')",
+    "user": "COALESCE(user_id, '')",
+    "team": "COALESCE(team_id, '')",
     "day": "strftime('%Y-%m-%d', ts, 'unixepoch')",
 }
 
 
 def migrate(conn: sqlite3.Connection) -> None:
-    conn.executescript(SCHEMA)
+    """Create the table, add later columns to an older one; idempotent, one
+    transaction (workers of one gateway may run it together)."""
+    with transaction(conn):
+        for stmt in SCHEMA.split(";"):
+            if stmt.strip():
+                conn.execute(stmt)
+        have = {r["name"] for r in conn.execute("PRAGMA table_info(usage_events)")}
+        for name, decl in LATER_COLUMNS:
+            if name not in have:
+                conn.execute(f"ALTER TABLE usage_events ADD COLUMN {name} {decl}")
+        for stmt in INDEXES.split(";"):
+            if stmt.strip():
+                conn.execute(stmt)
 
 
 def _row(ev: UsageEvent) -> tuple[Any, ...]:
@@ -89,6 +115,7 @@ def _row(ev: UsageEvent) -> tuple[Any, ...]:
         ev.ts,
         ev.key_id,
         ev.user_id,
+        ev.team_id,
         ev.route,
         ev.model,
         ev.provider,
@@ -126,12 +153,15 @@ def query_usage(
     since: float | None = None,
     until: float | None = None,
     group_by: str | None = None,
+    user_id: str | None = None,
+    team_id: str | None = None,
 ) -> list[dict[str, Any]]:
     where: list[str] = []
     args: list[Any] = []
-    if key_id:
-        where.append("key_id = ?")
-        args.append(key_id)
+    for column, value in (("key_id", key_id), ("user_id", user_id), ("team_id", team_id)):
+        if value:
+            where.append(f"{column} = ?")
+            args.append(value)
     if since is not None:
         where.append("ts >= ?")
         args.append(since)
@@ -179,3 +209,29 @@ def recent(conn: sqlite3.Connection, limit: int = 100) -> list[dict[str, Any]]:
 def by_request(conn: sqlite3.Connection, request_id: str) -> dict[str, Any] | None:
     row = conn.execute("SELECT * FROM usage_events WHERE request_id = ?", (request_id,)).fetchone()
     return dict(row) if row is not None else None
+
+
+def spend_since(conn: sqlite3.Connection, kind: str, scope_id: str, since: float) -> float:
+    column = SCOPE_COLUMNS[kind]
+    row = conn.execute(
+        f"SELECT COALESCE(SUM(cost_usd), 0) AS spend FROM usage_events"
+        f" WHERE {column} = ? AND ts >= ?",
+        (scope_id, since),
+    ).fetchone()
+    return float(row["spend"])
+
+
+def spend_by_scope(
+    conn: sqlite3.Connection, since_by_period: dict[str, float]
+) -> dict[tuple[str, str, str], float]:
+    out: dict[tuple[str, str, str], float] = {}
+    for period, since in since_by_period.items():
+        for kind, column in SCOPE_COLUMNS.items():
+            rows = conn.execute(
+                f"SELECT {column} AS scope, SUM(cost_usd) AS spend FROM usage_events"
+                f" WHERE ts >= ? AND {column} IS NOT NULL GROUP BY {column}",
+                (since,),
+            )
+            for r in rows:
+                out[(kind, str(r["scope"]), period)] = float(r["spend"] or 0.0)
+    return out

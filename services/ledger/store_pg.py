@@ -15,7 +15,7 @@ from typing import Any
 
 from tokgateway.common.contracts import UsageEvent
 from tokgateway.common.postgres import Migration, affected, migrate, ping
-from tokgateway.ledger.store import COLUMNS, GROUPS
+from tokgateway.ledger.store import COLUMNS, GROUPS, SCOPE_COLUMNS
 
 log = logging.getLogger("tokgateway.ledger")
 
@@ -58,6 +58,15 @@ MIGRATIONS = (
         CREATE INDEX IF NOT EXISTS usage_ts ON usage_events (ts);
         """,
     ),
+    Migration(
+        2,
+        "team of each usage row; user and team spend indexes",
+        """
+        ALTER TABLE usage_events ADD COLUMN IF NOT EXISTS team_id TEXT;
+        CREATE INDEX IF NOT EXISTS usage_user_ts ON usage_events (user_id, ts);
+        CREATE INDEX IF NOT EXISTS usage_team_ts ON usage_events (team_id, ts);
+        """,
+    ),
 )
 
 _TYPES = {
@@ -65,6 +74,7 @@ _TYPES = {
     "ts": "float8",
     "key_id": "text",
     "user_id": "text",
+    "team_id": "text",
     "route": "text",
     "model": "text",
     "provider": "text",
@@ -168,12 +178,15 @@ class PgLedgerStore:
         since: float | None = None,
         until: float | None = None,
         group_by: str | None = None,
+        user_id: str | None = None,
+        team_id: str | None = None,
     ) -> list[dict[str, Any]]:
         where: list[str] = []
         args: list[Any] = []
-        if key_id:
-            args.append(key_id)
-            where.append(f"key_id = ${len(args)}")
+        for column, value in (("key_id", key_id), ("user_id", user_id), ("team_id", team_id)):
+            if value:
+                args.append(value)
+                where.append(f"{column} = ${len(args)}")
         if since is not None:
             args.append(since)
             where.append(f"ts >= ${len(args)}")
@@ -210,6 +223,38 @@ class PgLedgerStore:
                     "cost_usd": round(float(r["cost_usd"]), 10),
                 }
             )
+        return out
+
+    async def spend_since(self, kind: str, scope_id: str, since: float) -> float:
+        column = SCOPE_COLUMNS[kind]
+        spend = await self.pool.fetchval(
+            f"SELECT COALESCE(SUM(cost_usd), 0) FROM usage_events WHERE {column} = $1 AND ts >= $2",
+            scope_id,
+            since,
+        )
+        return float(spend)
+
+    async def spend_by_scope(
+        self, since_by_period: dict[str, float]
+    ) -> dict[tuple[str, str, str], float]:
+        """One scan per period: GROUPING SETS sum by key, user and team at once."""
+        out: dict[tuple[str, str, str], float] = {}
+        for period, since in since_by_period.items():
+            rows = await self.pool.fetch(
+                "SELECT key_id, user_id, team_id, GROUPING(key_id) AS gk,"
+                " GROUPING(user_id) AS gu, SUM(cost_usd) AS spend FROM usage_events"
+                " WHERE ts >= $1 GROUP BY GROUPING SETS ((key_id), (user_id), (team_id))",
+                since,
+            )
+            for r in rows:
+                if r["gk"] == 0:
+                    kind, scope = "key", r["key_id"]
+                elif r["gu"] == 0:
+                    kind, scope = "user", r["user_id"]
+                else:
+                    kind, scope = "team", r["team_id"]
+                if scope is not None:
+                    out[(kind, str(scope), period)] = float(r["spend"] or 0.0)
         return out
 
     async def by_request(self, request_id: str) -> dict[str, Any] | None:

@@ -24,7 +24,17 @@ class LedgerStore(Protocol):
         since: float | None = None,
         until: float | None = None,
         group_by: str | None = None,
+        user_id: str | None = None,
+        team_id: str | None = None,
     ) -> list[dict[str, Any]]: ...
+
+    async def spend_since(self, kind: str, scope_id: str, since: float) -> float:
+        """Sum of cost_usd of the key, user or team since ``since``."""
+
+    async def spend_by_scope(
+        self, since_by_period: dict[str, float]
+    ) -> dict[tuple[str, str, str], float]:
+        """{(kind, id, period): usd} for every holder with rows since its period start."""
 
     async def by_request(self, request_id: str) -> dict[str, Any] | None: ...
 
@@ -53,12 +63,28 @@ class SQLiteLedgerStore:
         since: float | None = None,
         until: float | None = None,
         group_by: str | None = None,
+        user_id: str | None = None,
+        team_id: str | None = None,
     ) -> list[dict[str, Any]]:
         return await self.db.run(
             lambda c: store.query_usage(
-                c, key_id=key_id, since=since, until=until, group_by=group_by
+                c,
+                key_id=key_id,
+                since=since,
+                until=until,
+                group_by=group_by,
+                user_id=user_id,
+                team_id=team_id,
             )
         )
+
+    async def spend_since(self, kind: str, scope_id: str, since: float) -> float:
+        return await self.db.run(lambda c: store.spend_since(c, kind, scope_id, since))
+
+    async def spend_by_scope(
+        self, since_by_period: dict[str, float]
+    ) -> dict[tuple[str, str, str], float]:
+        return await self.db.run(lambda c: store.spend_by_scope(c, since_by_period))
 
     async def by_request(self, request_id: str) -> dict[str, Any] | None:
         return await self.db.run(lambda c: store.by_request(c, request_id))

@@ -392,7 +392,7 @@ class RegistryAdminAPI:
 
     async def providers(self, request: Request) -> Response:
         try:
-            await self.guard.check(request)
+            await self.guard.reader(request)
             await self.service.refresh()
         except GatewayError as err:
             return error_response(err)
@@ -400,7 +400,7 @@ class RegistryAdminAPI:
 
     async def route_list(self, request: Request) -> Response:
         try:
-            await self.guard.check(request)
+            await self.guard.reader(request)
             await self.service.refresh()
         except GatewayError as err:
             return error_response(err)
@@ -416,7 +416,7 @@ class RegistryAdminAPI:
 
     async def models(self, request: Request) -> Response:
         try:
-            await self.guard.check(request)
+            await self.guard.reader(request)
             await self.service.refresh()
         except GatewayError as err:
             return error_response(err)

@@ -44,6 +44,8 @@ class KeyCache:
             raise Unauthenticated("This API key has been revoked.", code="revoked_api_key")
         if info.expired():
             raise Unauthenticated("This API key has expired.", code="expired_api_key")
+        if info.disabled:
+            raise Unauthenticated("The user of this API key is disabled.", code="user_disabled")
         return info
 
     async def _lookup(self, key_hash: str, now: float) -> KeyInfo | None:

@@ -202,8 +202,13 @@ def test_health(gateway: GatewayProcess) -> None:
 
 def test_admin_api_needs_admin_key(gateway: GatewayProcess, api_key: str) -> None:
     assert httpx.get(gateway.url + "/admin/keys").status_code == 401
-    resp = httpx.get(gateway.url + "/admin/keys", headers={"authorization": f"Bearer {api_key}"})
+    auth = {"authorization": f"Bearer {api_key}"}
+    resp = httpx.post(gateway.url + "/admin/keys", json={"name": "x"}, headers=auth)
     assert resp.status_code == 403
+    # An ordinary key reads only its own user's keys, never the admin key.
+    own = httpx.get(gateway.url + "/admin/keys", headers=auth).json()["data"]
+    assert own and not any(k["is_admin"] for k in own)
+    assert httpx.get(gateway.url + "/admin/users", headers=auth).status_code == 403
 
 
 def test_graceful_stop_flushes_ledger(

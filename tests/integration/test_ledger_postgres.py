@@ -65,10 +65,13 @@ async def _partitions(pool: Any) -> set[str]:
 
 
 async def test_migrations_are_versioned_and_applied_once(pool: Any) -> None:
-    assert await migrate(pool, "ledger", MIGRATIONS) == [1]
+    assert await migrate(pool, "ledger", MIGRATIONS) == [1, 2]
     assert await migrate(pool, "ledger", MIGRATIONS) == []
     versions = await pool.fetch("SELECT component, version FROM schema_migrations")
-    assert [(r["component"], r["version"]) for r in versions] == [("ledger", 1)]
+    assert sorted((r["component"], r["version"]) for r in versions) == [
+        ("ledger", 1),
+        ("ledger", 2),
+    ]
 
 
 async def test_inserts_are_idempotent_and_partitioned_by_day(pool: Any) -> None:

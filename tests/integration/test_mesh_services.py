@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
@@ -216,3 +217,67 @@ def test_cli_against_the_mesh(mesh: Mesh, tmp_path: Path) -> None:
     gateway("routes", "delete", "cli-*")
     gateway("providers", "delete", "cli-up")
     assert "cli-up" not in gateway("providers", "list")
+
+
+def test_users_teams_rotation_and_member_usage_on_the_mesh(mesh: Mesh, tmp_path: Path) -> None:
+    env = {k: v for k, v in mesh.env.items() if k != "GATEWAY_DATABASE_URL"}
+
+    def gateway(*args: str, key: str | None = None) -> Any:
+        done = subprocess.run(
+            [sys.executable, "-m", "tokgateway.cli", *args, "--json"],
+            check=False,
+            env={**env, "GATEWAY_ADMIN_KEY": key} if key else env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            cwd=tmp_path,
+        )
+        assert done.returncode == 0, done.stderr
+        return orjson.loads(done.stdout)
+
+    user = gateway("users", "create", "--email", "m@x.io")
+    team = gateway("teams", "create", "--name", "mesh-team", "--tpm", "9999")
+    gateway("teams", "add-member", team["id"], user["id"])
+    key = gateway(
+        "keys",
+        "create",
+        "--name",
+        "m1",
+        "--user",
+        user["id"],
+        "--team",
+        team["id"],
+        "--budget-usd",
+        "5",
+    )
+    assert key["team_id"] == team["id"]
+    with httpx.Client(timeout=5.0) as client:
+        for r in mesh.routers:
+            assert _chat(client, r.url, key["key"]).status_code == 200
+        deadline = time.monotonic() + 10
+        rows: list[dict[str, object]] = []
+        while time.monotonic() < deadline:
+            rows = gateway("usage", "--group-by", "user", key=key["key"])
+            if rows and rows[0]["requests"] == 2:
+                break
+            time.sleep(0.2)
+        assert [(r["group"], r["requests"]) for r in rows] == [(user["id"], 2)]
+        shown = gateway("keys", "show", key["id"])
+        assert shown["spend_usd"] is not None and shown["remaining_usd"] is not None
+        rotated = gateway("keys", "rotate", key["id"])
+        at = time.monotonic()
+        for r in mesh.routers:
+            while _chat(client, r.url, key["key"]).status_code != 401:
+                assert time.monotonic() - at < 1.0, f"{r.name} still admits the old secret"
+                time.sleep(0.02)
+            assert _chat(client, r.url, rotated["key"]).status_code == 200
+        gateway("users", "disable", user["id"])
+        at = time.monotonic()
+        for r in mesh.routers:
+            while True:
+                resp = _chat(client, r.url, rotated["key"])
+                if resp.status_code == 401:
+                    assert resp.json()["error"]["code"] == "user_disabled"
+                    break
+                assert time.monotonic() - at < 1.0, f"{r.name} still admits a disabled user"
+                time.sleep(0.02)
