@@ -47,6 +47,7 @@ from tokgateway.router.relay import (
 )
 from tokgateway.router.responses_store import ResponseStore
 from tokgateway.router.settle import RequestInfo, Settler
+from tokgateway.router.spans import GenAISpans
 from tokgateway.router.streaming import StreamResponse
 from tokgateway.router.translate import conversation_after, responses_request_to_chat
 from tokgateway.router.usage import estimate_tokens, from_anthropic, from_openai, usage_object
@@ -92,6 +93,7 @@ class PipelineDeps:
     responses: ResponseStore
     max_body_bytes: int
     work_mode: str
+    spans: GenAISpans | None = None
 
 
 class Pipeline:
@@ -123,6 +125,7 @@ class Pipeline:
         if key.rpm:
             wait = await self.deps.limiter.hit(key.id, key.rpm)
             if wait is not None:
+                self.deps.settler.metrics.reject("key", key.id, "rpm")
                 raise RateLimited(
                     f"Rate limit of {key.rpm} requests per minute reached for this key "
                     f"(gateway limit). Retry in {wait:.0f} s.",
@@ -146,10 +149,18 @@ class Pipeline:
         return found
 
     async def handle(self, request: Request, endpoint: Endpoint) -> ASGIApp:
+        if self.deps.spans is None:
+            return await self._handle(request, endpoint)
+        with self.deps.spans.request(endpoint):
+            return await self._handle(request, endpoint)
+
+    async def _handle(self, request: Request, endpoint: Endpoint) -> ASGIApp:
         fmt = CLIENT_FORMAT[endpoint]
         meter = Meter()
         table = self._table()
         info = RequestInfo(request_id=self._ids.next(), route=request.scope["path"])
+        if self.deps.spans is not None:
+            self.deps.spans.bind(info)
         body: dict[str, Any] = {}
         try:
             info.key = await self.authenticate(request)
@@ -174,6 +185,8 @@ class Pipeline:
                 meter,
                 work_mode=self.deps.work_mode,
                 history=history,
+                metrics=self.deps.settler.metrics,
+                spans=self.deps.spans,
             )
         except GatewayError as err:
             return self._fail(err, fmt, info, meter, table)
