@@ -292,6 +292,19 @@ DASHBOARDS = {
 }
 
 
+LEGEND: dict[str, object] = {
+    "legend": {"displayMode": "list", "placement": "bottom", "showLegend": True}
+}
+OPTIONS: dict[str, dict[str, object]] = {
+    "bargauge": {
+        "displayMode": "gradient",
+        "orientation": "horizontal",
+        "showUnfilled": True,
+        "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+    },
+}
+
+
 def panel_json(panel: Panel, pid: int, x: int, y: int) -> dict[str, object]:
     targets = [
         {
@@ -321,7 +334,7 @@ def panel_json(panel: Panel, pid: int, x: int, y: int) -> dict[str, object]:
             },
             "overrides": [],
         },
-        "options": {"legend": {"displayMode": "list", "placement": "bottom", "showLegend": True}},
+        "options": OPTIONS.get(panel.kind, LEGEND),
         "targets": targets,
     }
     if panel.description:
