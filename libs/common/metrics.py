@@ -303,6 +303,12 @@ class RouterMetrics:
         self.budget_limit.set(limit, *labels)
         self.budget_ratio.set(spend / limit if limit > 0 else 0.0, *labels)
 
+    def drop_budget(self, scope: str, scope_id: str, period: str) -> None:
+        """A budget removed: its series go (a stale ratio would keep alerting)."""
+        labels = (scope, self.scope_label(scope, scope_id), period)
+        for family in (self.budget_spend, self.budget_limit, self.budget_ratio):
+            family.values.pop(labels, None)
+
     def fallback(self, provider: str) -> None:
         """An attempt on ``provider`` failed and the next deployment is tried."""
         self.fallbacks.labels(provider).inc()
