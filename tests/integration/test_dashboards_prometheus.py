@@ -105,6 +105,16 @@ class Prometheus:
         assert body["status"] == "success", body
         return body["data"]
 
+    def wait_scraped(self, targets: int, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            active = self.api("targets")["activeTargets"]
+            health = {t["scrapeUrl"]: t["health"] for t in active}
+            if len(health) == targets and set(health.values()) == {"up"}:
+                return
+            assert time.monotonic() < deadline, health
+            time.sleep(0.2)
+
     def series(self, expr: str) -> list[dict[str, Any]]:
         data = self.api("query", query=expr)
         assert data["resultType"] == "vector", (expr, data["resultType"])
@@ -191,6 +201,9 @@ def prometheus(
     prom = Prometheus(tmp_path_factory.mktemp("prometheus"), targets)
     prom.start()
     try:
+        # Discovery hands targets over within about 5 s; traffic sent before the
+        # first scrape would be invisible to rate().
+        prom.wait_scraped(len(targets))
         yield prom
     finally:
         prom.proc.stop()
@@ -237,13 +250,9 @@ def traffic(gateway: GatewayProcess, mesh: Mesh, prometheus: Prometheus) -> None
 
 
 def test_every_target_is_scraped(prometheus: Prometheus, traffic: None) -> None:
-    deadline = time.monotonic() + 20
-    while True:
-        active = prometheus.api("targets")["activeTargets"]
-        health = {t["labels"]["job"]: t["health"] for t in active}
-        if len(health) == 5 and set(health.values()) == {"up"}:
-            return
-        assert time.monotonic() < deadline, health
+    prometheus.wait_scraped(5)
+    jobs = {t["labels"]["job"] for t in prometheus.api("targets")["activeTargets"]}
+    assert jobs == {f"tokgateway-{n}" for n in ("allinone", "router", "auth", "ledger", "registry")}
 
 
 def test_every_panel_and_alert_query_returns_series(prometheus: Prometheus, traffic: None) -> None:
@@ -301,8 +310,13 @@ def test_prometheus_evaluates_every_rule_without_error(
         time.sleep(0.5)
     # The traffic made upstream errors: the error-rate and upstream-down signals see them.
     signals = dict(alert_queries())
-    high = prometheus.series(signals["GatewayHighErrorRate"])
-    assert float(high[0]["value"][1]) > 0
+    deadline = time.monotonic() + 20  # until a scrape after the second round is in
+    while True:
+        high = prometheus.series(signals["GatewayHighErrorRate"])
+        if high and float(high[0]["value"][1]) > 0:
+            break
+        assert time.monotonic() < deadline, high
+        time.sleep(0.5)
     down = prometheus.series(signals["GatewayUpstreamDown"])
     assert {s["metric"]["provider"] for s in down} >= {"dead"}
 
