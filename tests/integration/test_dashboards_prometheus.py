@@ -328,3 +328,69 @@ def test_promtool_checks_the_rules(tmp_path: Path) -> None:
         [promtool, "check", "rules", str(ALERTS)], check=False, capture_output=True, text=True
     )
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+def _scrape(url: str) -> dict[str, float]:
+    """A service's own /metrics, unlabelled families summed by name."""
+    out: dict[str, float] = {}
+    for line in httpx.get(url + "/metrics", timeout=5).text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            key = name.split("{", 1)[0]
+            out[key] = out.get(key, 0.0) + float(value)
+    return out
+
+
+def _until(check: Any, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline
+        time.sleep(0.25)
+
+
+def test_ledger_lag_and_database_reconnects_are_measured(
+    mesh: Mesh, prometheus: Prometheus, traffic: None
+) -> None:
+    """Last in this module: PostgreSQL goes away under the ledger. The usage
+    events wait in JetStream (the lag the ledger reports from JetStream's own
+    consumer info), and the reconnect afterwards is counted."""
+    key = str(mesh.create_key("lag")["key"])
+    before = _scrape(mesh.ledger.url)
+    with httpx.Client(timeout=10) as client:
+        assert _chat(client, mesh.routers[0].url, key, "mock-1").status_code == 200  # cached
+        mesh.pg.stop()
+        try:
+            for _ in range(8):
+                assert _chat(client, mesh.routers[0].url, key, "mock-1").status_code == 200
+
+            def lagging() -> bool:
+                now = _scrape(mesh.ledger.url)
+                return (
+                    now["gateway_ledger_consumer_pending"]
+                    + now["gateway_ledger_consumer_ack_pending"]
+                    >= 8
+                )
+
+            _until(lagging)
+        finally:
+            mesh.pg.start()
+
+    def caught_up() -> bool:
+        now = _scrape(mesh.ledger.url)
+        waiting = (
+            now["gateway_ledger_consumer_pending"] + now["gateway_ledger_consumer_ack_pending"]
+        )
+        return (
+            waiting == 0
+            and now["gateway_ledger_rows_inserted"] >= before["gateway_ledger_rows_inserted"] + 9
+        )
+
+    _until(caught_up, timeout=60)
+    after = _scrape(mesh.ledger.url)
+    opened = "gateway_db_connections_opened_total"
+    assert after[opened] > before[opened]  # the pool reconnected
+    assert after["gateway_ledger_insert_failures"] > before["gateway_ledger_insert_failures"]
+    # Prometheus saw the lag too (the ledger-lag alert's signal).
+    signal = dict(alert_queries())["GatewayLedgerLag"]
+    peak = prometheus.series(f"max_over_time(({signal})[2m:1s])")
+    assert float(peak[0]["value"][1]) >= 8
