@@ -30,6 +30,7 @@ from tokgateway.common.errors import GatewayError, NotFound
 from tokgateway.common.http import AdminGuard, FastRoutes, error_response
 from tokgateway.common.settings import Settings
 from tokgateway.common.sqlite import SQLiteDB
+from tokgateway.common.tracing import TraceMiddleware, Tracing
 from tokgateway.ledger.service import LedgerAdminAPI, LedgerService
 from tokgateway.registry.service import RegistryAdminAPI, RegistryService
 from tokgateway.router.limits_redis import RedisLimiter
@@ -138,6 +139,7 @@ class AllInOne:
         )
         self.registry = RegistryService(settings, self.bus)
         redis_url = str(settings.get("gateway.redis_url"))
+        self.tracing = Tracing("gateway", otlp_endpoint=str(settings.get("gateway.otlp_endpoint")))
         self.router = RouterService(
             table=self.registry.snapshot(),
             verifier=self.auth,
@@ -145,6 +147,7 @@ class AllInOne:
             options=router_options(settings),
             limiter=RedisLimiter(redis_url) if redis_url else None,
             usage_sink=self.ledger.submit,  # same process: no bytes in between
+            tracing=self.tracing,
         )
         self.control_token = ""
         self.admin_key_generated: str | None = None
@@ -194,6 +197,7 @@ class AllInOne:
             await self.bus.close()
             await self.ledger.close()
             await self.auth.close()
+            self.tracing.shutdown()
             log.info("gateway stopped", extra={"ledger_written": self.ledger.writer.written})
 
     def _on_registry_changed(self, subject: str, payload: bytes) -> None:
@@ -219,7 +223,10 @@ class AllInOne:
             lifespan=self.lifespan,
             exception_handlers={HTTPException: _http_error},  # type: ignore[dict-item]
         )
-        return FastRoutes(app, self.router.hot_routes())
+        fast = FastRoutes(app, self.router.hot_routes())
+        if self.tracing.tracer is None:
+            return fast
+        return TraceMiddleware(fast, self.tracing)
 
 
 async def _http_error(request: Request, exc: HTTPException) -> Response:

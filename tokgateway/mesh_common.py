@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import uvicorn
 from prometheus_client import CollectorRegistry
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -29,8 +29,9 @@ from tokgateway.common.clients import ServiceUnavailable
 from tokgateway.common.errors import GatewayError, InternalError, NotFound, UpstreamUnavailable
 from tokgateway.common.http import JSONResponse, error_response
 from tokgateway.common.logs import configure_logging
-from tokgateway.common.metrics import render
-from tokgateway.common.postgres import UNAVAILABLE
+from tokgateway.common.metrics import process_metrics, render
+from tokgateway.common.nats_bus import NatsBus
+from tokgateway.common.postgres import UNAVAILABLE, LazyPool
 from tokgateway.common.settings import ConfigError, Settings
 from tokgateway.common.tracing import TraceMiddleware, Tracing
 
@@ -45,6 +46,7 @@ class Node(Protocol):
     name: str
     tracing: Tracing
     metrics: CollectorRegistry
+    bus: NatsBus
 
     def routes(self) -> list[BaseRoute]: ...
 
@@ -82,7 +84,48 @@ class StateCollector(Collector):
             yield family
 
 
+class ConnectionCollector(Collector):
+    """The node's links to NATS and PostgreSQL, one family each for every
+    service (the ``service`` label), so one panel shows the whole mesh."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    def collect(self) -> Any:
+        service = [self.node.name]
+        bus = self.node.bus
+        up = GaugeMetricFamily(
+            "gateway_nats_connected", "1 while connected to NATS", labels=["service"]
+        )
+        up.add_metric(service, float(bus.connected))
+        yield up
+        again = CounterMetricFamily(
+            "gateway_nats_reconnects", "NATS connections re-established", labels=["service"]
+        )
+        again.add_metric(service, bus.reconnects)
+        yield again
+        pool = getattr(self.node, "pool", None)
+        if isinstance(pool, LazyPool):
+            opened = CounterMetricFamily(
+                "gateway_db_connections_opened",
+                "PostgreSQL server connections opened: the first and every reconnect",
+                labels=["service"],
+            )
+            opened.add_metric(service, pool.connections_opened)
+            yield opened
+            failed = CounterMetricFamily(
+                "gateway_db_connect_failures",
+                "Failed attempts to open the PostgreSQL pool",
+                labels=["service"],
+            )
+            failed.add_metric(service, pool.connect_failures)
+            yield failed
+
+
 def build_app(node: Node) -> Starlette:
+    node.metrics.register(ConnectionCollector(node))
+    process_metrics(node.metrics)
+
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok", "service": node.name})
 

@@ -28,6 +28,7 @@ log = logging.getLogger("tokgateway.ledger")
 
 DURABLE = "ledger"
 MAINTENANCE_INTERVAL = 3600.0
+LAG_INTERVAL = 5.0
 
 
 class LedgerNode:
@@ -49,6 +50,7 @@ class LedgerNode:
         self.auth = ServiceClient("auth", cfg["auth_url"], self.token)
         self.consumer: UsageConsumer | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self.pending = (0, 0)  # the durable consumer's backlog, read every LAG_INTERVAL
         self.metrics = CollectorRegistry(auto_describe=True)
         self.metrics.register(StateCollector("gateway_ledger", self._state))
 
@@ -61,6 +63,8 @@ class LedgerNode:
             "malformed_events": c.malformed if c else 0,
             "insert_failures": c.failures if c else 0,
             "bus_connected": float(self.bus.connected),
+            "consumer_pending": self.pending[0],
+            "consumer_ack_pending": self.pending[1],
         }
 
     def routes(self) -> list[BaseRoute]:
@@ -77,6 +81,7 @@ class LedgerNode:
         self._tasks = [
             asyncio.create_task(self._attach(), name="ledger-attach"),
             asyncio.create_task(self._maintain(), name="ledger-maintenance"),
+            asyncio.create_task(self._watch_lag(), name="ledger-lag"),
         ]
 
     async def _attach(self) -> None:
@@ -95,6 +100,17 @@ class LedgerNode:
         self.consumer = UsageConsumer(source, self.store, batch_size=self.batch_size)
         self.consumer.start()
         log.info("ledger consuming", extra={"durable": DURABLE})
+
+    async def _watch_lag(self) -> None:
+        """JetStream's own count of what the ledger has not taken or not acked."""
+        while True:
+            await asyncio.sleep(LAG_INTERVAL)
+            if self.consumer is None or not self.bus.connected:
+                continue
+            try:
+                self.pending = await self.bus.pending(DURABLE)
+            except (nats.errors.Error, TimeoutError) as exc:
+                log.debug("consumer lag not read", extra={"err": repr(exc)})
 
     async def _maintain(self) -> None:
         await self.pool.ready.wait()

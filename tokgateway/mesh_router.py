@@ -79,6 +79,7 @@ class RouterNode:
             options=router_options(settings),
             limiter=limiter,
             header_hooks=[inject_trace_context],
+            tracing=self.tracing,
         )
         self.loaded = False
         self._reload_wanted = asyncio.Event()

@@ -8,12 +8,18 @@ which cost several microseconds per request."""
 
 from __future__ import annotations
 
+import contextlib
 from bisect import bisect_left
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
@@ -99,6 +105,80 @@ class Family(Collector):
         yield histogram
 
 
+class Gauges(Collector):
+    """A gauge family whose values are set (not counted) by the request path or
+    a background task; rendered at scrape time like ``Family``."""
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        labelnames: Sequence[str],
+        *,
+        registry: CollectorRegistry,
+    ) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.labelnames = tuple(labelnames)
+        self.values: dict[tuple[str, ...], float] = {}
+        registry.register(self)
+
+    def set(self, value: float, *labels: str) -> None:
+        if len(labels) != len(self.labelnames):
+            raise ValueError(f"{self.name} takes labels {self.labelnames}")
+        self.values[labels] = value
+
+    def describe(self) -> list[Metric]:
+        return list(self.collect())
+
+    def collect(self) -> Iterator[Metric]:
+        gauge = GaugeMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        for labels, value in list(self.values.items()):
+            gauge.add_metric(list(labels), value)
+        yield gauge
+
+
+PoolStats = Iterable[tuple[str, int | None, int]]
+"""Upstream connections per origin: ``(origin, in_use, idle)``; ``in_use`` is
+None where a pool does not count it."""
+
+PoolSource = Callable[[], PoolStats]
+"""What an upstream client hands to ``RouterMetrics.watch_pool``: called at
+scrape time only, so the client keeps its counts however it likes."""
+
+
+class _PoolCollector(Collector):
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.sources: list[PoolSource] = []
+        registry.register(self)
+
+    def describe(self) -> list[Metric]:
+        return list(self.collect())
+
+    def collect(self) -> Iterator[Metric]:
+        gauge = GaugeMetricFamily(
+            "gateway_upstream_connections",
+            "Upstream HTTP connections per origin, in use or idle (kept alive)",
+            labels=("origin", "state"),
+        )
+        totals: dict[tuple[str, str], float] = {}
+        for source in list(self.sources):
+            for origin, in_use, idle in source():
+                for state, count in (("in_use", in_use), ("idle", idle)):
+                    if count is not None:
+                        totals[(origin, state)] = totals.get((origin, state), 0.0) + count
+        for (origin, state), total in totals.items():
+            gauge.add_metric([origin, state], total)
+        yield gauge
+
+
+def process_metrics(registry: CollectorRegistry) -> None:
+    """CPU seconds, resident memory and open files of this process
+    (``process_*``), once per registry."""
+    with contextlib.suppress(ValueError):  # already registered
+        ProcessCollector(registry=registry)
+
+
 OTHER_MODELS = "(other)"
 
 
@@ -107,10 +187,16 @@ class RouterMetrics:
     come from clients, and every new one would be a new series kept forever."""
 
     def __init__(
-        self, registry: CollectorRegistry | None = None, *, max_models: int = 1000
+        self,
+        registry: CollectorRegistry | None = None,
+        *,
+        max_models: int = 1000,
+        max_scope_ids: int = 1000,
     ) -> None:
         self.max_models = max_models
         self._models: set[str] = set()
+        self.max_scope_ids = max_scope_ids
+        self._scope_ids: set[tuple[str, str]] = set()
         self.registry = registry or CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Family(
@@ -163,6 +249,91 @@ class RouterMetrics:
             ("model", "provider"),
             registry=r,
         )
+        # -- governance ----------------------------------------------------------------
+        self.rejections = Family(
+            "gateway_limit_rejections",
+            "Requests refused by a gateway limit, by scope (key, user, team), the scope's "
+            "id and the limit (rpm, tpm, budget)",
+            ("scope", "scope_id", "limit"),
+            registry=r,
+        )
+        budget_labels = ("scope", "scope_id", "period")
+        self.budget_spend = Gauges(
+            "gateway_budget_spend_usd",
+            "Spend counted against a budget in its current period, USD",
+            budget_labels,
+            registry=r,
+        )
+        self.budget_limit = Gauges(
+            "gateway_budget_limit_usd", "The budget of a scope for its period, USD",
+            budget_labels, registry=r,
+        )  # fmt: skip
+        self.budget_ratio = Gauges(
+            "gateway_budget_used_ratio",
+            "Spend divided by budget (1 = the budget is used up)",
+            budget_labels,
+            registry=r,
+        )
+        # -- upstreams -----------------------------------------------------------------
+        self.fallbacks = Family(
+            "gateway_fallbacks",
+            "Upstream attempts that failed and were handed to the next deployment",
+            ("provider",),
+            registry=r,
+        )
+        self.cooldown = Gauges(
+            "gateway_provider_cooldown",
+            "1 while a provider is held out of routing by its circuit breaker, else 0",
+            ("provider",),
+            registry=r,
+        )
+        self._pools = _PoolCollector(r)
+        process_metrics(r)
+
+    # -- calls for the request path and its helpers ------------------------------------
+    def reject(self, scope: str, scope_id: str, limit: str) -> None:
+        """A request refused by a gateway limit; ``scope`` key|user|team, ``limit``
+        rpm|tpm|budget."""
+        self.rejections.labels(scope, self.scope_label(scope, scope_id), limit).inc()
+
+    def budget(self, scope: str, scope_id: str, period: str, spend: float, limit: float) -> None:
+        """The current spend of a budget and its limit (USD); the ratio follows."""
+        labels = (scope, self.scope_label(scope, scope_id), period)
+        self.budget_spend.set(spend, *labels)
+        self.budget_limit.set(limit, *labels)
+        self.budget_ratio.set(spend / limit if limit > 0 else 0.0, *labels)
+
+    def drop_budget(self, scope: str, scope_id: str, period: str) -> None:
+        """A budget removed: its series go (a stale ratio would keep alerting)."""
+        labels = (scope, self.scope_label(scope, scope_id), period)
+        for family in (self.budget_spend, self.budget_limit, self.budget_ratio):
+            family.values.pop(labels, None)
+
+    def fallback(self, provider: str) -> None:
+        """An attempt on ``provider`` failed and the next deployment is tried."""
+        self.fallbacks.labels(provider).inc()
+
+    def set_cooldown(self, provider: str, cooling: bool) -> None:
+        self.cooldown.set(1.0 if cooling else 0.0, provider)
+
+    def watch_pool(self, source: PoolSource) -> None:
+        """Report an upstream client's connections (read at scrape time)."""
+        self._pools.sources.append(source)
+
+    def unwatch_pool(self, source: PoolSource) -> None:
+        with contextlib.suppress(ValueError):
+            self._pools.sources.remove(source)
+
+    def scope_label(self, scope: str, scope_id: str) -> str:
+        """Like ``model_label``: at most ``max_scope_ids`` ids as label values,
+        then ``(other)``."""
+        item = (scope, scope_id)
+        if item in self._scope_ids:
+            return scope_id
+        if len(self._scope_ids) >= self.max_scope_ids:
+            return OTHER_MODELS
+        self._scope_ids.add(item)
+        return scope_id
 
     def model_label(self, model: str) -> str:
         """``model`` while fewer than ``max_models`` names are in use, then

@@ -82,6 +82,7 @@ class NatsBus:
         self.published = 0
         self.dropped = 0
         self.publish_errors = 0
+        self.reconnects = 0
         self.streams_ready = False
 
     # -- lifecycle ------------------------------------------------------------------
@@ -183,6 +184,7 @@ class NatsBus:
         log.warning("NATS disconnected", extra={"client": self.name})
 
     async def _on_reconnected(self) -> None:
+        self.reconnects += 1
         self._connected.set()
         self._wake.set()
         log.info("NATS reconnected", extra={"client": self.name})
@@ -352,6 +354,12 @@ class NatsBus:
         )
         psub = await js.pull_subscribe(subject, durable=durable, stream=USAGE_STREAM, config=config)
         return PullSource(psub)
+
+    async def pending(self, durable: str) -> tuple[int, int]:
+        """A durable consumer's backlog: messages not yet delivered to it and
+        delivered but not acked (its lag behind the stream)."""
+        info = await self.nc.jetstream(timeout=5).consumer_info(USAGE_STREAM, durable)
+        return int(info.num_pending or 0), int(info.num_ack_pending or 0)
 
 
 class PullSource:

@@ -51,8 +51,15 @@ def is_postgres_url(url: str) -> bool:
     return url.startswith(("postgresql://", "postgres://"))
 
 
-async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> Any:
-    """A pool that opens its connections lazily and checks them on acquire."""
+async def create_pool(
+    url: str,
+    *,
+    min_size: int = 1,
+    max_size: int = 10,
+    init: Callable[[Any], Awaitable[None]] | None = None,
+) -> Any:
+    """A pool that opens its connections lazily and checks them on acquire;
+    ``init`` runs on each new server connection."""
     return await asyncpg.create_pool(
         url,
         min_size=min_size,
@@ -60,6 +67,7 @@ async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> Any
         command_timeout=30,
         max_inactive_connection_lifetime=60,
         timeout=5,
+        init=init,
     )
 
 
@@ -117,8 +125,12 @@ class LazyPool:
     Queries before that fail with ``ConnectionRefusedError`` (an OSError, like
     any other outage, so callers retry the same way)."""
 
-    def __init__(self, url: str, factory: Callable[[str], Awaitable[Any]] = create_pool) -> None:
+    def __init__(self, url: str, factory: Callable[..., Awaitable[Any]] = create_pool) -> None:
         self.url = url
+        # For /metrics: server connections opened (the first ones and every
+        # reconnect after an outage or an idle timeout) and failed pool starts.
+        self.connections_opened = 0
+        self.connect_failures = 0
         self._factory = factory
         self._pool: Any = None
         self._hooks: list[ReadyHook] = []
@@ -139,7 +151,7 @@ class LazyPool:
         while not self._closed:
             try:
                 if self._pool is None:
-                    self._pool = await self._factory(self.url)
+                    self._pool = await self._factory(self.url, init=self._opened)
                 while pending:
                     await pending[0]()
                     pending.pop(0)
@@ -147,9 +159,13 @@ class LazyPool:
                 log.info("PostgreSQL ready")
                 return
             except (*UNAVAILABLE, asyncpg.PostgresError) as exc:
+                self.connect_failures += 1
                 log.warning("PostgreSQL not ready, retrying", extra={"err": repr(exc)})
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
+
+    async def _opened(self, conn: Any) -> None:
+        self.connections_opened += 1
 
     def _get(self) -> Any:
         if self._pool is None:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tokgateway.common.errors import GatewayError, UpstreamStatusError, UpstreamUnavailable
+from tokgateway.common.metrics import RouterMetrics
 from tokgateway.common.routing import Resolution
 from tokgateway.router.bridge import Plan, plan_for
 from tokgateway.router.providers import Provider, UpstreamCall, UpstreamResponse
@@ -16,6 +17,7 @@ from tokgateway.router.providers.base import Endpoint
 from tokgateway.router.providers.http import body_error
 from tokgateway.router.relay import Meter
 from tokgateway.router.settle import RequestInfo
+from tokgateway.router.spans import GenAISpans, failover
 
 PASSED_RETRY_HEADERS = ("retry-after", "retry-after-ms")
 
@@ -56,6 +58,8 @@ async def forward(
     *,
     work_mode: str = "auto",
     history: list[dict[str, Any]] | None = None,
+    metrics: RouterMetrics | None = None,
+    spans: GenAISpans | None = None,
 ) -> Forwarded:
     last: GatewayError | None = None
     deployments = resolution.deployments
@@ -74,10 +78,13 @@ async def forward(
         info.upstream_model = dep.upstream_model
         info.attempts += 1
         meter.upstream_started = time.perf_counter()
+        if spans is not None:
+            spans.attempt(info, dep.provider, plan.endpoint)
         try:
             resp = await provider.send(UpstreamCall(plan.endpoint, call_body, info.stream, headers))
         except GatewayError as err:  # unreachable, timed out
             last = err
+            failover(metrics, spans, info, dep.provider.name, err, i + 1 < len(deployments))
             continue
         meter.upstream_headers = time.perf_counter()
         if resp.status >= 400:
@@ -93,6 +100,7 @@ async def forward(
             if status_err.retryable and i + 1 < len(deployments):
                 await resp.close()
                 last = status_err
+                failover(metrics, spans, info, dep.provider.name, status_err, True)
                 continue
             meter.upstream_done = time.perf_counter()
             raise status_err

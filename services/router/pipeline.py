@@ -11,7 +11,7 @@ import itertools
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any
@@ -47,6 +47,7 @@ from tokgateway.router.relay import (
 )
 from tokgateway.router.responses_store import ResponseStore
 from tokgateway.router.settle import RequestInfo, Settler
+from tokgateway.router.spans import GenAISpans
 from tokgateway.router.streaming import StreamResponse
 from tokgateway.router.translate import conversation_after, responses_request_to_chat
 from tokgateway.router.usage import estimate_tokens, from_anthropic, from_openai, usage_object
@@ -92,6 +93,7 @@ class PipelineDeps:
     responses: ResponseStore
     max_body_bytes: int
     work_mode: str
+    spans: GenAISpans | None = None
 
 
 class Pipeline:
@@ -105,6 +107,10 @@ class Pipeline:
         self._ids = RequestIds()
         self._table = table
         self._providers = providers
+        # Untraced, a request costs no wrapper at all.
+        self.handle: Callable[[Request, Endpoint], Awaitable[ASGIApp]] = (
+            self._handle if deps.spans is None else self._traced
+        )
 
     async def authenticate(self, request: Request) -> KeyInfo:
         headers = request.headers
@@ -123,6 +129,7 @@ class Pipeline:
         if key.rpm:
             wait = await self.deps.limiter.hit(key.id, key.rpm)
             if wait is not None:
+                self.deps.settler.metrics.reject("key", key.id, "rpm")
                 raise RateLimited(
                     f"Rate limit of {key.rpm} requests per minute reached for this key "
                     f"(gateway limit). Retry in {wait:.0f} s.",
@@ -145,11 +152,18 @@ class Pipeline:
             )
         return found
 
-    async def handle(self, request: Request, endpoint: Endpoint) -> ASGIApp:
+    async def _traced(self, request: Request, endpoint: Endpoint) -> ASGIApp:
+        assert self.deps.spans is not None
+        with self.deps.spans.request(endpoint):
+            return await self._handle(request, endpoint)
+
+    async def _handle(self, request: Request, endpoint: Endpoint) -> ASGIApp:
         fmt = CLIENT_FORMAT[endpoint]
         meter = Meter()
         table = self._table()
         info = RequestInfo(request_id=self._ids.next(), route=request.scope["path"])
+        if self.deps.spans is not None:
+            self.deps.spans.bind(info)
         body: dict[str, Any] = {}
         try:
             info.key = await self.authenticate(request)
@@ -174,6 +188,8 @@ class Pipeline:
                 meter,
                 work_mode=self.deps.work_mode,
                 history=history,
+                metrics=self.deps.settler.metrics,
+                spans=self.deps.spans,
             )
         except GatewayError as err:
             return self._fail(err, fmt, info, meter, table)

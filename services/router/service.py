@@ -20,6 +20,7 @@ from tokgateway.common.http import JSONResponse, error_response
 from tokgateway.common.logs import AccessLog
 from tokgateway.common.metrics import RouterMetrics, render
 from tokgateway.common.routing import RouteTable
+from tokgateway.common.tracing import Tracing
 from tokgateway.router.keycache import KeyCache
 from tokgateway.router.limits import Limiter, LocalLimiter
 from tokgateway.router.pipeline import Pipeline, PipelineDeps
@@ -27,6 +28,7 @@ from tokgateway.router.providers import Provider, build_provider
 from tokgateway.router.providers.client import HeaderHook, HTTPClient
 from tokgateway.router.responses_store import ResponseStore
 from tokgateway.router.settle import Settler, UsageSink
+from tokgateway.router.spans import GenAISpans
 
 log = logging.getLogger("tokgateway.router")
 
@@ -54,6 +56,7 @@ class RouterService:
         metrics: RouterMetrics | None = None,
         header_hooks: list[HeaderHook] | None = None,
         usage_sink: UsageSink | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.table = table
         self._header_hooks = list(header_hooks or ())
@@ -64,6 +67,8 @@ class RouterService:
         self.metrics = metrics or RouterMetrics()
         self.settler = Settler(bus, self.metrics, AccessLog(options.access_log), usage_sink)
         self.providers: dict[str, Provider] = {}
+        tracer = tracing.tracer if tracing is not None else None
+        self.settler.spans = GenAISpans(tracer) if tracer is not None else None
         self.pipeline = Pipeline(
             PipelineDeps(
                 keys=self.keys,
@@ -72,6 +77,7 @@ class RouterService:
                 responses=ResponseStore(),
                 max_body_bytes=options.max_body_bytes,
                 work_mode=options.work_mode,
+                spans=self.settler.spans,
             ),
             table=lambda: self.table,
             providers=lambda: self.providers,
@@ -87,6 +93,7 @@ class RouterService:
             max_connections=self.options.max_connections,
             header_hooks=self._header_hooks,
         )
+        self.metrics.watch_pool(self._client.pool_stats)
         self._build_providers(self.table)
         self.bus.subscribe(AUTH_SUBJECT_PREFIX, self.keys.on_auth_event)
         self.ready = True
@@ -108,6 +115,7 @@ class RouterService:
         for provider in self.providers.values():
             await provider.close()
         if self._client is not None:
+            self.metrics.unwatch_pool(self._client.pool_stats)
             await self._client.close()
             self._client = None
         await self.limiter.close()

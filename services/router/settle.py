@@ -14,6 +14,7 @@ from tokgateway.common.logs import AccessLog
 from tokgateway.common.metrics import RouterMetrics
 from tokgateway.common.pricing import PriceTable
 from tokgateway.router.relay import Meter
+from tokgateway.router.spans import GenAISpans
 from tokgateway.router.usage import Usage, estimate_tokens
 
 log = logging.getLogger("tokgateway.router")
@@ -50,6 +51,7 @@ class Settler:
         access: AccessLog,
         sink: UsageSink | None = None,
     ) -> None:
+        self.spans: GenAISpans | None = None  # set by the router when it exports traces
         self.bus = bus
         self.metrics = metrics
         self.access = access
@@ -147,6 +149,8 @@ class Settler:
         if key is not None:
             # Requests refused before a key was known are logged, not billed.
             self._emit(event)
+        if self.spans is not None:
+            self.spans.finish(info, event, err)
         return event
 
     def _observe(self, ev: UsageEvent) -> None:

@@ -436,6 +436,14 @@ class HTTPClient:
             raise ConnectError(f"connection failed ({why})") from None
         return conn
 
+    def pool_stats(self) -> list[tuple[str, int | None, int]]:
+        """``(origin, in_use, idle)`` per origin for /metrics; this pool does not
+        count connections in use per origin (None), only the idle ones."""
+        return [
+            (f"{o.scheme}://{o.host}:{o.port}", None, sum(not c.closed for c in stack))
+            for o, stack in list(self._idle.items())
+        ]
+
     async def close(self) -> None:
         self._closed = True
         for stack in self._idle.values():
