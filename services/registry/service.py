@@ -233,6 +233,7 @@ class RegistryService:
                 }
                 for name, p in table.prices.models().items()
             },
+            "price_overrides": sorted(table.prices.overridden),
         }
 
     # -- writes -----------------------------------------------------------------------
