@@ -13,6 +13,7 @@ from urllib.parse import quote
 
 import httpx
 
+from tokgateway import runfiles
 from tokgateway.allinone import CONTROL_TOKEN_FILE, DB_FILE
 from tokgateway.common.bus import InProcessBus
 from tokgateway.common.errors import GatewayError
@@ -37,9 +38,14 @@ class Admin(Protocol):
 
 
 def gateway_url(settings: Settings) -> str:
+    """GATEWAY_URL, else the address the gateway of this data dir says it
+    bound (its pid and port files), else the configured host and port."""
     url = os.environ.get("GATEWAY_URL")
     if url:
         return url.rstrip("/")
+    running = runfiles.read(settings.data_dir)
+    if running is not None:
+        return running.url
     host = settings.host
     if host in ("0.0.0.0", "::", ""):
         host = "127.0.0.1"

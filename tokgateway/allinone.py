@@ -69,10 +69,16 @@ def banner(settings: Settings, providers: list[str], admin_key: str | None) -> s
         f"Tokligence Gateway (all-in-one, env {settings.env}"
         + (f", {workers} workers" if workers > 1 else "")
         + f") on {url}",
-        f"  data: {settings.data_dir / DB_FILE}",
+        f"  state: {settings.data_dir.resolve()} ({DB_FILE}, pid, port, log and control token)",
+        "  config: "
+        + (
+            ", ".join(str(f.resolve()) for f in settings.files)
+            or f"built-in defaults (no setting.ini in {settings.config_dir.resolve()})"
+        ),
         f"  providers: {', '.join(providers)}",
         f"  OpenAI base_url: {url}/v1    Anthropic base_url: {url}",
     ]
+    lines += [f"  warning: {w}" for w in settings.warnings()]
     if admin_key:
         lines += [
             "",
@@ -174,6 +180,8 @@ class AllInOne:
         # the collector's generations, so collections stay short under load.
         gc.collect()
         gc.freeze()
+        for warning in settings.warnings() if not self.worker else ():
+            log.warning(warning)
         if not self.worker:
             providers = list(self.router.table.providers)
             print(

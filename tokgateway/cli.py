@@ -37,12 +37,16 @@ def _when(ts: float | None) -> str:
 
 # -- run / start / stop -------------------------------------------------------------
 def cmd_run(args: argparse.Namespace) -> int:
-    from tokgateway.server import ensure_default_config, serve
+    from tokgateway.server import BindError, ensure_default_config, serve
 
     config_dir = resolve_config_dir()
     if ensure_default_config(config_dir):
         print(f"wrote default config to {config_dir / 'setting.ini'}", file=sys.stderr)
-    serve(_load(), host=args.host, port=args.port, workers=args.workers)
+    try:
+        serve(_load(), host=args.host, port=args.port, workers=args.workers)
+    except BindError as exc:
+        print(f"gateway: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import configparser
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -267,6 +267,13 @@ class Settings:
 
     def get(self, dotted: str) -> Any:
         return self.values[dotted].value
+
+    def override(self, dotted: str, value: Any, layer: str = "command line") -> Settings:
+        """A copy with one key set from outside the layers (``--port``, the
+        port really bound), so banners and ``config show`` tell the truth."""
+        values = dict(self.values)
+        values[dotted] = Setting(value, layer, values[dotted].secret)
+        return replace(self, values=values)
 
     @property
     def env(self) -> str:
