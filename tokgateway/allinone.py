@@ -31,7 +31,6 @@ from tokgateway.common.settings import Settings
 from tokgateway.common.sqlite import SQLiteDB
 from tokgateway.ledger.service import LedgerAdminAPI, LedgerService
 from tokgateway.registry.service import RegistryAdminAPI, RegistryService
-from tokgateway.router.limits_redis import RedisLimiter
 from tokgateway.router.service import RouterOptions, RouterService
 
 log = logging.getLogger("tokgateway")
@@ -143,12 +142,18 @@ class AllInOne:
         )
         self.registry = RegistryService(settings, self.bus)
         redis_url = str(settings.get("gateway.redis_url"))
+        limiter = None
+        if redis_url:
+            # the redis driver comes with the [mesh] extra: imported only when used
+            from tokgateway.router.limits_redis import RedisLimiter
+
+            limiter = RedisLimiter(redis_url)
         self.router = RouterService(
             table=self.registry.snapshot(),
             verifier=self.auth,
             bus=self.bus,
             options=router_options(settings),
-            limiter=RedisLimiter(redis_url) if redis_url else None,
+            limiter=limiter,
             usage_sink=self.ledger.submit,  # same process: no bytes in between
         )
         self.control_token = ""

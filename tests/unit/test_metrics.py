@@ -50,3 +50,27 @@ def test_model_names_from_clients_are_bounded() -> None:
     m = RouterMetrics(max_models=2)
     labels = [m.model_label(name) for name in ("a", "b", "c", "a", "d", "b")]
     assert labels == ["a", "b", "(other)", "a", "(other)", "b"]
+
+
+def test_mesh_state_gauges_say_what_they_count() -> None:
+    import re
+    from pathlib import Path
+
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from tokgateway.mesh_common import STATE_HELP, StateCollector
+
+    root = Path(__file__).resolve().parents[2] / "tokgateway"
+    used: set[str] = set()
+    for path in root.glob("mesh_*.py"):
+        body = path.read_text().partition("def _state(self)")[2].partition("\n    def ")[0]
+        used |= set(re.findall(r'"([a-z_]+)":', body))
+    assert {"rows_inserted", "usage_dropped", "bus_connected"} <= used
+    assert used <= set(STATE_HELP), used - set(STATE_HELP)
+    registry = CollectorRegistry()
+    registry.register(StateCollector("gateway_ledger", lambda: {"rows_inserted": 3.0}))
+    text = generate_latest(registry).decode()
+    assert (
+        "# HELP gateway_ledger_rows_inserted ledger: usage rows committed to PostgreSQL since start"
+        in text
+    )

@@ -98,9 +98,9 @@ def test_echo_routes_no_typo() -> None:
 
 @pytest.mark.parametrize("port", ["0", "65536", "-1"])
 def test_port_outside_range_is_a_config_error(tmp_path: Path, port: str) -> None:
-    with pytest.raises(ConfigError, match="GATEWAY_PORT.*1 to 65535"):
+    with pytest.raises(ConfigError, match=r"GATEWAY_PORT.*1 to 65535"):
         load_settings(write(tmp_path), {"GATEWAY_PORT": port})
-    with pytest.raises(ConfigError, match="setting.ini.*port"):
+    with pytest.raises(ConfigError, match=r"setting\.ini.*port"):
         load_settings(write(tmp_path, f"[gateway]\nport = {port}\n"), {})
 
 
