@@ -63,16 +63,19 @@ class HttpAdmin:
 
     def _call(self, method: str, path: str, area: str = "", **kw: Any) -> Any:
         base = self._bases.get(area)
+        # name the service and URL that failed, not the first one configured
+        where = base or self.where
+        what = f"the {area} service" if base else "the gateway"
         try:
             resp = self._client.request(method, base + path if base else path, **kw)
         except httpx.HTTPError as exc:
-            raise AdminError(f"cannot reach the gateway at {self.where}: {exc}") from None
+            raise AdminError(f"cannot reach {what} at {where}: {exc}") from None
         if resp.status_code >= 400:
             try:
                 message = resp.json()["error"]["message"]
             except (ValueError, KeyError, TypeError):
                 message = resp.text[:300]
-            raise AdminError(f"{resp.status_code}: {message}")
+            raise AdminError(f"{what} at {where} answered {resp.status_code}: {message}")
         return resp.json()
 
     def create_key(self, params: dict[str, Any]) -> dict[str, Any]:

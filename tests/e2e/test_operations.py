@@ -4,6 +4,7 @@ port it really uses, where its state goes."""
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import time
 from pathlib import Path
 
 import httpx
+import orjson
 import pytest
 
 from tests.support.gateway_proc import GatewayProcess
@@ -145,3 +147,79 @@ def test_gatewayd_keeps_state_in_the_xdg_state_dir(tmp_path: Path) -> None:
         out, _ = proc.communicate(timeout=30)
     assert f"state: {state}" in out
     assert "config: built-in defaults" in out
+
+
+def test_revoking_the_admin_key_asks_and_then_shows_it_revoked(tmp_path: Path) -> None:
+    gw = GatewayProcess(tmp_path, "[gateway]\naccess_log = false\n").start()
+    try:
+        keys = orjson.loads(gw.cli("keys", "list", "--json").stdout)
+        admin = next(k for k in keys if k["is_admin"])
+        listed = gw.cli("keys", "list").stdout
+        assert re.search(rf"{admin['id']}\s+\S+\s+admin\s", listed)
+        refused = gw.cli("keys", "revoke", admin["id"], check=False)  # stdin is no terminal
+        assert refused.returncode == 1
+        assert "admin key" in refused.stderr and "--yes" in refused.stderr
+        still = orjson.loads(gw.cli("keys", "list", "--json").stdout)
+        assert next(k for k in still if k["id"] == admin["id"])["status"] == "active"
+        assert "\x1b" not in listed  # not a terminal: no colour
+        gw.cli("keys", "revoke", admin["id"], "--yes")
+        listed = gw.cli("keys", "list").stdout
+        row = next(line for line in listed.splitlines() if line.startswith(admin["id"]))
+        assert "revoked (admin)" in row
+    finally:
+        gw.stop()
+
+
+def test_mesh_errors_name_the_url_that_failed(tmp_path: Path) -> None:
+    """A live auth and a dead ledger: usage names the ledger's URL, status
+    reports each service."""
+    gw = GatewayProcess(tmp_path, "[gateway]\naccess_log = false\n").start()
+    dead = f"http://127.0.0.1:{free_port()}"
+    try:
+        env = {
+            **gw.env,
+            "GATEWAY_AUTH_URL": gw.url,
+            "GATEWAY_REGISTRY_URL": gw.url,
+            "GATEWAY_LEDGER_URL": dead,
+            "GATEWAY_ADMIN_KEY": gw.admin_token(),
+        }
+        usage = _cli(["usage"], tmp_path, env)
+        assert usage.returncode == 1
+        assert f"cannot reach the ledger service at {dead}" in usage.stderr
+        assert gw.url not in usage.stderr
+        status = _cli(["status"], tmp_path, env)
+        assert status.returncode == 1
+        rows = {line.split()[0]: line.split() for line in status.stdout.splitlines()[1:]}
+        assert rows["auth"][1:3] == [gw.url, "ready"]
+        assert rows["registry"][2] == "ready"
+        assert rows["ledger"][1:3] == [dead, "down"]
+        as_json = orjson.loads(_cli(["status", "--json"], tmp_path, env).stdout)
+        assert {r["service"]: r["status"] for r in as_json} == {
+            "auth": "ready",
+            "ledger": "down",
+            "registry": "ready",
+        }
+    finally:
+        gw.stop()
+
+
+def test_unset_api_key_env_warns_at_start_and_fails_health(tmp_path: Path) -> None:
+    config = (
+        "[gateway]\naccess_log = false\n"
+        "[provider.openai]\nkind = openai\napi_key_env = TOKGW_TEST_UNSET_KEY\n"
+        "[provider.local]\nkind = openai-compatible\n"
+        "base_url = http://user:s3cret-pw@127.0.0.1:9/v1\n"
+    )
+    gw = GatewayProcess(tmp_path, config).start()
+    try:
+        assert "TOKGW_TEST_UNSET_KEY" in gw.stdout_text()  # the banner warns
+        listed = gw.cli("providers", "list")
+        assert "warning: provider openai: api_key_env names TOKGW_TEST_UNSET_KEY" in listed.stderr
+        rows = {r["name"]: r for r in orjson.loads(gw.cli("providers", "list", "--json").stdout)}
+        assert rows["openai"]["health"]["status"] == "fail"
+        assert rows["local"]["health"]["status"] == "ok"
+        assert rows["local"]["base_url"] == "http://****@127.0.0.1:9/v1"
+        shown = gw.cli("config", "show").stdout
+        assert "s3cret-pw" not in shown and "s3cret-pw" not in listed.stdout
+    finally:
+        gw.stop()
