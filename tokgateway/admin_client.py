@@ -175,15 +175,23 @@ class LocalAdmin:
         return list(self._run(op))
 
     def registry_list(self, kind: str) -> list[dict[str, Any]]:
-        from tokgateway.registry.service import RegistryService
+        """The INI definitions plus what the admin API stored in the file."""
+        from tokgateway.allinone import registry_service
 
-        registry = RegistryService(self.settings, InProcessBus())
-        lists = {
-            "providers": registry.providers_public,
-            "models": registry.models_public,
-            "routes": registry.routes_public,
-        }
-        return lists[kind]()
+        async def main() -> list[dict[str, Any]]:
+            registry = registry_service(self.settings, InProcessBus())
+            try:
+                await registry.start()
+                lists = {
+                    "providers": registry.providers_public,
+                    "models": registry.models_public,
+                    "routes": registry.routes_public,
+                }
+                return lists[kind]()
+            finally:
+                await registry.close()
+
+        return asyncio.run(main())
 
     def registry_put(self, kind: str, body: dict[str, Any]) -> dict[str, Any]:
         raise AdminError(self._stopped_registry)

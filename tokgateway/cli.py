@@ -85,10 +85,25 @@ def cmd_config_show(args: argparse.Namespace) -> int:
     if args.json:
         _print_json([{"key": k, "value": v, "layer": layer} for k, v, layer in rows])
         return 0
+    _note_config_changes(settings)
     files = ", ".join(str(f) for f in settings.files) or "(none)"
     print(f"# config dir: {settings.config_dir}   files: {files}")
     _table(("KEY", "VALUE", "LAYER"), rows)
     return 0
+
+
+def _note_config_changes(settings: Settings) -> None:
+    """Say when the files differ from what the running gateway loaded."""
+    from tokgateway import runfiles
+
+    running = runfiles.read(settings.data_dir)
+    changed = runfiles.config_changes(settings.data_dir, settings.files) if running else []
+    if running and changed:
+        print(
+            f"note: the running gateway (pid {running.pid}) loaded an older version of "
+            f"{', '.join(changed)}; `gateway reload` applies the files",
+            file=sys.stderr,
+        )
 
 
 # -- keys ---------------------------------------------------------------------------

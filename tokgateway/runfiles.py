@@ -84,3 +84,37 @@ def bind(host: str, port: int) -> socket.socket:
         raise
     sock.set_inheritable(True)
     return sock
+
+
+CONFIG_STAMP_FILE = "config.loaded"
+
+
+def _digest(path: Path) -> str:
+    import hashlib
+
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return "missing"
+
+
+def write_config_stamp(data_dir: Path, files: tuple[Path, ...]) -> None:
+    """Which INI files, with which content, the serving gateway loaded."""
+    import json
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    stamp = {str(f.resolve()): _digest(f) for f in files}
+    (data_dir / CONFIG_STAMP_FILE).write_text(json.dumps(stamp, indent=1))
+
+
+def config_changes(data_dir: Path, files: tuple[Path, ...]) -> list[str]:
+    """The INI files that differ from what the running gateway loaded (edited,
+    added or removed since), or [] (also when no stamp is there)."""
+    import json
+
+    try:
+        loaded: dict[str, str] = json.loads((data_dir / CONFIG_STAMP_FILE).read_text())
+    except (OSError, ValueError):
+        return []
+    now = {str(f.resolve()): _digest(f) for f in files}
+    return sorted(p for p in set(loaded) | set(now) if loaded.get(p) != now.get(p))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -221,5 +222,42 @@ def test_unset_api_key_env_warns_at_start_and_fails_health(tmp_path: Path) -> No
         assert rows["local"]["base_url"] == "http://****@127.0.0.1:9/v1"
         shown = gw.cli("config", "show").stdout
         assert "s3cret-pw" not in shown and "s3cret-pw" not in listed.stdout
+    finally:
+        gw.stop()
+
+
+def test_reload_applies_edited_ini_files_without_a_restart(tmp_path: Path) -> None:
+    gw = GatewayProcess(tmp_path, "[gateway]\naccess_log = false\n").start()
+    try:
+        pid = gw.proc.pid if gw.proc else 0
+        key = gw.create_key("reload")["key"]
+        body = {"model": "smart", "messages": [{"role": "user", "content": "hi"}]}
+        headers = {"authorization": f"Bearer {key}"}
+
+        def smart() -> int:
+            url = f"{gw.url}/v1/chat/completions"
+            return httpx.post(url, json=body, headers=headers).status_code
+
+        assert smart() == 404
+        assert "note:" not in gw.cli("config", "show").stderr
+        (gw.config_dir / "setting.ini").write_text(
+            "[gateway]\naccess_log = false\n[routes]\nsmart = echo\n"
+        )
+        shown = gw.cli("config", "show")
+        assert "older version of" in shown.stderr and "setting.ini" in shown.stderr
+        assert "gateway reload" in shown.stderr
+        assert "asked the gateway" in gw.cli("reload").stdout
+        deadline = time.monotonic() + 5
+        while smart() != 200:
+            assert time.monotonic() < deadline, "route from the edited file never applied"
+            time.sleep(0.1)
+        assert gw.proc is not None and gw.proc.pid == pid and gw.proc.poll() is None
+        assert "note:" not in gw.cli("config", "show").stderr
+        # a broken file is refused; the running configuration stays
+        (gw.config_dir / "setting.ini").write_text("[gateway]\nlog_level = loud\n")
+        os.kill(pid, signal.SIGHUP)
+        time.sleep(0.5)
+        assert smart() == 200
+        assert "configuration not reloaded" in gw.stderr_text()
     finally:
         gw.stop()
