@@ -20,6 +20,7 @@ from tokgateway.common.http import JSONResponse, error_response
 from tokgateway.common.logs import AccessLog
 from tokgateway.common.metrics import RouterMetrics, render
 from tokgateway.common.routing import RouteTable
+from tokgateway.router.catalogue import ModelCatalogue
 from tokgateway.router.keycache import KeyCache
 from tokgateway.router.limits import Limiter, LocalLimiter
 from tokgateway.router.pipeline import Pipeline, PipelineDeps
@@ -77,6 +78,7 @@ class RouterService:
             providers=lambda: self.providers,
         )
         self._client: HTTPClient | None = None
+        self.catalogue = ModelCatalogue()
         self.ready = False
 
     # -- lifecycle ------------------------------------------------------------------
@@ -105,6 +107,7 @@ class RouterService:
 
     async def close(self) -> None:
         self.ready = False
+        await self.catalogue.close()
         for provider in self.providers.values():
             await provider.close()
         if self._client is not None:
@@ -164,7 +167,7 @@ class RouterService:
             await self.pipeline.authenticate(request)
         except GatewayError as err:
             return error_response(err, "anthropic" if anthropic else "openai")
-        models = self.table.listed_models()
+        models = await self.catalogue.listed(self.table, self.providers)
         if anthropic:
             data = [_anthropic_model(m) for m, _ in models]
             return JSONResponse(

@@ -261,3 +261,35 @@ def test_reload_applies_edited_ini_files_without_a_restart(tmp_path: Path) -> No
         assert "configuration not reloaded" in gw.stderr_text()
     finally:
         gw.stop()
+
+
+def test_models_list_expands_globs_from_the_upstream(tmp_path: Path) -> None:
+    from tests.support.mock_upstream import MockUpstream, serve_in_thread
+
+    upstream = MockUpstream()
+    with serve_in_thread(upstream.app) as url:
+        config = (
+            "[gateway]\naccess_log = false\n"
+            f"[provider.local]\nkind = openai-compatible\nbase_url = {url}/v1\napi_key = sk-up\n"
+            "[routes]\nllama3* = local\n[aliases]\nfast = llama3.1:8b\n"
+        )
+        gw = GatewayProcess(tmp_path, config).start()
+        try:
+            key = gw.create_key("models")["key"]
+            headers = {"authorization": f"Bearer {key}"}
+            got = httpx.get(f"{gw.url}/v1/models", headers=headers).json()
+            ids = {m["id"]: m["owned_by"] for m in got["data"]}
+            assert ids == {
+                "echo": "echo",
+                "fast": "local",
+                "llama3.1:8b": "local",
+                "llama3.2:3b": "local",
+            }
+            anthropic = httpx.get(
+                f"{gw.url}/v1/models", headers={**headers, "anthropic-version": "2023-06-01"}
+            ).json()
+            assert {m["id"] for m in anthropic["data"]} == set(ids)
+            assert upstream.models_served == 1  # cached between listings
+            assert upstream.rec.headers[-1]["authorization"] == "Bearer sk-up"
+        finally:
+            gw.stop()
