@@ -117,7 +117,13 @@ KEYS: tuple[KeySpec, ...] = (
         ("GATEWAY_WORKERS",),
         doc="server processes sharing the port (all-in-one)",
     ),
-    KeySpec("gateway", "data_dir", "./data", env=("GATEWAY_DATA_DIR",)),
+    KeySpec(
+        "gateway",
+        "data_dir",
+        "./data",
+        env=("GATEWAY_DATA_DIR",),
+        doc="SQLite, pid, port and log files; gatewayd alone: $XDG_STATE_HOME/tokgateway",
+    ),
     KeySpec("gateway", "admin_key", "", env=("GATEWAY_ADMIN_KEY",), secret=True),
     KeySpec("gateway", "admin_email", "admin@localhost", env=("GATEWAY_EMAIL",)),
     KeySpec(
