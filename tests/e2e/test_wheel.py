@@ -53,6 +53,20 @@ def test_wheel_installs_and_serves(tmp_path: Path) -> None:
         env=clean_env,
     )
     assert version.stdout.startswith("tokgateway ")
+    # the plain install is the all-in-one: the mesh drivers come with [mesh]
+    drivers = subprocess.run(
+        [
+            str(bin_dir / "python"),
+            "-c",
+            "import importlib.util as u; print([m for m in ('asyncpg', 'nats', 'redis') "
+            "if u.find_spec(m)])",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=clean_env,
+    )
+    assert drivers.stdout.strip() == "[]"
     port = free_port()
     work = tmp_path / "work"
     work.mkdir()
