@@ -215,6 +215,10 @@ def connect(settings: Settings) -> Admin:
             raise AdminError("a mesh needs the admin key: set GATEWAY_ADMIN_KEY")
         first = next(v for v in bases.values() if v)
         return HttpAdmin(first, token, bases)
+    if not os.environ.get("GATEWAY_URL") and runfiles.read(settings.data_dir) is None:
+        # No gateway serves this data dir (whatever may answer on the default
+        # port belongs to another one): work on the file.
+        return LocalAdmin(settings)
     url = gateway_url(settings)
     try:
         alive = httpx.get(url + "/healthz", timeout=1.0).status_code == 200

@@ -293,3 +293,26 @@ def test_models_list_expands_globs_from_the_upstream(tmp_path: Path) -> None:
             assert upstream.rec.headers[-1]["authorization"] == "Bearer sk-up"
         finally:
             gw.stop()
+
+
+def test_cli_never_talks_to_the_gateway_of_another_data_dir(tmp_path: Path) -> None:
+    """Another gateway listens on the configured port; the CLI of a data dir
+    no gateway serves works on its own file instead of asking that one."""
+    other = GatewayProcess(tmp_path / "other", "[gateway]\naccess_log = false\n").start()
+    try:
+        mine = tmp_path / "mine"
+        mine.mkdir()
+        env = _env(
+            tmp_path,
+            GATEWAY_DATA_DIR=str(mine / "data"),
+            GATEWAY_CONFIG_DIR=str(mine / "cfg"),
+            GATEWAY_PORT=str(other.port),
+        )
+        created = _cli(["keys", "create", "--name", "mine-only"], mine, env)
+        assert created.returncode == 0, created.stderr
+        assert (mine / "data" / "gateway.db").exists()
+        names = [k["name"] for k in orjson.loads(other.cli("keys", "list", "--json").stdout)]
+        assert "mine-only" not in names
+        assert _cli(["status"], mine, env).returncode == 3
+    finally:
+        other.stop()
