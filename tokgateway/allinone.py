@@ -179,7 +179,13 @@ class AllInOne:
         limiter = None
         if redis_url:
             # the redis driver comes with the [mesh] extra: imported only when used
-            from tokgateway.router.limits_redis import RedisLimiter
+            try:
+                from tokgateway.router.limits_redis import RedisLimiter
+            except ModuleNotFoundError:
+                raise ConfigError(
+                    "gateway.redis_url: the redis driver is not installed "
+                    "(pip install 'tokgateway[mesh]')"
+                ) from None
 
             limiter = RedisLimiter(redis_url)
         self.router = RouterService(

@@ -44,10 +44,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"gatewayd: configuration error: {exc}", file=sys.stderr)
         return 2
     if args.service != "all":
-        from tokgateway.mesh_common import serve_node
-
         try:
+            from tokgateway.mesh_common import serve_node
+
             serve_node(args.service, settings, args.host, args.port)
+        except ModuleNotFoundError as exc:
+            print(
+                f"gatewayd: --service {args.service} needs the mesh drivers ({exc.name} is "
+                "missing): pip install 'tokgateway[mesh]'",
+                file=sys.stderr,
+            )
+            return 2
         except ConfigError as exc:
             print(f"gatewayd: configuration error: {exc}", file=sys.stderr)
             return 2

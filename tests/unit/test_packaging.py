@@ -68,3 +68,24 @@ def test_license_matches_the_declared_licence() -> None:
     assert "Apache License" in text and "Version 2.0, January 2004" in text
     assert "TERMS AND CONDITIONS FOR USE, REPRODUCTION, AND DISTRIBUTION" in text
     assert "END OF TERMS AND CONDITIONS" in text
+
+
+def test_mesh_service_without_the_drivers_says_what_to_install(tmp_path: Path) -> None:
+    probe = PROBE.split("import tokgateway.cli", maxsplit=1)[0] + (
+        "from tokgateway.daemon import main\nsys.exit(main(['--service', 'auth']))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "GATEWAY_CONFIG_DIR": str(tmp_path / "cfg"),
+            "GATEWAY_DATA_DIR": str(tmp_path / "data"),
+        },
+    )
+    assert done.returncode == 2, done.stderr
+    assert "pip install 'tokgateway[mesh]'" in done.stderr
+    assert "Traceback" not in done.stderr
