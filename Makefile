@@ -1,49 +1,67 @@
 # Tokligence Gateway. `make run` sets everything up and serves the all-in-one
-# gateway; `make test` runs the whole suite.
+# gateway; `make test` runs the whole suite; `make help` lists every target.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+IMAGE ?= tokgateway
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 
-.PHONY: setup run start stop status check test lint unit integration e2e bench clean
+.PHONY: help setup run start stop status check test lint unit integration e2e bench clean d-build d-test
 
-setup: $(STAMP)
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+setup: $(STAMP) ## create .venv and install the gateway with the mesh drivers and dev tools
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@echo "installing tokgateway and its dependencies into $(VENV) ..."
+	@echo "installing tokgateway and its dependencies into $(VENV) (first time: a minute or two) ..."
 	@$(PY) -m pip install -q --upgrade pip
-	@$(PY) -m pip install -q -e '.[dev]'
+	@$(PY) -m pip install --progress-bar on -e '.[dev,mesh]'
 	@touch $(STAMP)
 
-run: setup
+run: setup ## serve the all-in-one gateway in the foreground
 	$(VENV)/bin/gateway run
 
-start: setup
+start: setup ## start the gateway in the background (pid, port and log in the data dir)
 	$(VENV)/bin/gateway start
 
-stop:
+stop: ## stop the background gateway
 	@if [ -x $(VENV)/bin/gateway ]; then $(VENV)/bin/gateway stop; else echo "not installed"; fi
 
-status: setup
+status: setup ## is the gateway running, and where
 	$(VENV)/bin/gateway status
 
-check: setup
+check: setup ## smoke test: the configured provider answers through the gateway
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" scripts/smoke.sh
 
-lint: setup
+lint: setup ## ruff (lint + format) and mypy --strict
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	PYTHON=$(CURDIR)/$(PY) scripts/typecheck.sh
 
-test: lint
+test: lint ## lint, types and every test (what CI runs)
 	$(PY) -m pytest -q
 
-unit: setup
+unit: setup ## the unit tests only
 	$(PY) -m pytest -q tests/unit
 
-bench: setup
+e2e: setup ## the end-to-end tests (the gateway as a process, official SDKs)
+	$(PY) -m pytest -q tests/e2e
+
+integration: setup ## the integration tests (real PostgreSQL, NATS, Redis)
+	$(PY) -m pytest -q tests/integration
+
+bench: setup ## the benchmark harness in bench/ (see bench/README.md; ~15 min)
 	$(PY) bench/run.py
 
-clean:
+d-build: ## build the image the compose file and deploy/k8s use (tokgateway:<version>)
+	docker build -t $(IMAGE):$(VERSION) .
+
+d-test: ## the unit and end-to-end suite inside the project's Docker image
+	docker build --target test -t $(IMAGE):$(VERSION)-test .
+	docker run --rm $(IMAGE):$(VERSION)-test
+
+clean: ## remove build and tool caches
 	rm -rf build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -14,6 +14,7 @@ from urllib.parse import quote
 
 import httpx
 
+from tokgateway import runfiles
 from tokgateway.allinone import CONTROL_TOKEN_FILE, DB_FILE
 from tokgateway.common.bus import InProcessBus
 from tokgateway.common.errors import GatewayError
@@ -48,9 +49,14 @@ class Admin(Protocol):
 
 
 def gateway_url(settings: Settings) -> str:
+    """GATEWAY_URL, else the address the gateway of this data dir says it
+    bound (its pid and port files), else the configured host and port."""
     url = os.environ.get("GATEWAY_URL")
     if url:
         return url.rstrip("/")
+    running = runfiles.read(settings.data_dir)
+    if running is not None:
+        return running.url
     host = settings.host
     if host in ("0.0.0.0", "::", ""):
         host = "127.0.0.1"
@@ -79,11 +85,20 @@ class HttpAdmin:
 
     def _call(self, method: str, path: str, area: str = "", **kw: Any) -> Any:
         base = self._bases.get(area)
+        # name the service and URL that failed, not the first one configured
+        where = base or self.where
+        what = f"the {area} service" if base else "the gateway"
         try:
             resp = self._client.request(method, base + path if base else path, **kw)
         except httpx.HTTPError as exc:
-            raise AdminError(f"cannot reach the gateway at {self.where}: {exc}") from None
-        return answer(resp)
+            raise AdminError(f"cannot reach {what} at {where}: {exc}") from None
+        if resp.status_code >= 400:
+            try:
+                message = resp.json()["error"]["message"]
+            except (ValueError, KeyError, TypeError):
+                message = resp.text[:300]
+            raise AdminError(f"{what} at {where} answered {resp.status_code}: {message}")
+        return resp.json()
 
     def request(
         self,
@@ -227,15 +242,23 @@ class LocalAdmin:
         return list(self._run(op))
 
     def registry_list(self, kind: str) -> list[dict[str, Any]]:
-        from tokgateway.registry.service import RegistryService
+        """The INI definitions plus what the admin API stored in the file."""
+        from tokgateway.allinone import registry_service
 
-        registry = RegistryService(self.settings, InProcessBus())
-        lists = {
-            "providers": registry.providers_public,
-            "models": registry.models_public,
-            "routes": registry.routes_public,
-        }
-        return lists[kind]()
+        async def main() -> list[dict[str, Any]]:
+            registry = registry_service(self.settings, InProcessBus())
+            try:
+                await registry.start()
+                lists = {
+                    "providers": registry.providers_public,
+                    "models": registry.models_public,
+                    "routes": registry.routes_public,
+                }
+                return lists[kind]()
+            finally:
+                await registry.close()
+
+        return asyncio.run(main())
 
     def registry_put(self, kind: str, body: dict[str, Any]) -> dict[str, Any]:
         raise AdminError(self._stopped_registry)
@@ -259,6 +282,10 @@ def connect(settings: Settings) -> Admin:
             raise AdminError("a mesh needs the admin key: set GATEWAY_ADMIN_KEY")
         first = next(v for v in bases.values() if v)
         return HttpAdmin(first, token, bases)
+    if not os.environ.get("GATEWAY_URL") and runfiles.read(settings.data_dir) is None:
+        # No gateway serves this data dir (whatever may answer on the default
+        # port belongs to another one): work on the file.
+        return LocalAdmin(settings)
     url = gateway_url(settings)
     try:
         alive = httpx.get(url + "/healthz", timeout=1.0).status_code == 200

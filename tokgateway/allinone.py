@@ -9,6 +9,7 @@ import gc
 import logging
 import os
 import secrets
+import signal
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -22,24 +23,53 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp
 
+from tokgateway import runfiles
 from tokgateway.auth.admin_api import AuthAdminAPI
 from tokgateway.auth.service import AuthService
 from tokgateway.common.bus import InProcessBus
 from tokgateway.common.contracts import REGISTRY_CHANGED_SUBJECT
+from tokgateway.common.crypto import CredentialBox
 from tokgateway.common.errors import GatewayError, NotFound
 from tokgateway.common.http import AdminGuard, FastRoutes, error_response
-from tokgateway.common.settings import Settings
+from tokgateway.common.settings import ConfigError, Settings, load_settings
 from tokgateway.common.sqlite import SQLiteDB
 from tokgateway.common.tracing import TraceMiddleware, Tracing
 from tokgateway.ledger.service import LedgerAdminAPI, LedgerService
 from tokgateway.registry.service import RegistryAdminAPI, RegistryService
-from tokgateway.router.limits_redis import RedisLimiter
+from tokgateway.registry.store_sqlite import SQLiteRegistryStore
 from tokgateway.router.service import RouterOptions, RouterService
 
 log = logging.getLogger("tokgateway")
 
 CONTROL_TOKEN_FILE = "control.token"
 DB_FILE = "gateway.db"
+SECRET_KEY_FILE = "secret.key"
+
+
+def local_secret_key(settings: Settings) -> str:
+    """GATEWAY_SECRET_KEY, or a key made once for this data dir (mode 0600):
+    provider credentials added through the admin API are stored sealed in the
+    SQLite file, never in clear."""
+    configured = str(settings.get("gateway.secret_key"))
+    if configured:
+        return configured
+    path = settings.data_dir / SECRET_KEY_FILE
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as fh:
+        fh.write(secrets.token_hex(32))
+    return path.read_text().strip()
+
+
+def registry_service(settings: Settings, bus: InProcessBus) -> RegistryService:
+    """The all-in-one registry: on the shared SQLite file, credentials sealed."""
+    store = SQLiteRegistryStore(SQLiteDB(settings.data_dir / DB_FILE))
+    return RegistryService(
+        settings, bus, store=store, box=CredentialBox(local_secret_key(settings))
+    )
 
 
 def router_options(settings: Settings) -> RouterOptions:
@@ -71,10 +101,16 @@ def banner(settings: Settings, providers: list[str], admin_key: str | None) -> s
         f"Tokligence Gateway (all-in-one, env {settings.env}"
         + (f", {workers} workers" if workers > 1 else "")
         + f") on {url}",
-        f"  data: {settings.data_dir / DB_FILE}",
+        f"  state: {settings.data_dir.resolve()} ({DB_FILE}, pid, port, log and control token)",
+        "  config: "
+        + (
+            ", ".join(str(f.resolve()) for f in settings.files)
+            or f"built-in defaults (no setting.ini in {settings.config_dir.resolve()})"
+        ),
         f"  providers: {', '.join(providers)}",
         f"  OpenAI base_url: {url}/v1    Anthropic base_url: {url}",
     ]
+    lines += [f"  warning: {w}" for w in settings.warnings()]
     if admin_key:
         lines += [
             "",
@@ -93,10 +129,13 @@ async def bootstrap(settings: Settings) -> str | None:
         SQLiteDB(db_path), InProcessBus(), admin_email=str(settings.get("gateway.admin_email"))
     )
     ledger = LedgerService(SQLiteDB(db_path), None)
+    registry = registry_service(settings, InProcessBus())
     try:
         await ledger.store.migrate()
+        await registry.store.migrate()
         return await auth.start(str(settings.get("gateway.admin_key")) or None)
     finally:
+        await registry.close()
         await ledger.close()
         await auth.close()
 
@@ -137,20 +176,33 @@ class AllInOne:
             flush_interval=int(settings.get("ledger.flush_interval_ms")) / 1000.0,
             queue_limit=int(settings.get("ledger.queue_limit")),
         )
-        self.registry = RegistryService(settings, self.bus)
+        self.registry = registry_service(settings, self.bus)
         redis_url = str(settings.get("gateway.redis_url"))
         self.tracing = Tracing("gateway", otlp_endpoint=str(settings.get("gateway.otlp_endpoint")))
+        limiter = None
+        if redis_url:
+            # the redis driver comes with the [mesh] extra: imported only when used
+            try:
+                from tokgateway.router.limits_redis import RedisLimiter
+            except ModuleNotFoundError:
+                raise ConfigError(
+                    "gateway.redis_url: the redis driver is not installed "
+                    "(pip install 'tokgateway[mesh]')"
+                ) from None
+
+            limiter = RedisLimiter(redis_url)
         self.router = RouterService(
             table=self.registry.snapshot(),
             verifier=self.auth,
             bus=self.bus,
             options=router_options(settings),
-            limiter=RedisLimiter(redis_url) if redis_url else None,
+            limiter=limiter,
             usage_sink=self.ledger.submit,  # same process: no bytes in between
             tracing=self.tracing,
         )
         self.control_token = ""
         self.admin_key_generated: str | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
         self._poller: asyncio.Task[None] | None = None
 
     def routes(self, guard: AdminGuard) -> list[BaseRoute]:
@@ -166,6 +218,8 @@ class AllInOne:
         settings = self.settings
         await self.ledger.start()
         await self.registry.start()
+        # what the API added before (any worker, any earlier run) is in the store
+        self.router.table = self.registry.snapshot()
         if self.worker:
             await self.auth.prepare()
             self._poller = asyncio.create_task(self._poll_revocations(), name="revocations")
@@ -174,10 +228,16 @@ class AllInOne:
             self.admin_key_generated = await self.auth.start(admin_key)
         self.bus.subscribe(REGISTRY_CHANGED_SUBJECT, self._on_registry_changed)
         await self.router.start()
+        runfiles.write_config_stamp(settings.data_dir, settings.files)
+        if not self.worker:
+            # `gateway reload`; with --workers the supervisor restarts the workers instead
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._on_sighup)
         # Everything built so far lives as long as the process: keep it out of
         # the collector's generations, so collections stay short under load.
         gc.collect()
         gc.freeze()
+        for warning in settings.warnings() if not self.worker else ():
+            log.warning(warning)
         if not self.worker:
             providers = list(self.router.table.providers)
             print(
@@ -189,26 +249,60 @@ class AllInOne:
             yield
         finally:
             # Intake has stopped (the server drained in-flight requests); flush and close.
+            if not self.worker:
+                asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
             if self._poller is not None:
                 self._poller.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._poller
             await self.router.close()
             await self.bus.close()
+            await self.registry.close()
             await self.ledger.close()
             await self.auth.close()
             self.tracing.shutdown()
             log.info("gateway stopped", extra={"ledger_written": self.ledger.writer.written})
 
+    def _on_sighup(self) -> None:
+        task = asyncio.create_task(self.reload(), name="reload")
+        self._tasks.add(task)  # a reference until done
+        task.add_done_callback(self._tasks.discard)
+
+    async def reload(self) -> None:
+        """Re-read the INI files: providers, routes, aliases and prices take
+        effect at once (other keys, such as the port, at the next start). A bad
+        file is refused and the running configuration kept."""
+        try:
+            settings = load_settings(self.settings.config_dir)
+        except ConfigError as exc:
+            log.error("configuration not reloaded: %s", exc)
+            return
+        self.settings = settings
+        await self.registry.reload(settings)
+        runfiles.write_config_stamp(settings.data_dir, settings.files)
+        for warning in settings.warnings():
+            log.warning(warning)
+        log.info("configuration reloaded", extra={"files": [str(f) for f in settings.files]})
+
     def _on_registry_changed(self, subject: str, payload: bytes) -> None:
         self.router.replace_table(self.registry.snapshot())
 
     async def _poll_revocations(self) -> None:
+        """Revocations and registry changes made through another worker: both
+        are read from the shared SQLite file."""
         seen = time.time() - 1.0
+        store = self.registry.store
+        assert isinstance(store, SQLiteRegistryStore)
+        version = await store.version()
         while True:
             await asyncio.sleep(REVOCATION_POLL)
             try:
                 seen = await self.auth.publish_revocations_since(seen)
+                now = await store.version()
+                if now != version:
+                    version = now
+                    await self.registry.refresh()
+                    self.router.replace_table(self.registry.snapshot())
             except Exception:
                 log.exception("revocation poll failed")
 

@@ -13,6 +13,7 @@ import orjson
 from tokgateway import __version__
 from tokgateway.cli_governance import add_commands as add_governance_commands
 from tokgateway.cli_governance import add_key_commands, add_key_create_flags
+from tokgateway.cli_output import ConfirmationRequired, Output
 from tokgateway.common.settings import ConfigError, Settings, load_settings, resolve_config_dir
 
 
@@ -24,11 +25,9 @@ def _print_json(data: Any) -> None:
     sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in r] for r in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    for row in cells:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]], **kw: Any) -> None:
+    """Aligned, coloured on a terminal only: see cli_output.Output.table."""
+    Output.for_stdout().table(headers, rows, **kw)
 
 
 def _when(ts: float | None) -> str:
@@ -39,12 +38,16 @@ def _when(ts: float | None) -> str:
 
 # -- run / start / stop -------------------------------------------------------------
 def cmd_run(args: argparse.Namespace) -> int:
-    from tokgateway.server import ensure_default_config, serve
+    from tokgateway.server import BindError, ensure_default_config, serve
 
     config_dir = resolve_config_dir()
     if ensure_default_config(config_dir):
         print(f"wrote default config to {config_dir / 'setting.ini'}", file=sys.stderr)
-    serve(_load(), host=args.host, port=args.port, workers=args.workers)
+    try:
+        serve(_load(), host=args.host, port=args.port, workers=args.workers)
+    except BindError as exc:
+        print(f"gateway: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -61,9 +64,13 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from tokgateway.cli_ops import mesh_status, mesh_urls
     from tokgateway.process import status
 
-    return status(_load())
+    settings = _load()
+    if mesh_urls(settings):
+        return mesh_status(settings, Output.for_stdout(json_mode=args.json), args.json)
+    return status(settings)
 
 
 def cmd_url(args: argparse.Namespace) -> int:
@@ -80,10 +87,25 @@ def cmd_config_show(args: argparse.Namespace) -> int:
     if args.json:
         _print_json([{"key": k, "value": v, "layer": layer} for k, v, layer in rows])
         return 0
+    _note_config_changes(settings)
     files = ", ".join(str(f) for f in settings.files) or "(none)"
     print(f"# config dir: {settings.config_dir}   files: {files}")
     _table(("KEY", "VALUE", "LAYER"), rows)
     return 0
+
+
+def _note_config_changes(settings: Settings) -> None:
+    """Say when the files differ from what the running gateway loaded."""
+    from tokgateway import runfiles
+
+    running = runfiles.read(settings.data_dir)
+    changed = runfiles.config_changes(settings.data_dir, settings.files) if running else []
+    if running and changed:
+        print(
+            f"note: the running gateway (pid {running.pid}) loaded an older version of "
+            f"{', '.join(changed)}; `gateway reload` applies the files",
+            file=sys.stderr,
+        )
 
 
 # -- keys ---------------------------------------------------------------------------
@@ -118,7 +140,7 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
         (
             k["id"],
             k["name"],
-            "admin" if k.get("is_admin") else k["status"],
+            _key_status(k),
             ",".join(k.get("models") or []) or "*",
             k.get("rpm") or "-",
             _when(k.get("created_at")),
@@ -127,14 +149,34 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
         )
         for k in keys
     ]
-    _table(("ID", "NAME", "STATUS", "MODELS", "RPM", "CREATED", "EXPIRES", "KEY"), rows)
+    _table(
+        ("ID", "NAME", "STATUS", "MODELS", "RPM", "CREATED", "EXPIRES", "KEY"),
+        rows,
+        status_column="STATUS",
+    )
     return 0
+
+
+def _key_status(key: dict[str, Any]) -> str:
+    """The key's status, and that it is the admin key: a revoked admin key
+    reads "revoked (admin)", never just "admin"."""
+    if not key.get("is_admin"):
+        return str(key["status"])
+    return "admin" if key["status"] == "active" else f"{key['status']} (admin)"
 
 
 def cmd_keys_revoke(args: argparse.Namespace) -> int:
     from tokgateway.admin_client import connect
 
-    rec = connect(_load()).revoke_key(args.id)
+    admin = connect(_load())
+    target = next((k for k in admin.list_keys() if k["id"] == args.id), None)
+    if target is not None and target.get("is_admin") and target["status"] == "active":
+        Output.for_stdout().confirm(
+            f"{args.id} is the admin key: revoking it locks the admin API out "
+            "until a new admin key is set (GATEWAY_ADMIN_KEY).",
+            assume_yes=args.yes,
+        )
+    rec = admin.revoke_key(args.id)
     print(f"Revoked key {rec['id']} ({rec['name']}).")
     return 0
 
@@ -150,7 +192,9 @@ def cmd_usage(args: argparse.Namespace) -> int:
         params["since"] = args.since
     if args.group_by:
         params["group_by"] = args.group_by
-    rows = connect(_load()).usage(params)
+    admin = connect(_load())
+    with Output.for_stdout().progress(f"reading the ledger at {admin.where}"):
+        rows = admin.usage(params)
     if args.json:
         _print_json(rows)
         return 0
@@ -179,12 +223,35 @@ def cmd_usage(args: argparse.Namespace) -> int:
             )
             for r in rows
         ],
+        totals=_usage_totals(rows) if len(rows) > 1 else None,
     )
     return 0
 
 
+def _usage_totals(rows: Sequence[dict[str, Any]]) -> tuple[Any, ...]:
+    def total(key: str) -> Any:
+        return sum(r[key] for r in rows)
+
+    return (
+        "total",
+        total("requests"),
+        total("errors"),
+        total("prompt_tokens"),
+        total("completion_tokens"),
+        total("cached_tokens"),
+        f"{total('cost_usd'):.6f}",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="gateway", description="Tokligence Gateway")
+    from tokgateway.cli_help import document, environment_epilog
+
+    p = argparse.ArgumentParser(
+        prog="gateway",
+        description="Tokligence Gateway: one OpenAI- and Anthropic-compatible endpoint "
+        "with keys, routing and a metered ledger.",
+        epilog=environment_epilog(),
+    )
     p.add_argument("--version", action="version", version=f"tokgateway {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -199,7 +266,11 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument("--port", type=int)
     start.set_defaults(func=cmd_start)
     sub.add_parser("stop", help="stop a background gateway").set_defaults(func=cmd_stop)
-    sub.add_parser("status", help="is a background gateway running").set_defaults(func=cmd_status)
+    status = sub.add_parser(
+        "status", help="is the gateway running, and where (a mesh: each service's readiness)"
+    )
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(func=cmd_status)
 
     sub.add_parser("url", help="print the gateway's base URL").set_defaults(func=cmd_url)
 
@@ -223,6 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
     klist.set_defaults(func=cmd_keys_list)
     revoke = keys.add_parser("revoke", help="revoke a key; refused on its next request")
     revoke.add_argument("id")
+    revoke.add_argument("--yes", action="store_true")
     revoke.set_defaults(func=cmd_keys_revoke)
     add_key_commands(keys)
 
@@ -237,6 +309,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_registry_commands(sub)
     add_governance_commands(sub)
+    from tokgateway.cli_ops import add_commands as add_ops_commands
+
+    add_ops_commands(sub)
+    document(p)
     return p
 
 
@@ -249,7 +325,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"gateway: configuration error: {exc}", file=sys.stderr)
         return 2
-    except AdminError as exc:
+    except (AdminError, ConfirmationRequired) as exc:
         print(f"gateway: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 
+from tokgateway.cli_output import Output
 from tokgateway.common.settings import PROVIDER_KINDS, Settings, load_settings
 
 
@@ -17,11 +18,9 @@ def _print_json(data: Any) -> None:
     sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    cells = [[str(h) for h in headers]] + [["-" if c is None else str(c) for c in r] for r in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    for row in cells:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]], **kw: Any) -> None:
+    """Aligned, coloured on a terminal only: see cli_output.Output.table."""
+    Output.for_stdout().table(headers, rows, **kw)
 
 
 def _admin() -> Any:
@@ -44,7 +43,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         return 0
     if args.kind == "providers":
         _table(
-            ("NAME", "KIND", "BASE_URL", "CREDENTIAL", "SOURCE"),
+            ("NAME", "KIND", "BASE_URL", "CREDENTIAL", "SOURCE", "HEALTH"),
             [
                 (
                     r["name"],
@@ -52,10 +51,16 @@ def cmd_list(args: argparse.Namespace) -> int:
                     r["base_url"] or "-",
                     "yes" if r["has_credential"] else "no",
                     r["source"],
+                    (r.get("health") or {}).get("status", "-"),
                 )
                 for r in rows
             ],
+            status_column="HEALTH",
         )
+        for r in rows:
+            problem = (r.get("health") or {}).get("problem")
+            if problem:
+                print(f"warning: provider {r['name']}: {problem}", file=sys.stderr)
     elif args.kind == "models":
         _table(
             ("NAME", "INPUT", "OUTPUT", "CACHED", "ALIAS_OF", "SOURCE"),

@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
+from types import MappingProxyType
 from typing import Any, Protocol
 
 import uvicorn
@@ -70,6 +71,28 @@ def require(settings: Settings, service: str, *keys: str) -> dict[str, str]:
     return values
 
 
+# What each state gauge counts: the HELP line Prometheus and its users see.
+STATE_HELP: Mapping[str, str] = MappingProxyType(
+    {
+        "bus_connected": "1 while the NATS connection is up, 0 while it is away",
+        "store_started": "1 once the PostgreSQL store is migrated and serving, else 0",
+        "events_received": "usage events taken from the JetStream stream since start",
+        "rows_inserted": "usage rows committed to PostgreSQL since start",
+        "duplicates_skipped": "redelivered usage events already in the ledger, not inserted again",
+        "malformed_events": "usage events that could not be decoded, acknowledged and dropped",
+        "insert_failures": "batch inserts that failed and were retried since start",
+        "snapshot_version": "version of the route snapshot built or loaded (grows on each change)",
+        "usage_buffered": "usage events held in memory waiting for NATS",
+        "usage_published": "usage events published to JetStream since start",
+        "usage_dropped": "usage events dropped because the buffer was full while NATS was away",
+        "usage_publish_errors": "failed publish attempts of usage events since start",
+        "routes_loaded": "1 once a route snapshot from the registry is loaded, else 0",
+        "consumer_pending": "usage events in JetStream not yet delivered to this ledger",
+        "consumer_ack_pending": "usage events delivered to this ledger and not yet acknowledged",
+    }
+)
+
+
 class StateCollector(Collector):
     """Gauges read from a node's state at scrape time."""
 
@@ -79,7 +102,9 @@ class StateCollector(Collector):
 
     def collect(self) -> Any:
         for name, value in self.read().items():
-            family = GaugeMetricFamily(f"{self.prefix}_{name}", f"{self.prefix} {name}")
+            service = self.prefix.removeprefix("gateway_")
+            what = STATE_HELP.get(name, name.replace("_", " "))
+            family = GaugeMetricFamily(f"{self.prefix}_{name}", f"{service}: {what}")
             family.add_metric([], float(value))
             yield family
 

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import httpx
 
+from tokgateway import runfiles
 from tokgateway.admin_client import gateway_url
 from tokgateway.common.settings import Settings
 
-PID_FILE = "gateway.pid"
+PID_FILE = runfiles.PID_FILE
 LOG_FILE = "gateway.log"
 BANNER_FILE = "banner.txt"
 
@@ -26,13 +27,10 @@ def _pid(settings: Settings) -> int | None:
         pid = int(path.read_text().strip())
     except (OSError, ValueError):
         return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    if not runfiles.pid_alive(pid):
         path.unlink(missing_ok=True)
+        (settings.data_dir / runfiles.PORT_FILE).unlink(missing_ok=True)
         return None
-    except PermissionError:
-        return pid
     return pid
 
 
@@ -48,6 +46,12 @@ def start(settings: Settings, host: str | None = None, port: int | None = None) 
     data.mkdir(parents=True, exist_ok=True)
     log_path = data / LOG_FILE
     cmd = [sys.executable, "-m", "tokgateway.daemon"]
+    # the child serves exactly this CLI's config and data dir, wherever it runs
+    env = {
+        **os.environ,
+        "GATEWAY_DATA_DIR": str(data.resolve()),
+        "GATEWAY_CONFIG_DIR": str(settings.config_dir.resolve()),
+    }
     if host:
         cmd += ["--host", host]
     if port:
@@ -60,31 +64,40 @@ def start(settings: Settings, host: str | None = None, port: int | None = None) 
     banner_fd = os.open(banner_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with log_path.open("ab") as log:
         proc = subprocess.Popen(
-            cmd, stdout=banner_fd, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True
+            cmd,
+            stdout=banner_fd,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env=env,
         )
     os.close(banner_fd)
-    (data / PID_FILE).write_text(str(proc.pid))
-    url = gateway_url(settings)
-    if host or port:
-        url = f"http://{host or settings.host}:{port or settings.port}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             print(f"gateway exited with code {proc.returncode}; see {log_path}", file=sys.stderr)
-            print(_new_log(log_path, offset), file=sys.stderr)
-            (data / PID_FILE).unlink(missing_ok=True)
+            print(_new_log(log_path, offset).rstrip(), file=sys.stderr)
             return 1
-        try:
-            if httpx.get(url + "/readyz", timeout=1.0).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
+        # Only our own child counts: it writes its pid and the port it bound,
+        # so another gateway answering on the same address is never taken for it.
+        mine = runfiles.read(data)
+        if mine is not None and mine.pid == proc.pid:
+            try:
+                if httpx.get(mine.url + "/readyz", timeout=1.0).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+        time.sleep(0.1)
     else:
         print(f"gateway did not become ready in 30 s; see {log_path}", file=sys.stderr)
         return 1
+    if proc.poll() is not None:
+        print(f"gateway exited with code {proc.returncode}; see {log_path}", file=sys.stderr)
+        return 1
+    assert mine is not None  # the loop left through its break
     print(_take_banner(banner_path))
-    print(f"started (pid {proc.pid}); log: {log_path}; stop with `make stop` / `gateway stop`")
+    print(f"started (pid {proc.pid}) at {mine.url}; log: {log_path}")
+    print("stop it with `make stop` or `gateway stop`")
     return 0
 
 
@@ -123,6 +136,7 @@ def stop(settings: Settings, timeout: float = 40.0) -> int:
         print(f"gateway (pid {pid}) did not stop in {timeout:.0f} s; sending SIGKILL")
         os.kill(pid, signal.SIGKILL)
     (settings.data_dir / PID_FILE).unlink(missing_ok=True)
+    (settings.data_dir / runfiles.PORT_FILE).unlink(missing_ok=True)
     print(f"stopped (pid {pid})")
     return 0
 

@@ -12,19 +12,31 @@ from typing import Any
 
 import uvicorn
 from starlette.types import ASGIApp
+from uvicorn.supervisors.multiprocess import Multiprocess
 
+from tokgateway import runfiles
 from tokgateway.common.logs import configure_logging
 from tokgateway.common.settings import Settings, load_settings
 
 
 def ensure_default_config(config_dir: Path) -> bool:
-    """Write the default setting.ini when there is none. True when written."""
+    """Write setting.ini from the shipped example when there is none, so a
+    user's edits never dirty the clone (setting.ini is git-ignored). True when
+    written; False also when the directory is not writable (a read-only image
+    mount): the built-in defaults apply then."""
     target = config_dir / "setting.ini"
     if target.exists():
         return False
-    config_dir.mkdir(parents=True, exist_ok=True)
-    text = resources.files("tokgateway.common").joinpath("data/setting.ini").read_text()
-    target.write_text(text, encoding="utf-8")
+    example = config_dir / "setting.example.ini"
+    if example.is_file():
+        text = example.read_text(encoding="utf-8")
+    else:
+        text = resources.files("tokgateway.common").joinpath("data/setting.ini").read_text()
+    try:
+        config_dir.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+    except OSError:
+        return False
     return True
 
 
@@ -62,36 +74,63 @@ def worker_app() -> ASGIApp:
     return AllInOne(settings, worker=True).build_app()
 
 
+class BindError(Exception):
+    """The listening address cannot be taken (in use, not permitted)."""
+
+
 def serve(
     settings: Settings,
     host: str | None = None,
     port: int | None = None,
     workers: int | None = None,
 ) -> None:
+    """Bind first, then announce: a port in use is one clear line (BindError)
+    before any banner, and the banner, the pid and port files show the address
+    really bound."""
     from tokgateway.allinone import AllInOne, banner, bootstrap, write_control_token
 
     configure_logging(str(settings.get("gateway.log_level")))
-    host = host or settings.host
-    port = port if port is not None else settings.port
+    if host:
+        settings = settings.override("gateway.host", host)
+    if port is not None:
+        settings = settings.override("gateway.port", port)
+    host, port = settings.host, settings.port
+    try:
+        sock = runfiles.bind(host, port)
+    except OSError as exc:
+        raise BindError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    bound = int(sock.getsockname()[1])
+    if bound != port:
+        settings = settings.override("gateway.port", bound)
     count = workers if workers is not None else int(settings.get("gateway.workers"))
-    if count > 1:
-        generated = asyncio.run(bootstrap(settings))
-        write_control_token(settings.data_dir)
-        print(banner(settings, list(settings.providers), generated), flush=True)
-        uvicorn.run(
-            "tokgateway.server:worker_app",
-            factory=True,
-            host=host,
-            port=port,
-            workers=count,
-            **_server_options(settings),
+    if count != int(settings.get("gateway.workers")):
+        settings = settings.override("gateway.workers", count)
+    runfiles.write(settings.data_dir, host, bound)
+    try:
+        if count > 1:
+            generated = asyncio.run(bootstrap(settings))
+            write_control_token(settings.data_dir)
+            print(banner(settings, list(settings.providers), generated), flush=True)
+            config = uvicorn.Config(
+                "tokgateway.server:worker_app",
+                factory=True,
+                host=host,
+                port=bound,
+                workers=count,
+                **_server_options(settings),
+            )
+            Multiprocess(config, sockets=[sock]).run()
+            return
+        app = AllInOne(settings).build_app()
+        server = uvicorn.Server(
+            uvicorn.Config(app, host=host, port=bound, **_server_options(settings))
         )
-        return
-    app = AllInOne(settings).build_app()
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, **_server_options(settings)))
-    if _loop() == "uvloop":
-        import uvloop
+        if _loop() == "uvloop":
+            import uvloop
 
-        uvloop.run(server.serve())
-    else:  # pragma: no cover
-        asyncio.run(server.serve())
+            uvloop.run(server.serve(sockets=[sock]))
+        else:  # pragma: no cover
+            asyncio.run(server.serve(sockets=[sock]))
+    finally:
+        sock.close()
+        runfiles.clear(settings.data_dir)

@@ -148,5 +148,5 @@ def table_from_snapshot(data: dict[str, Any], box: CredentialBox) -> RouteTable:
         aliases=dict(data.get("aliases") or {}),
         providers=providers,
         primary=data.get("primary_provider"),
-        prices=PriceTable(prices),
+        prices=PriceTable(prices, data.get("price_overrides") or ()),
     )

@@ -12,7 +12,13 @@ from typing import Any
 
 import orjson
 
-_STD_ATTRS = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+# ``color_message``: uvicorn's copy of the message with ANSI colour escapes,
+# meant for a terminal; the JSON line already has the plain ``msg``.
+_STD_ATTRS = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
+    "message",
+    "asctime",
+    "color_message",
+}
 
 
 class JsonFormatter(logging.Formatter):

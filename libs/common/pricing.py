@@ -4,7 +4,7 @@ exact name first, then the longest listed prefix (dated snapshots such as
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 
@@ -47,8 +47,12 @@ def _shipped() -> dict[str, Price]:
 
 
 class PriceTable:
-    def __init__(self, prices: Mapping[str, Price]) -> None:
+    """``overridden``: the names the operator priced on purpose ([prices], the
+    admin API); only those bill a model served by the built-in echo provider."""
+
+    def __init__(self, prices: Mapping[str, Price], overridden: Iterable[str] = ()) -> None:
         self._prices = dict(prices)
+        self.overridden = frozenset(overridden)
         self._prefixes = sorted(self._prices, key=len, reverse=True)
         self._memo: dict[str, Price | None] = {}
 
@@ -57,7 +61,11 @@ class PriceTable:
         prices = _shipped()
         for model, o in (overrides or {}).items():
             prices[model] = Price(o.input, o.output, o.cached)
-        return cls(prices)
+        return cls(prices, overrides or ())
+
+    def override(self, model: str) -> Price | None:
+        """The price set on purpose for exactly this name, if any."""
+        return self._prices.get(model) if model in self.overridden else None
 
     def lookup(self, model: str) -> Price | None:
         if model in self._memo:

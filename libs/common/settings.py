@@ -10,7 +10,7 @@ from __future__ import annotations
 import configparser
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,26 @@ def _parse_int(raw: str) -> int:
         return int(raw.strip())
     except ValueError:
         raise ValueError(f"expected an integer, got {raw!r}") from None
+
+
+def _parse_port(raw: str) -> int:
+    port = _parse_int(raw)
+    if not 1 <= port <= 65535:
+        raise ValueError(f"expected a TCP port from 1 to 65535, got {raw.strip()!r}")
+    return port
+
+
+def mask_url(url: str) -> str:
+    """``base_url`` with any ``user:password@`` part masked: such URLs carry
+    credentials and are shown by ``config show`` and the admin API."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    authority, slash, path = rest.partition("/")
+    if "@" not in authority:
+        return url
+    host = authority.rsplit("@", 1)[1]
+    return f"{scheme}://****@{host}{slash}{path}"
 
 
 def _parse_float(raw: str) -> float:
@@ -88,7 +108,7 @@ class KeySpec:
 KEYS: tuple[KeySpec, ...] = (
     KeySpec("gateway", "env", "dev", _choice(ENVIRONMENTS), ("GATEWAY_ENV",)),
     KeySpec("gateway", "host", "127.0.0.1", env=("GATEWAY_HOST",)),
-    KeySpec("gateway", "port", "8081", _parse_int, ("GATEWAY_PORT",)),
+    KeySpec("gateway", "port", "8081", _parse_port, ("GATEWAY_PORT",)),
     KeySpec(
         "gateway",
         "workers",
@@ -97,7 +117,13 @@ KEYS: tuple[KeySpec, ...] = (
         ("GATEWAY_WORKERS",),
         doc="server processes sharing the port (all-in-one)",
     ),
-    KeySpec("gateway", "data_dir", "./data", env=("GATEWAY_DATA_DIR",)),
+    KeySpec(
+        "gateway",
+        "data_dir",
+        "./data",
+        env=("GATEWAY_DATA_DIR",),
+        doc="SQLite, pid, port and log files; gatewayd alone: $XDG_STATE_HOME/tokgateway",
+    ),
     KeySpec("gateway", "admin_key", "", env=("GATEWAY_ADMIN_KEY",), secret=True),
     KeySpec("gateway", "admin_email", "admin@localhost", env=("GATEWAY_EMAIL",)),
     KeySpec(
@@ -179,11 +205,17 @@ class ProviderConfig:
     timeout: float | None = None
     anthropic_version: str = "2023-06-01"
     api_version: str = ""
+    api_key_env: str = ""  # the variable the key was read from, if any
+
+    @property
+    def missing_key(self) -> str:
+        """The name of the unset variable ``api_key_env`` points at, or ''."""
+        return self.api_key_env if self.api_key_env and not self.api_key else ""
 
     def __repr__(self) -> str:
         return (
             f"ProviderConfig(name={self.name!r}, kind={self.kind!r}, "
-            f"base_url={self.base_url!r}, api_key={mask_secret(self.api_key)!r})"
+            f"base_url={mask_url(self.base_url)!r}, api_key={mask_secret(self.api_key)!r})"
         )
 
 
@@ -242,6 +274,13 @@ class Settings:
     def get(self, dotted: str) -> Any:
         return self.values[dotted].value
 
+    def override(self, dotted: str, value: Any, layer: str = "command line") -> Settings:
+        """A copy with one key set from outside the layers (``--port``, the
+        port really bound), so banners and ``config show`` tell the truth."""
+        values = dict(self.values)
+        values[dotted] = Setting(value, layer, values[dotted].secret)
+        return replace(self, values=values)
+
     @property
     def env(self) -> str:
         return str(self.get("gateway.env"))
@@ -264,7 +303,7 @@ class Settings:
         for name, prov in self.providers.items():
             layer = self.provider_layers.get(name, LAYER_DEFAULT)
             out.append((f"provider.{name}.kind", prov.kind, layer))
-            out.append((f"provider.{name}.base_url", prov.base_url, layer))
+            out.append((f"provider.{name}.base_url", mask_url(prov.base_url), layer))
             out.append((f"provider.{name}.api_key", mask_secret(prov.api_key), layer))
         for i, rule in enumerate(self.routes):
             targets = ", ".join(
@@ -279,6 +318,15 @@ class Settings:
                 (f"prices.{model}", f"{price.input}, {price.output}, {price.cached}", "prices")
             )
         return out
+
+    def warnings(self) -> list[str]:
+        """Problems that do not stop start-up but will fail requests."""
+        return [
+            f"provider {p.name}: api_key_env names {p.missing_key}, which is not set; "
+            "its requests will fail upstream"
+            for p in self.providers.values()
+            if p.missing_key
+        ]
 
 
 class _Layer:
@@ -332,6 +380,14 @@ def _parse_price(raw: str, where: str) -> PriceOverride:
 def resolve_config_dir(environ: Mapping[str, str] | None = None) -> Path:
     env = os.environ if environ is None else environ
     return Path(env.get("GATEWAY_CONFIG_DIR") or "./config").expanduser()
+
+
+def default_state_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """Where ``gatewayd`` keeps its state when no data dir is set: the user's
+    XDG state directory, never whatever directory the daemon was started in."""
+    env = os.environ if environ is None else environ
+    base = env.get("XDG_STATE_HOME") or str(Path(env.get("HOME") or "~") / ".local" / "state")
+    return Path(base).expanduser() / "tokgateway"
 
 
 def load_settings(
@@ -438,9 +494,6 @@ def load_settings(
         providers = {n: p for n, p in providers.items() if n in enabled}
 
     primary = str(values["gateway.primary_provider"].value)
-    if not primary and set(providers) <= {"echo"}:
-        primary = "echo"
-        values["gateway.primary_provider"] = Setting("echo", LAYER_DEFAULT)
     if primary and primary not in providers:
         raise ConfigError(
             f"gateway.primary_provider ({values['gateway.primary_provider'].layer}): "
@@ -500,6 +553,7 @@ def _build_providers(
             timeout=fields.get("timeout"),
             anthropic_version=str(fields.get("anthropic_version") or "2023-06-01"),
             api_version=str(fields.get("api_version") or ""),
+            api_key_env=key_env,
         )
     if not provider_raw:
         if env.get("OPENAI_API_KEY"):
@@ -529,7 +583,8 @@ def _default_routes(providers: Mapping[str, ProviderConfig], taken: set[str]) ->
     if "anthropic" in providers:
         defaults.append(("claude-*", "anthropic"))
     if "echo" in providers:
-        defaults.append(("echo*", "echo"))
+        # only its own name: a mistyped model is a 404, never an echo billed as another
+        defaults.append(("echo", "echo"))
     return [
         RouteRule(pattern, (RouteTarget(provider),))
         for pattern, provider in defaults

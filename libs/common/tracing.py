@@ -35,7 +35,17 @@ class Tracing:
         self.provider: TracerProvider | None = None
         self.tracer: Tracer | None = None
         if otlp_endpoint and exporter is None:
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+            try:
+                from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
+                    OTLPSpanExporter,
+                )
+            except ImportError:
+                from tokgateway.common.settings import ConfigError
+
+                raise ConfigError(
+                    "gateway.otlp_endpoint: the OTLP exporter is not installed "
+                    "(pip install 'tokgateway[mesh]')"
+                ) from None
 
             exporter = OTLPSpanExporter(endpoint=otlp_endpoint.rstrip("/") + "/v1/traces")
         if exporter is not None:

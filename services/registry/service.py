@@ -43,6 +43,7 @@ from tokgateway.registry.store import (
     RouteRecord,
 )
 
+KEYED_KINDS = frozenset({"openai", "anthropic", "gemini", "azure"})
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -187,7 +188,21 @@ class RegistryService:
 
     # -- reads ------------------------------------------------------------------------
     def providers_public(self) -> list[dict[str, Any]]:
-        return [p.public() for p in self._defs.providers]
+        return [{**p.public(), "health": self.provider_health(p)} for p in self._defs.providers]
+
+    def provider_health(self, rec: ProviderRecord) -> dict[str, str]:
+        """What can be known without calling the provider: a key that was
+        meant to come from an unset variable, or no key where the kind needs
+        one, fails; anything else is ``ok`` (configured)."""
+        configured = self._settings.providers.get(rec.name)
+        if rec.source == "config" and configured is not None and configured.missing_key:
+            return {
+                "status": "fail",
+                "problem": f"api_key_env names {configured.missing_key}, which is not set",
+            }
+        if not rec.api_key_sealed and rec.kind in KEYED_KINDS:
+            return {"status": "fail", "problem": f"no API key ({rec.kind} needs one)"}
+        return {"status": "ok"}
 
     def routes_public(self) -> list[dict[str, Any]]:
         return [r.public() for r in self._defs.routes]
@@ -233,6 +248,7 @@ class RegistryService:
                 }
                 for name, p in table.prices.models().items()
             },
+            "price_overrides": sorted(table.prices.overridden),
         }
 
     # -- writes -----------------------------------------------------------------------

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeVar
 
+from tokgateway.common.settings import mask_url
+
 Source = Literal["config", "api"]
 
 
@@ -29,7 +31,7 @@ class ProviderRecord:
         return {
             "name": self.name,
             "kind": self.kind,
-            "base_url": self.base_url,
+            "base_url": mask_url(self.base_url),
             "has_credential": bool(self.api_key_sealed),
             "timeout": self.timeout,
             "source": self.source,

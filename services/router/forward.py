@@ -75,6 +75,7 @@ async def forward(
             last = err
             continue
         info.provider = dep.provider.name
+        info.provider_kind = dep.provider.kind
         info.upstream_model = dep.upstream_model
         info.attempts += 1
         meter.upstream_started = time.perf_counter()

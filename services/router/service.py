@@ -21,6 +21,7 @@ from tokgateway.common.logs import AccessLog
 from tokgateway.common.metrics import RouterMetrics, render
 from tokgateway.common.routing import RouteTable
 from tokgateway.common.tracing import Tracing
+from tokgateway.router.catalogue import ModelCatalogue
 from tokgateway.router.keycache import KeyCache
 from tokgateway.router.limits import Limiter, LocalLimiter
 from tokgateway.router.pipeline import Pipeline, PipelineDeps
@@ -83,6 +84,7 @@ class RouterService:
             providers=lambda: self.providers,
         )
         self._client: HTTPClient | None = None
+        self.catalogue = ModelCatalogue()
         self.ready = False
 
     # -- lifecycle ------------------------------------------------------------------
@@ -112,6 +114,7 @@ class RouterService:
 
     async def close(self) -> None:
         self.ready = False
+        await self.catalogue.close()
         for provider in self.providers.values():
             await provider.close()
         if self._client is not None:
@@ -172,7 +175,7 @@ class RouterService:
             await self.pipeline.authenticate(request)
         except GatewayError as err:
             return error_response(err, "anthropic" if anthropic else "openai")
-        models = self.table.listed_models()
+        models = await self.catalogue.listed(self.table, self.providers)
         if anthropic:
             data = [_anthropic_model(m) for m, _ in models]
             return JSONResponse(

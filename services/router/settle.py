@@ -30,6 +30,7 @@ class RequestInfo:
     stream: bool = False
     key: KeyInfo | None = None
     provider: str | None = None
+    provider_kind: str = ""
     upstream_model: str | None = None
     attempts: int = 0
     status: int = 200
@@ -106,7 +107,11 @@ class Settler:
 
         cost = 0.0
         if prices is not None and info.upstream_model:
-            price = prices.lookup(info.upstream_model) or prices.lookup(info.model)
+            if info.provider_kind == "echo":
+                # echo costs nothing: only a price set on purpose for the name bills it
+                price = prices.override(info.upstream_model) or prices.override(info.model)
+            else:
+                price = prices.lookup(info.upstream_model) or prices.lookup(info.model)
             if price is not None:
                 cost = price.cost(
                     usage.prompt_tokens,
@@ -114,7 +119,7 @@ class Settler:
                     usage.cached_tokens,
                     usage.cache_write_tokens,
                 )
-            elif usage.total:
+            elif usage.total and info.provider_kind != "echo":
                 # Metered at cost 0: say so, so an operator can add a [prices] line.
                 model = self.metrics.model_label(info.upstream_model)
                 self.metrics.unpriced.labels(model).inc()

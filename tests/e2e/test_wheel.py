@@ -41,8 +41,9 @@ def test_wheel_installs_and_serves(tmp_path: Path) -> None:
     clean_env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("GATEWAY_", "OPENAI_", "ANTHROPIC_", "PYTHON"))
+        if not k.startswith(("GATEWAY_", "OPENAI_", "ANTHROPIC_", "PYTHON", "XDG_"))
     }
+    clean_env["XDG_STATE_HOME"] = str(tmp_path / "state")
     version = subprocess.run(
         [str(bin_dir / "gateway"), "--version"],
         capture_output=True,
@@ -52,6 +53,20 @@ def test_wheel_installs_and_serves(tmp_path: Path) -> None:
         env=clean_env,
     )
     assert version.stdout.startswith("tokgateway ")
+    # the plain install is the all-in-one: the mesh drivers come with [mesh]
+    drivers = subprocess.run(
+        [
+            str(bin_dir / "python"),
+            "-c",
+            "import importlib.util as u; print([m for m in ('asyncpg', 'nats', 'redis') "
+            "if u.find_spec(m)])",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=clean_env,
+    )
+    assert drivers.stdout.strip() == "[]"
     port = free_port()
     work = tmp_path / "work"
     work.mkdir()
@@ -73,8 +88,9 @@ def test_wheel_installs_and_serves(tmp_path: Path) -> None:
             assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
             assert time.monotonic() < deadline, "installed gatewayd did not start"
             time.sleep(0.1)
-        assert (work / "config" / "setting.ini").exists()  # default config written
-        assert (work / "data" / "gateway.db").exists()
+        # nothing lands in the directory it was started from: state goes to XDG
+        assert not (work / "config").exists() and not (work / "data").exists()
+        assert (tmp_path / "state" / "tokgateway" / "gateway.db").exists()
     finally:
         proc.terminate()
         proc.communicate(timeout=30)

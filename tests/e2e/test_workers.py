@@ -6,6 +6,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import orjson
 import pytest
 
 from tests.e2e.conftest import gateway_config
@@ -68,5 +69,45 @@ def test_rate_limit_shared_by_workers_through_redis(
         away_from_minute_edge()
         codes = [r.status_code for r in _burst(gw.url, key, 30)]
         assert codes.count(200) == 10 and codes.count(429) == 20
+    finally:
+        gw.stop()
+
+
+def _chat(url: str, key: str, model: str, n: int) -> list[int]:
+    def one(_: int) -> int:
+        with httpx.Client() as client:
+            body = {"model": model, "messages": [{"role": "user", "content": "hi"}]}
+            return client.post(
+                url + "/v1/chat/completions", json=body, headers={"authorization": f"Bearer {key}"}
+            ).status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        return list(pool.map(one, range(n)))
+
+
+def test_registry_changes_reach_every_worker_and_survive_a_restart(
+    mock: tuple[MockUpstream, str], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    root = tmp_path_factory.mktemp("workers-registry")
+    gw = GatewayProcess(root, gateway_config(mock[1]), env={"GATEWAY_WORKERS": "2"}).start()
+    try:
+        key = gw.create_key("registry")["key"]
+        assert set(_chat(gw.url, key, "via-api", 10)) == {404}
+        gw.cli("routes", "set", "via-api", "--to", "echo")
+        time.sleep(0.6)  # > the other worker's poll interval
+        assert _chat(gw.url, key, "via-api", 40) == [200] * 40
+        gw.cli("routes", "delete", "via-api")
+        time.sleep(0.6)
+        assert _chat(gw.url, key, "via-api", 20) == [404] * 20
+        gw.cli("routes", "set", "kept", "--to", "echo")
+    finally:
+        gw.stop()
+    # stopped: the CLI reads the stored route from the file
+    assert "kept" in gw.cli("routes", "list").stdout
+    gw.start()
+    try:
+        assert _chat(gw.url, key, "kept", 10) == [200] * 10
+        routes = orjson.loads(gw.cli("routes", "list", "--json").stdout)
+        assert next(r for r in routes if r["pattern"] == "kept")["source"] == "api"
     finally:
         gw.stop()

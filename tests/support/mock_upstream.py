@@ -68,8 +68,19 @@ class MockUpstream:
                 Route("/v1/completions", self.completions, methods=["POST"]),
                 Route("/v1/embeddings", self.embeddings, methods=["POST"]),
                 Route("/v1/messages", self.messages, methods=["POST"]),
+                Route("/v1/models", self.models, methods=["GET"]),
             ]
         )
+        # what GET /v1/models reports; tests change it to see the refresh
+        self.model_ids = ["llama3.1:8b", "llama3.2:3b", "qwen2.5:7b", "mock-model"]
+        self.models_served = 0
+
+    async def models(self, request: Request) -> Response:
+        with self.rec.lock:
+            self.models_served += 1
+            self.rec.headers.append(dict(request.headers))
+        data = [{"id": m, "object": "model", "owned_by": "mock"} for m in self.model_ids]
+        return _json({"object": "list", "data": data})
 
     async def _record(self, request: Request) -> dict[str, Any]:
         body = orjson.loads(await request.body())

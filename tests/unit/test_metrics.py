@@ -106,3 +106,27 @@ def test_process_metrics_once_per_registry() -> None:
     s = _samples(m)
     assert s[("process_resident_memory_bytes", ())] > 1e6
     assert ("process_cpu_seconds_total", ()) in s
+
+
+def test_mesh_state_gauges_say_what_they_count() -> None:
+    import re
+    from pathlib import Path
+
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from tokgateway.mesh_common import STATE_HELP, StateCollector
+
+    root = Path(__file__).resolve().parents[2] / "tokgateway"
+    used: set[str] = set()
+    for path in root.glob("mesh_*.py"):
+        body = path.read_text().partition("def _state(self)")[2].partition("\n    def ")[0]
+        used |= set(re.findall(r'"([a-z_]+)":', body))
+    assert {"rows_inserted", "usage_dropped", "bus_connected"} <= used
+    assert used <= set(STATE_HELP), used - set(STATE_HELP)
+    registry = CollectorRegistry()
+    registry.register(StateCollector("gateway_ledger", lambda: {"rows_inserted": 3.0}))
+    text = generate_latest(registry).decode()
+    assert (
+        "# HELP gateway_ledger_rows_inserted ledger: usage rows committed to PostgreSQL since start"
+        in text
+    )

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from tokgateway.common.settings import ConfigError, load_settings
+from tokgateway.common.settings import ConfigError, default_state_dir, load_settings, mask_url
 
 
 def write(root: Path, base: str = "", overlay: str = "", env: str = "dev") -> Path:
@@ -70,9 +70,64 @@ def test_providers_from_conventional_variables(tmp_path: Path) -> None:
     assert s.get("gateway.primary_provider") == ""
 
 
-def test_only_echo_makes_echo_primary(tmp_path: Path) -> None:
+def test_echo_answers_only_its_own_name(tmp_path: Path) -> None:
+    """With no provider configured, echo is no catch-all: a mistyped model is a
+    404 instead of an echo billed under the name asked for."""
     s = load_settings(write(tmp_path), {})
-    assert s.get("gateway.primary_provider") == "echo"
+    assert s.get("gateway.primary_provider") == ""
+    assert [(r.pattern, r.targets[0].provider) for r in s.routes] == [("echo", "echo")]
+
+
+def test_echo_routes_no_typo() -> None:
+    from tokgateway.common.errors import NotFound
+    from tokgateway.common.pricing import PriceTable
+    from tokgateway.common.routing import RouteTable
+
+    s = load_settings("/nonexistent", {})
+    table = RouteTable(
+        rules=s.routes,
+        aliases={},
+        providers=s.providers,
+        primary=None,
+        prices=PriceTable.default(),
+    )
+    assert table.resolve("echo").deployments[0].provider.kind == "echo"
+    with pytest.raises(NotFound):
+        table.resolve("gpt-4o-typo")
+
+
+@pytest.mark.parametrize("port", ["0", "65536", "-1"])
+def test_port_outside_range_is_a_config_error(tmp_path: Path, port: str) -> None:
+    with pytest.raises(ConfigError, match=r"GATEWAY_PORT.*1 to 65535"):
+        load_settings(write(tmp_path), {"GATEWAY_PORT": port})
+    with pytest.raises(ConfigError, match=r"setting\.ini.*port"):
+        load_settings(write(tmp_path, f"[gateway]\nport = {port}\n"), {})
+
+
+def test_unset_api_key_env_is_a_warning(tmp_path: Path) -> None:
+    base = "[provider.openai]\nkind = openai\napi_key_env = NOT_SET_ANYWHERE\n"
+    s = load_settings(write(tmp_path, base), {})
+    assert s.providers["openai"].missing_key == "NOT_SET_ANYWHERE"
+    assert any("NOT_SET_ANYWHERE" in w for w in s.warnings())
+    s = load_settings(write(tmp_path, base), {"NOT_SET_ANYWHERE": "sk-1"})
+    assert s.providers["openai"].missing_key == "" and s.warnings() == []
+
+
+def test_base_url_userinfo_masked(tmp_path: Path) -> None:
+    base = (
+        "[provider.local]\nkind = openai-compatible\n"
+        "base_url = https://bob:hunter2@llm.example.com:8443/v1\n"
+    )
+    s = load_settings(write(tmp_path, base), {})
+    shown = {k: v for k, v, _ in s.rows()}["provider.local.base_url"]
+    assert shown == "https://****@llm.example.com:8443/v1"
+    assert "hunter2" not in repr(s.providers["local"])
+    assert mask_url("http://h/v1") == "http://h/v1"
+
+
+def test_state_dir_follows_xdg() -> None:
+    assert default_state_dir({"XDG_STATE_HOME": "/s"}) == Path("/s/tokgateway")
+    assert default_state_dir({"HOME": "/home/u"}) == Path("/home/u/.local/state/tokgateway")
 
 
 def test_routes_in_file_order_with_fallback_and_upstream_model(tmp_path: Path) -> None:

@@ -55,5 +55,10 @@ class Provider(ABC):
         """Send the call; raise UpstreamUnavailable/UpstreamTimeout when no
         response arrives. Non-2xx answers are returned, not raised."""
 
+    async def list_upstream_models(self) -> list[str]:
+        """The model ids the upstream reports, where its API has such a list
+        (``GET /models`` of OpenAI-format servers); [] elsewhere."""
+        return []
+
     async def close(self) -> None:
         return None

@@ -105,6 +105,30 @@ class OpenAIProvider(HttpProvider):
             return {"authorization": f"Bearer {self.config.api_key}"}
         return {}
 
+    async def list_upstream_models(self) -> list[str]:
+        headers = dict(self._base_headers)
+        headers.pop("content-type", None)
+        try:
+            resp = await self._client.request(
+                "GET", self.config.base_url + "/models", headers, read_timeout=10.0
+            )
+            body = await resp.read()
+        except ClientError as exc:
+            raise UpstreamUnavailable(
+                f"Provider {self.name!r}: GET /models failed: {exc}."
+            ) from None
+        if resp.status != 200:
+            raise UpstreamUnavailable(
+                f"Provider {self.name!r}: GET /models answered {resp.status}."
+            )
+        try:
+            data = orjson.loads(body).get("data")
+        except (orjson.JSONDecodeError, AttributeError):
+            data = None
+        if not isinstance(data, list):
+            raise UpstreamUnavailable(f"{self.name}: GET /models is not a model list.")
+        return [m["id"] for m in data if isinstance(m, dict) and isinstance(m.get("id"), str)]
+
 
 class OpenAICompatibleProvider(OpenAIProvider):
     """Local servers and community endpoints: the Chat, completions and embeddings

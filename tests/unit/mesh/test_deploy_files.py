@@ -110,3 +110,95 @@ def test_kubernetes_mesh_wiring() -> None:
     hpa = kinds[("HorizontalPodAutoscaler", "tokgateway-router")]
     assert hpa["spec"]["scaleTargetRef"]["name"] == "tokgateway-router"
     assert hpa["spec"]["minReplicas"] >= 2
+
+
+def _version() -> str:
+    import tomllib
+
+    return str(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"])
+
+
+def test_compose_and_k8s_run_the_same_documented_image() -> None:
+    image = f"tokgateway:{_version()}"
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    for name in ("router", "auth", "ledger", "registry"):
+        assert compose["services"][name]["image"] == image
+    for path in MANIFESTS:
+        for doc in _docs(path):
+            if doc["kind"] == "Deployment":
+                for c in doc["spec"]["template"]["spec"]["containers"]:
+                    assert c["image"] == image, path.name
+    readme = (ROOT / "deploy" / "README.md").read_text()
+    assert image in readme
+    assert "-t $(IMAGE):$(VERSION)" in (ROOT / "Makefile").read_text()
+
+
+def test_deploy_readme_matches_the_published_ports() -> None:
+    """Only the routers, Prometheus and Grafana are published; the README must
+    not send the CLI to a service URL the host cannot reach."""
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    published = {n for n, svc in compose["services"].items() if svc.get("ports")}
+    assert published == {"router", "prometheus", "grafana"}
+    readme = (ROOT / "deploy" / "README.md").read_text()
+    assert "8081 and 8082" in readme and "9090" in readme and "3000" in readme
+    assert compose["services"]["router"]["ports"] == ["8081-8082:8081"]
+    assert "GATEWAY_AUTH_URL=http://localhost" not in readme
+    assert "docker compose exec auth gateway" in readme
+
+
+def test_network_policy_and_service_monitor_cover_the_services() -> None:
+    listed = yaml.safe_load((K8S / "kustomization.yaml").read_text())["resources"]
+    assert "networkpolicy.yaml" in listed
+    policies = {d["metadata"]["name"]: d for d in _docs(K8S / "networkpolicy.yaml")}
+    router = policies["tokgateway-router"]["spec"]
+    assert router["podSelector"]["matchLabels"]["app.kubernetes.io/name"] == "tokgateway-router"
+    internal = policies["tokgateway-internal"]["spec"]
+    guarded = set(internal["podSelector"]["matchExpressions"][0]["values"])
+    assert guarded == {"tokgateway-auth", "tokgateway-ledger", "tokgateway-registry"}
+    sources = internal["ingress"][0]["from"]
+    assert {"app.kubernetes.io/part-of": "tokgateway"} in [
+        s["podSelector"]["matchLabels"] for s in sources
+    ]
+    monitoring = K8S / "monitoring"
+    assert yaml.safe_load((monitoring / "kustomization.yaml").read_text())["resources"] == [
+        "servicemonitor.yaml"
+    ]
+    (monitor,) = _docs(monitoring / "servicemonitor.yaml")
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert monitor["kind"] == "ServiceMonitor"
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    endpoint = monitor["spec"]["endpoints"][0]
+    assert endpoint["path"] == "/metrics"
+    services = [d for p in MANIFESTS for d in _docs(p) if d["kind"] == "Service"]
+    assert len(services) == 4
+    for svc in services:
+        assert selector.items() <= svc["metadata"]["labels"].items()
+        assert endpoint["port"] in {p["name"] for p in svc["spec"]["ports"]}
+
+
+def test_d_test_builds_and_runs_the_image_test_stage() -> None:
+    make = (ROOT / "Makefile").read_text()
+    assert "docker build --target test" in make
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "AS test" in dockerfile
+    ignored = {
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
+    # the test stage copies the context: what the suite reads must be in it
+    for needed in ("tests", "deploy", "config", "pyproject.toml", "Dockerfile"):
+        assert needed not in ignored
+    assert (ROOT / "config" / "setting.example.ini").is_file()
+    assert "COPY config/setting.example.ini /etc/tokgateway/setting.ini" in dockerfile
+
+
+def test_make_help_lists_every_target() -> None:
+    done = subprocess.run(
+        ["make", "-s", "-C", str(ROOT), "help"], capture_output=True, text=True, check=True
+    )
+    phony = next(
+        ln for ln in (ROOT / "Makefile").read_text().splitlines() if ln.startswith(".PHONY")
+    )
+    for target in phony.split(":", 1)[1].split():
+        assert f"make {target} " in done.stdout, target

@@ -1,0 +1,41 @@
+"""Echo is a test provider: what it serves costs nothing, whatever name it was
+asked under, unless the operator priced that name on purpose."""
+
+from __future__ import annotations
+
+from tokgateway.common.bus import InProcessBus
+from tokgateway.common.logs import AccessLog
+from tokgateway.common.metrics import RouterMetrics
+from tokgateway.common.pricing import PriceTable
+from tokgateway.common.settings import PriceOverride
+from tokgateway.router.relay import Meter
+from tokgateway.router.settle import RequestInfo, Settler
+from tokgateway.router.usage import Usage
+
+
+def _settle(prices: PriceTable, kind: str, model: str) -> float:
+    settler = Settler(InProcessBus(), RouterMetrics(), AccessLog(False), lambda ev: None)
+    info = RequestInfo(
+        request_id="r1",
+        route="/v1/chat/completions",
+        model=model,
+        provider="p",
+        provider_kind=kind,
+        upstream_model=model,
+    )
+    meter = Meter()
+    meter.usage = Usage(prompt_tokens=1_000_000, completion_tokens=1_000_000)
+    return settler.settle(info, meter, prices).cost_usd
+
+
+def test_echo_is_free_even_under_a_priced_name() -> None:
+    prices = PriceTable.default()
+    assert prices.lookup("gpt-4o") is not None
+    assert _settle(prices, "openai", "gpt-4o") > 0
+    assert _settle(prices, "echo", "gpt-4o") == 0.0
+    assert _settle(prices, "echo", "echo") == 0.0
+
+
+def test_echo_bills_a_price_set_on_purpose() -> None:
+    prices = PriceTable.default({"echo": PriceOverride(1.5, 2.5)})
+    assert _settle(prices, "echo", "echo") == 4.0
