@@ -110,6 +110,10 @@ class HttpAdmin:
     ) -> Any:
         return self._call(method, path, area, json=body, params=params)
 
+    def call(self, method: str, path: str, area: str = "", **kw: Any) -> Any:
+        """Any admin route (``area`` picks the mesh service that serves it)."""
+        return self._call(method, path, area, **kw)
+
     def create_key(self, params: dict[str, Any]) -> dict[str, Any]:
         return dict(self._call("POST", "/admin/keys", "auth", json=params))
 

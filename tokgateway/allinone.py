@@ -11,7 +11,6 @@ import os
 import secrets
 import signal
 import sys
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, TextIO
@@ -24,7 +23,11 @@ from starlette.routing import BaseRoute
 from starlette.types import ASGIApp
 
 from tokgateway import runfiles
+from tokgateway.allinone_events import OutboxPump
 from tokgateway.auth.admin_api import AuthAdminAPI
+from tokgateway.auth.hook_store import SQLiteHookStore
+from tokgateway.auth.hooks import DeliveryPolicy, Hooks
+from tokgateway.auth.hooks_api import HooksAdminAPI
 from tokgateway.auth.service import AuthService
 from tokgateway.common.bus import InProcessBus
 from tokgateway.common.contracts import REGISTRY_CHANGED_SUBJECT
@@ -140,7 +143,7 @@ async def bootstrap(settings: Settings) -> str | None:
         await auth.close()
 
 
-REVOCATION_POLL = 0.25
+REGISTRY_POLL = 0.25
 # The ledger's inserts yield the core to the request path (see SQLiteDB); at
 # this weight they still get about a tenth of a saturated core, three times
 # what they need at full load.
@@ -154,8 +157,8 @@ def read_control_token(data_dir: Path) -> str:
 class AllInOne:
     """``worker=True``: one of several server processes sharing the port and
     the SQLite file. The parent ran ``bootstrap`` and wrote the control token;
-    revocations made through another worker are picked up from the shared
-    store within ``REVOCATION_POLL`` seconds."""
+    events stored by another worker (revocations, limit changes) are picked up
+    from the shared outbox within ``OUTBOX_POLL`` seconds (allinone_events.py)."""
 
     def __init__(
         self, settings: Settings, announce: TextIO | None = None, *, worker: bool = False
@@ -200,6 +203,22 @@ class AllInOne:
             usage_sink=self.ledger.submit,  # same process: no bytes in between
             tracing=self.tracing,
         )
+        hook_store = SQLiteHookStore(SQLiteDB(db_path))
+        self.hooks = Hooks(
+            hook_store,
+            settings.hooks,
+            DeliveryPolicy.from_settings(settings),
+            outbox=self.auth.outbox,
+            secret_key=str(settings.get("gateway.secret_key")),
+            api_scripts=bool(settings.get("hooks.api_scripts")),
+        )
+        self.events = OutboxPump(
+            self.auth,
+            self.hooks,
+            hook_store,
+            self.bus,
+            sweep_every=float(settings.get("hooks.expiry_sweep_s")),
+        )
         self.control_token = ""
         self.admin_key_generated: str | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -209,6 +228,7 @@ class AllInOne:
         return [
             *self.router.routes(),
             *AuthAdminAPI(self.auth, guard, spend=self.ledger).routes(),
+            *HooksAdminAPI(self.hooks, guard).routes(),
             *LedgerAdminAPI(self.ledger, guard).routes(),
             *RegistryAdminAPI(self.registry, guard).routes(),
         ]
@@ -222,10 +242,11 @@ class AllInOne:
         self.router.table = self.registry.snapshot()
         if self.worker:
             await self.auth.prepare()
-            self._poller = asyncio.create_task(self._poll_revocations(), name="revocations")
+            self._poller = asyncio.create_task(self._poll_registry(), name="registry-poll")
         else:
             admin_key = str(settings.get("gateway.admin_key")) or None
             self.admin_key_generated = await self.auth.start(admin_key)
+        await self.events.start()
         self.bus.subscribe(REGISTRY_CHANGED_SUBJECT, self._on_registry_changed)
         await self.router.start()
         runfiles.write_config_stamp(settings.data_dir, settings.files)
@@ -255,6 +276,7 @@ class AllInOne:
                 self._poller.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._poller
+            await self.events.close()
             await self.router.close()
             await self.bus.close()
             await self.registry.close()
@@ -287,24 +309,22 @@ class AllInOne:
     def _on_registry_changed(self, subject: str, payload: bytes) -> None:
         self.router.replace_table(self.registry.snapshot())
 
-    async def _poll_revocations(self) -> None:
-        """Revocations and registry changes made through another worker: both
-        are read from the shared SQLite file."""
-        seen = time.time() - 1.0
+    async def _poll_registry(self) -> None:
+        """Registry changes made through another worker, read from the shared
+        SQLite file (auth events come through the outbox pump)."""
         store = self.registry.store
         assert isinstance(store, SQLiteRegistryStore)
         version = await store.version()
         while True:
-            await asyncio.sleep(REVOCATION_POLL)
+            await asyncio.sleep(REGISTRY_POLL)
             try:
-                seen = await self.auth.publish_revocations_since(seen)
                 now = await store.version()
                 if now != version:
                     version = now
                     await self.registry.refresh()
                     self.router.replace_table(self.registry.snapshot())
             except Exception:
-                log.exception("revocation poll failed")
+                log.exception("registry poll failed")
 
     def build_app(self) -> ASGIApp:
         if self.worker:

@@ -312,6 +312,9 @@ def build_parser() -> argparse.ArgumentParser:
     from tokgateway.cli_ops import add_commands as add_ops_commands
 
     add_ops_commands(sub)
+    from tokgateway.cli_hooks import add_commands as add_hook_commands
+
+    add_hook_commands(sub)
     document(p)
     return p
 

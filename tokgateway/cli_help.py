@@ -67,6 +67,16 @@ EXAMPLES: Mapping[str, str] = MappingProxyType(
         "teams delete": "gateway teams delete team_1234abcd",
         "teams add-member": "gateway teams add-member team_1234abcd usr_1234abcd",
         "teams remove-member": "gateway teams remove-member team_1234abcd usr_1234abcd",
+        "hooks": "gateway hooks add rag --events 'key.*,user.*' --url http://127.0.0.1:9000/hook",
+        "hooks list": "gateway hooks list --json",
+        "hooks add": (
+            "gateway hooks add rag --events 'key.*,user.*' --url http://127.0.0.1:9000/hook\n"
+            "  gateway hooks add audit --events '*' --command './scripts/audit.sh'"
+        ),
+        "hooks remove": "gateway hooks remove rag",
+        "hooks test": "gateway hooks test rag",
+        "hooks log": "gateway hooks log --failed --limit 20",
+        "hooks replay": "gateway hooks replay evt_1234abcd",
     }
 )
 
@@ -111,6 +121,23 @@ OPTIONS: Mapping[tuple[str, str], str] = MappingProxyType(
         ("routes set", "--position"): "lower matches first (default: before the configured "
         "routes), e.g. --position 10",
         ("routes delete", "name"): "the route's pattern, e.g. 'llama3*'",
+        ("hooks add", "name"): "a name for the hook, e.g. rag",
+        ("hooks add", "--events"): "event type globs, e.g. --events 'key.*,user.created'",
+        ("hooks add", "--url"): "webhook URL, sent a Standard Webhooks signed POST, "
+        "e.g. --url https://hooks.example.com/gateway",
+        ("hooks add", "--command"): "a script that gets the event JSON on stdin, "
+        "e.g. --command ./scripts/audit.sh",
+        ("hooks add", "--secret-env"): "variable of the gateway holding the whsec_ secret, "
+        "e.g. --secret-env RAG_HOOK_SECRET",
+        ("hooks add", "--secret"): "a whsec_ secret (default: one is generated and shown once), "
+        "e.g. --secret whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        ("hooks add", "--timeout-s"): "seconds to wait for each delivery, e.g. --timeout-s 5",
+        ("hooks remove", "name"): "the hook to remove, e.g. rag",
+        ("hooks test", "name"): "the hook to send a hook.test event to, e.g. rag",
+        ("hooks log", "--failed"): "dead deliveries and failing retries only, e.g. --failed",
+        ("hooks log", "--event"): "only this event id, e.g. --event evt_1234abcd",
+        ("hooks log", "--limit"): "at most this many rows (default 50), e.g. --limit 20",
+        ("hooks replay", "event_id"): "the event id from `gateway hooks log`, e.g. evt_1234abcd",
     }
 )
 

@@ -10,6 +10,10 @@ from prometheus_client import CollectorRegistry
 from starlette.routing import BaseRoute
 
 from tokgateway.auth.admin_api import AuthAdminAPI
+from tokgateway.auth.hook_store_pg import PgHookStore
+from tokgateway.auth.hooks import DeliveryPolicy, Hooks
+from tokgateway.auth.hooks_api import HooksAdminAPI
+from tokgateway.auth.outbox_pg import PgOutbox
 from tokgateway.auth.service import AuthInternalAPI, AuthService
 from tokgateway.auth.store_pg import PgAuthStore
 from tokgateway.common.clients import HttpSpendSource, ServiceClient
@@ -20,6 +24,7 @@ from tokgateway.common.postgres import LazyPool, is_postgres_url
 from tokgateway.common.settings import ConfigError, Settings
 from tokgateway.common.tracing import Tracing
 from tokgateway.mesh_common import StateCollector, require
+from tokgateway.mesh_hooks import MeshEvents
 
 log = logging.getLogger("tokgateway.auth")
 
@@ -35,10 +40,28 @@ class AuthNode:
         self.tracing = Tracing("auth", otlp_endpoint=str(settings.get("gateway.otlp_endpoint")))
         self.bus = NatsBus(cfg["nats_url"], name="auth", tracing=self.tracing)
         self.pool = LazyPool(cfg["database_url"])
+        outbox = PgOutbox(self.pool)
         self.service = AuthService(
             PgAuthStore(self.pool),
             self.bus,
             admin_email=str(settings.get("gateway.admin_email")),
+            outbox=outbox,
+        )
+        self.hooks = Hooks(
+            PgHookStore(self.pool),
+            settings.hooks,
+            DeliveryPolicy.from_settings(settings),
+            outbox=outbox,
+            secret_key=cfg["secret_key"],
+            api_scripts=bool(settings.get("hooks.api_scripts")),
+        )
+        self.events = MeshEvents(
+            self.service,
+            outbox,
+            self.hooks,
+            self.bus,
+            self.pool,
+            sweep_every=float(settings.get("hooks.expiry_sweep_s")),
         )
         self.token = service_token(cfg["secret_key"])
         # Key spend and remaining budget come from the ledger, when it is known.
@@ -49,7 +72,15 @@ class AuthNode:
         self.metrics.register(StateCollector("gateway_auth", self._state))
 
     def _state(self) -> dict[str, float]:
-        return {"bus_connected": float(self.bus.connected), "store_started": float(self.started)}
+        return {
+            "bus_connected": float(self.bus.connected),
+            "store_started": float(self.started),
+            "events_relayed": self.events.relayed,
+            "hook_events_received": self.events.received,
+            "hook_deliveries": self.hooks.delivered,
+            "hook_failed_attempts": self.hooks.failed_attempts,
+            "hook_dead_letters": self.hooks.dead,
+        }
 
     def routes(self) -> list[BaseRoute]:
         guard = AdminGuard(self.service)
@@ -58,12 +89,15 @@ class AuthNode:
             *AuthAdminAPI(
                 self.service, guard, HttpSpendSource(self.ledger) if self.ledger else None
             ).routes(),
+            *HooksAdminAPI(self.hooks, guard).routes(),
         ]
 
     async def start(self) -> None:
         await self.bus.start()
         self.pool.on_ready(self._prepare)
+        self.pool.on_ready(self.hooks.migrate)
         await self.pool.start()
+        self.events.start()
 
     async def _prepare(self) -> None:
         admin_key = str(self.settings.get("gateway.admin_key")) or None
@@ -80,6 +114,7 @@ class AuthNode:
         }
 
     async def stop(self) -> None:
+        await self.events.close()
         await self.bus.close()
         await self.pool.close()
         if self.ledger is not None:

@@ -89,6 +89,11 @@ STATE_HELP: Mapping[str, str] = MappingProxyType(
         "routes_loaded": "1 once a route snapshot from the registry is loaded, else 0",
         "consumer_pending": "usage events in JetStream not yet delivered to this ledger",
         "consumer_ack_pending": "usage events delivered to this ledger and not yet acknowledged",
+        "events_relayed": "governance events moved from the auth outbox to JetStream since start",
+        "hook_events_received": "governance events taken by the hook deliverer since start",
+        "hook_deliveries": "hook deliveries that succeeded since start",
+        "hook_failed_attempts": "hook delivery attempts that failed and will be retried",
+        "hook_dead_letters": "hook deliveries that ran out of attempts since start",
     }
 )
 

@@ -286,6 +286,15 @@ class NatsBus:
         except nats.errors.Error as exc:
             log.error("event not sent", extra={"subject": subject, "err": repr(exc)})
 
+    async def publish_stored(self, subject: str, payload: bytes, msg_id: str) -> None:
+        """Publish to the stream that keeps ``subject`` and wait for its ack
+        (raises while NATS is away, so the caller keeps the event and retries);
+        ``msg_id`` makes a retried publish inside the duplicate window count once.
+        Plain subscribers of the subject receive it as well."""
+        hdrs = {**inject(), "Nats-Msg-Id": msg_id}
+        js = self.nc.jetstream(timeout=self.publish_timeout)
+        await js.publish(subject, payload, headers=hdrs)
+
     async def _publish_js(self, subject: str, payload: bytes, headers: dict[str, str]) -> None:
         hdrs = dict(headers)
         msg_id = _message_id(payload)
@@ -342,7 +351,9 @@ class NatsBus:
             log.error("bus publish failed", exc_info=task.exception())
 
     # -- durable consumers ------------------------------------------------------------
-    async def pull(self, subject: str, durable: str, *, ack_wait: float = 5.0) -> PullSource:
+    async def pull(
+        self, subject: str, durable: str, *, ack_wait: float = 5.0, stream: str = USAGE_STREAM
+    ) -> PullSource:
         js = self.nc.jetstream(timeout=5)
         config = ConsumerConfig(
             durable_name=durable,
@@ -352,7 +363,7 @@ class NatsBus:
             max_ack_pending=50_000,
             filter_subject=subject,
         )
-        psub = await js.pull_subscribe(subject, durable=durable, stream=USAGE_STREAM, config=config)
+        psub = await js.pull_subscribe(subject, durable=durable, stream=stream, config=config)
         return PullSource(psub)
 
     async def pending(self, durable: str) -> tuple[int, int]:

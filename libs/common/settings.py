@@ -14,9 +14,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from tokgateway.common.webhooks import secret_bytes
+
 ENVIRONMENTS = ("dev", "test", "live")
 PROVIDER_KINDS = ("openai", "anthropic", "openai-compatible", "gemini", "azure", "echo")
 WORK_MODES = ("auto", "passthrough", "translation")
+HOOK_KINDS = ("webhook", "script")
 LAYER_DEFAULT = "default"
 LAYER_ENV = "environment"
 
@@ -171,6 +174,31 @@ KEYS: tuple[KeySpec, ...] = (
         ("GATEWAY_EVENT_BUFFER",),
         doc="usage events a mesh router holds while NATS is unreachable",
     ),
+    KeySpec(
+        "hooks",
+        "max_attempts",
+        "8",
+        _parse_int,
+        ("GATEWAY_HOOKS_MAX_ATTEMPTS",),
+        doc="tries per delivery before it is dead-lettered",
+    ),
+    KeySpec(
+        "hooks",
+        "api_scripts",
+        "false",
+        _parse_bool,
+        doc="allow script hooks added through the admin API (commands run on this host)",
+    ),
+    KeySpec("hooks", "backoff_s", "1", _parse_float, doc="first retry delay, doubled each try"),
+    KeySpec("hooks", "backoff_max_s", "600", _parse_float, doc="longest retry delay"),
+    KeySpec("hooks", "timeout_s", "10", _parse_float, doc="webhook request timeout"),
+    KeySpec(
+        "hooks",
+        "expiry_sweep_s",
+        "30",
+        _parse_float,
+        doc="how often auth looks for keys that expired (key.expired events)",
+    ),
     KeySpec("ledger", "batch_size", "100", _parse_int),
     KeySpec("ledger", "flush_interval_ms", "20", _parse_int),
     KeySpec("ledger", "queue_limit", "100000", _parse_int),
@@ -192,6 +220,15 @@ PROVIDER_KEYS: dict[str, Callable[[str], Any]] = {
     "timeout": _parse_float,
     "anthropic_version": _text,
     "api_version": _text,
+}
+HOOK_KEYS: dict[str, Callable[[str], Any]] = {
+    "kind": _choice(HOOK_KINDS),
+    "events": _text,
+    "url": _text,
+    "secret_env": _text,
+    "command": _text,
+    "timeout_s": _parse_float,
+    "enabled": _parse_bool,
 }
 _KEY_INDEX = {(k.section, k.name): k for k in KEYS}
 
@@ -216,6 +253,30 @@ class ProviderConfig:
         return (
             f"ProviderConfig(name={self.name!r}, kind={self.kind!r}, "
             f"base_url={mask_url(self.base_url)!r}, api_key={mask_secret(self.api_key)!r})"
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class HookConfig:
+    """One provisioning hook: a webhook (Standard Webhooks, signed with the
+    ``whsec_`` secret read from ``secret_env``) or a script, for the event
+    types its ``events`` globs match."""
+
+    name: str
+    kind: str
+    events: tuple[str, ...]
+    url: str = ""
+    secret: str = field(default="", repr=False)
+    secret_env: str = ""
+    command: str = ""
+    timeout_s: float | None = None
+    enabled: bool = True
+
+    def __repr__(self) -> str:
+        target = self.url if self.kind == "webhook" else self.command
+        return (
+            f"HookConfig(name={self.name!r}, kind={self.kind!r}, events={self.events!r}, "
+            f"target={target!r}, secret={mask_secret(self.secret)!r})"
         )
 
 
@@ -270,6 +331,7 @@ class Settings:
     prices: Mapping[str, PriceOverride]
     config_dir: Path
     files: tuple[Path, ...]
+    hooks: Mapping[str, HookConfig] = field(default_factory=dict)
 
     def get(self, dotted: str) -> Any:
         return self.values[dotted].value
@@ -313,6 +375,9 @@ class Settings:
             out.append((f"routes.{rule.pattern}", targets, f"route #{i + 1}"))
         for alias, target in self.aliases.items():
             out.append((f"aliases.{alias}", target, "aliases"))
+        for name, hook in self.hooks.items():
+            target = hook.url if hook.kind == "webhook" else hook.command
+            out.append((f"hook.{name}", f"{hook.kind} {target} [{', '.join(hook.events)}]", "hook"))
         for model, price in self.prices.items():
             out.append(
                 (f"prices.{model}", f"{price.input}, {price.output}, {price.cached}", "prices")
@@ -424,6 +489,7 @@ def load_settings(
     routes: dict[str, RouteRule] = {}
     aliases: dict[str, str] = {}
     prices: dict[str, PriceOverride] = {}
+    hook_raw: dict[str, dict[str, tuple[str, str]]] = {}
 
     for layer in layers:
         for section in layer.sections():
@@ -441,6 +507,17 @@ def load_settings(
                         )
                     entry[key] = (value, f"{where_s} {key}")
                 provider_layer[name] = layer.label
+            elif section.startswith("hook."):
+                name = section.removeprefix("hook.").strip()
+                if not name:
+                    raise ConfigError(f"{where_s}: hook name missing")
+                hook_entry = hook_raw.setdefault(name, {})
+                for key, value in items:
+                    if key not in HOOK_KEYS:
+                        raise ConfigError(
+                            f"{where_s} {key}: unknown key (known: {', '.join(HOOK_KEYS)})"
+                        )
+                    hook_entry[key] = (value, f"{where_s} {key}")
             elif section == "routes":
                 for pattern, value in items:
                     routes[pattern] = RouteRule(
@@ -519,7 +596,63 @@ def load_settings(
         prices=prices,
         config_dir=cfg_dir,
         files=tuple(layer.path for layer in layers),
+        hooks=_build_hooks(hook_raw, env),
     )
+
+
+def parse_event_globs(raw: str) -> tuple[str, ...]:
+    """'key.*, user.created' -> ('key.*', 'user.created')."""
+    return tuple(p.strip() for p in raw.split(",") if p.strip())
+
+
+def _build_hooks(
+    hook_raw: Mapping[str, Mapping[str, tuple[str, str]]], env: Mapping[str, str]
+) -> dict[str, HookConfig]:
+    hooks: dict[str, HookConfig] = {}
+    for name, entry in hook_raw.items():
+        fields: dict[str, Any] = {}
+        for key, (value, where) in entry.items():
+            try:
+                fields[key] = HOOK_KEYS[key](value)
+            except ValueError as exc:
+                raise ConfigError(f"{where}: {exc}") from None
+        kind = fields.get("kind")
+        if not kind:
+            raise ConfigError(f"[hook.{name}] kind: missing (one of {', '.join(HOOK_KINDS)})")
+        events = parse_event_globs(str(fields.get("events", "")))
+        if not events:
+            raise ConfigError(f"[hook.{name}] events: missing (globs such as 'key.*, user.*')")
+        secret_env = str(fields.get("secret_env", ""))
+        secret = env.get(secret_env, "") if secret_env else ""
+        if kind == "webhook":
+            url = str(fields.get("url", ""))
+            if not url.startswith(("http://", "https://")):
+                raise ConfigError(f"[hook.{name}] url: an http:// or https:// URL is required")
+            if not secret_env:
+                raise ConfigError(f"[hook.{name}] secret_env: the variable holding whsec_...")
+            if not secret:
+                raise ConfigError(f"[hook.{name}] secret_env: {secret_env} is not set")
+            try:
+                secret_bytes(secret)
+            except ValueError as exc:
+                raise ConfigError(f"[hook.{name}] secret_env: {secret_env}: {exc}") from None
+        elif not str(fields.get("command", "")):
+            raise ConfigError(f"[hook.{name}] command: required for kind script")
+        timeout = fields.get("timeout_s")
+        if timeout is not None and timeout <= 0:
+            raise ConfigError(f"[hook.{name}] timeout_s: must be positive")
+        hooks[name] = HookConfig(
+            name=name,
+            kind=kind,
+            events=events,
+            url=str(fields.get("url", "")),
+            secret=secret,
+            secret_env=secret_env,
+            command=str(fields.get("command", "")),
+            timeout_s=timeout,
+            enabled=bool(fields.get("enabled", True)),
+        )
+    return hooks
 
 
 def _build_providers(

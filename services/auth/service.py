@@ -4,13 +4,16 @@ The admin HTTP API is in admin_api.py; the internal verify endpoint is here."""
 from __future__ import annotations
 
 import logging
+import secrets
 import time
+from collections.abc import Callable
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from tokgateway.auth.outbox import Outbox, outbox_for
 from tokgateway.auth.store import KeyRecord, TeamRecord, UserRecord
 from tokgateway.auth.stores import AuthStore, SQLiteAuthStore
 from tokgateway.auth.validate import parse_key_request
@@ -30,11 +33,25 @@ class AuthService:
     """Keys and users over an ``AuthStore``: SQLite all-in-one (a ``SQLiteDB`` is
     wrapped), PostgreSQL in the mesh."""
 
-    def __init__(self, db: SQLiteDB | AuthStore, bus: Bus, *, admin_email: str) -> None:
+    def __init__(
+        self,
+        db: SQLiteDB | AuthStore,
+        bus: Bus,
+        *,
+        admin_email: str,
+        outbox: Outbox | None = None,
+    ) -> None:
         self.store: AuthStore = SQLiteAuthStore(db) if isinstance(db, SQLiteDB) else db
         self.bus = bus
         self.admin_email = admin_email
         self._admin_user = ""
+        # Every event is written here first (see outbox.py); None only for
+        # stores without a database (tests with an in-memory store).
+        self.outbox: Outbox | None = outbox if outbox is not None else outbox_for(self.store)
+        # Names this process's rows in the outbox, so its poll skips them.
+        self.origin = "p_" + secrets.token_hex(6)
+        # Set in the mesh: a relay publishes stored events to JetStream.
+        self.relay_wake: Callable[[], None] | None = None
 
     async def start(self, admin_key: str | None) -> str | None:
         """Migrate, make sure the admin exists. Returns a newly generated admin key
@@ -56,26 +73,66 @@ class AuthService:
     async def prepare(self) -> None:
         """Schema and admin user, without touching keys (the CLI on a stopped gateway)."""
         await self.store.migrate()
+        if self.outbox is not None:
+            await self.outbox.migrate()
         self._admin_user = await self.store.ensure_user(self.admin_email, True)
 
     async def close(self) -> None:
         await self.store.close()
 
-    async def publish_revocations_since(self, since: float) -> float:
-        """Announce keys revoked after ``since`` (by another process sharing the
-        store) on the bus; returns the newest revocation time seen."""
-        newest = since
-        for key_id, at in await self.store.revoked_since(since):
-            event = AuthEvent(type="key.revoked", data={"id": key_id}, actor="system")
-            await self.bus.publish(event.subject, event.to_json())
-            newest = max(newest, at)
-        return newest
-
     async def emit(self, type_: str, data: dict[str, Any], actor: str | None = None) -> AuthEvent:
-        """Announce a lifecycle event on the bus (``auth.v1.<type>``)."""
+        """Announce a lifecycle event: stored in the outbox first (a restart
+        loses nothing; other workers and the hook deliverer read it there),
+        then published on ``auth.v1.<type>``: directly on this process's bus,
+        or, in the mesh, by the relay that publishes stored events to
+        JetStream. The admin call that caused it waits for neither hooks nor
+        NATS."""
         event = AuthEvent(type=type_, data=data, actor=actor)
-        await self.bus.publish(event.subject, event.to_json())
+        stored = False
+        if self.outbox is not None:
+            try:
+                await self.outbox.append(event, self.origin)
+                stored = True
+            except Exception:  # the change itself is committed; still announce it
+                log.exception("event not stored in the outbox", extra={"event_id": event.id})
+        if stored and self.relay_wake is not None:
+            self.relay_wake()
+        else:
+            await self.bus.publish(event.subject, event.to_json())
         return event
+
+    async def republish_foreign(self, after: int) -> int:
+        """Publish on this process's bus the events other processes (workers of
+        the same gateway, a CLI on the same file) stored after sequence number
+        ``after``; returns the newest sequence number seen."""
+        if self.outbox is None:
+            return after
+        newest = after
+        while True:
+            rows = await self.outbox.since(newest)
+            for row in rows:
+                if row.origin != self.origin:
+                    await self.bus.publish(row.event.subject, row.body)
+            if not rows:
+                return newest
+            newest = rows[-1].seq
+
+    async def sweep_expired(self, now: float | None = None) -> int:
+        """Emit ``key.expired`` once for each key whose expiry has passed (no
+        request or admin call marks that moment, so a periodic sweep does)."""
+        if self.outbox is None:
+            return 0
+        now = time.time() if now is None else now
+        due = [
+            k
+            for k in await self.store.list_keys()
+            if k.expires_at is not None and k.expires_at <= now and k.revoked_at is None
+        ]
+        fresh = set(await self.outbox.claim_expired([k.id for k in due]))
+        for rec in due:
+            if rec.id in fresh:
+                await self.emit("key.expired", rec.public(), "system")
+        return len(fresh)
 
     # -- the KeyVerifier protocol -------------------------------------------------
     async def verify(self, key_hash: str) -> KeyInfo | None:
