@@ -38,6 +38,9 @@ from tokgateway.common.settings import ConfigError, Settings, load_settings
 from tokgateway.common.sqlite import SQLiteDB
 from tokgateway.common.tracing import TraceMiddleware, Tracing
 from tokgateway.ledger.service import LedgerAdminAPI, LedgerService
+from tokgateway.market_minter import AuthMinter
+from tokgateway.registry.market_store import SQLiteMarketStore
+from tokgateway.registry.marketplace import Marketplace
 from tokgateway.registry.service import RegistryAdminAPI, RegistryService
 from tokgateway.registry.store_sqlite import SQLiteRegistryStore
 from tokgateway.router.service import RouterOptions, RouterService
@@ -136,6 +139,9 @@ async def bootstrap(settings: Settings) -> str | None:
     try:
         await ledger.store.migrate()
         await registry.store.migrate()
+        market = Marketplace(settings, SQLiteMarketStore(SQLiteDB(db_path)), registry, None)
+        await market.start(poll=False)  # the registry's signing key, made once
+        await market.close()
         return await auth.start(str(settings.get("gateway.admin_key")) or None)
     finally:
         await registry.close()
@@ -180,6 +186,9 @@ class AllInOne:
             queue_limit=int(settings.get("ledger.queue_limit")),
         )
         self.registry = registry_service(settings, self.bus)
+        self.market = Marketplace(
+            settings, SQLiteMarketStore(SQLiteDB(db_path)), self.registry, AuthMinter(self.auth)
+        )
         redis_url = str(settings.get("gateway.redis_url"))
         self.tracing = Tracing("gateway", otlp_endpoint=str(settings.get("gateway.otlp_endpoint")))
         limiter = None
@@ -231,6 +240,7 @@ class AllInOne:
             *HooksAdminAPI(self.hooks, guard).routes(),
             *LedgerAdminAPI(self.ledger, guard).routes(),
             *RegistryAdminAPI(self.registry, guard).routes(),
+            *self.market.routes(guard),
         ]
 
     @contextlib.asynccontextmanager
@@ -238,6 +248,7 @@ class AllInOne:
         settings = self.settings
         await self.ledger.start()
         await self.registry.start()
+        await self.market.start()
         # what the API added before (any worker, any earlier run) is in the store
         self.router.table = self.registry.snapshot()
         if self.worker:
@@ -279,6 +290,7 @@ class AllInOne:
             await self.events.close()
             await self.router.close()
             await self.bus.close()
+            await self.market.close()
             await self.registry.close()
             await self.ledger.close()
             await self.auth.close()
