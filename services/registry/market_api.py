@@ -20,7 +20,7 @@ from tokgateway.common.http import AdminGuard, JSONResponse, error_response, rea
 from tokgateway.common.keys import bearer_token
 from tokgateway.registry.federation import Federation
 from tokgateway.registry.market import MarketService
-from tokgateway.registry.market_access import MarketAccess
+from tokgateway.registry.market_access import MarketAccess, RegistryWriter
 
 BODY_LIMIT = 1 << 16
 Op = Callable[[Request], Awaitable[Any]]
@@ -39,6 +39,7 @@ class MarketAPI:
         guard: AdminGuard,
         prices: Callable[[], Any],
         feed_token: str = "",
+        registry: RegistryWriter | None = None,
     ) -> None:
         self.market = market
         self.peers = peers
@@ -46,6 +47,7 @@ class MarketAPI:
         self.guard = guard
         self.prices = prices
         self.feed_token = feed_token
+        self.registry = registry
 
     def routes(self) -> list[Route]:
         w, r = self.guard.check, self.guard.reader
@@ -115,7 +117,16 @@ class MarketAPI:
         return listing(await self.market.listings(q.get("model") or None, q.get("sort") or None))
 
     async def publish(self, request: Request) -> Any:
-        return await self.market.publish(await read_json(request, BODY_LIMIT), self.prices())
+        """The listing's prices become this gateway's model prices, so its
+        ledger meters subscribers at what the listing promised."""
+        rec = await self.market.publish(await read_json(request, BODY_LIMIT), self.prices())
+        if self.registry is not None:
+            for m in rec["models"]:
+                await self.registry.put_model(
+                    {"name": m["name"], "input": m["input"], "output": m["output"]}
+                    | ({"cached": m["cached"]} if m["cached"] is not None else {})
+                )
+        return rec
 
     async def unpublish(self, request: Request) -> Any:
         listing_id = request.path_params["listing_id"]

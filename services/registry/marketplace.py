@@ -40,6 +40,7 @@ class Marketplace:
             guard,
             prices=self._prices,
             feed_token=str(self.settings.get("market.feed_token")),
+            registry=self.registry,
         ).routes()
 
     def _prices(self) -> Any:
