@@ -11,6 +11,7 @@ routers still sealed."""
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 import orjson
@@ -105,7 +106,12 @@ def config_definitions(settings: Settings, box: Sealer) -> Definitions:
     return Definitions(providers, routes, tuple(models.values()))
 
 
-def build_table(defs: Definitions, primary: str | None, box: Sealer) -> RouteTable:
+def build_table(
+    defs: Definitions,
+    primary: str | None,
+    box: Sealer,
+    strategies: Mapping[str, tuple[str, Mapping[str, float]]] | None = None,
+) -> RouteTable:
     providers = {
         p.name: ProviderConfig(
             name=p.name,
@@ -127,6 +133,7 @@ def build_table(defs: Definitions, primary: str | None, box: Sealer) -> RouteTab
         providers=providers,
         primary=primary if primary in providers else None,
         prices=PriceTable.default(_overrides(defs)),
+        strategies=strategies,
     )
 
 
@@ -153,7 +160,7 @@ class RegistryService:
         self._settings = settings
         self.version = 0
         self._defs = config_definitions(settings, self.box)
-        self._table = build_table(self._defs, self._primary(), self.box)
+        self._table = build_table(self._defs, self._primary(), self.box, settings.strategies)
 
     def _primary(self) -> str | None:
         return str(self._settings.get("gateway.primary_provider")) or None
@@ -169,7 +176,7 @@ class RegistryService:
 
     async def refresh(self) -> Definitions:
         self._defs = await self.store.load()
-        self._table = build_table(self._defs, self._primary(), self.box)
+        self._table = build_table(self._defs, self._primary(), self.box, self._settings.strategies)
         self.version += 1
         return self._defs
 

@@ -48,6 +48,7 @@ from tokgateway.router.relay import (
 from tokgateway.router.responses_store import ResponseStore
 from tokgateway.router.settle import RequestInfo, Settler
 from tokgateway.router.spans import GenAISpans
+from tokgateway.router.strategies import Chooser
 from tokgateway.router.streaming import StreamResponse
 from tokgateway.router.translate import conversation_after, responses_request_to_chat
 from tokgateway.router.usage import estimate_tokens, from_anthropic, from_openai, usage_object
@@ -107,6 +108,7 @@ class Pipeline:
         self._ids = RequestIds()
         self._table = table
         self._providers = providers
+        self.chooser = Chooser.with_metrics(deps.settler.metrics)  # strategies, breaker
         # Untraced, a request costs no wrapper at all.
         self.handle: Callable[[Request, Endpoint], Awaitable[ASGIApp]] = (
             self._handle if deps.spans is None else self._traced
@@ -171,6 +173,9 @@ class Pipeline:
             info.model, info.stream = CHECKS[endpoint](body)
             resolution = table.resolve(info.model)
             await self.authorize(info.key, info.model, resolution.target)
+            resolution, body = self.chooser.choose(
+                resolution, body, **table.routing(resolution.target)
+            )
             info.prompt_estimate = estimate_tokens(validate.prompt_chars(body))
             providers = self._providers()
             if endpoint == "count_tokens":
@@ -191,7 +196,10 @@ class Pipeline:
                 metrics=self.deps.settler.metrics,
                 spans=self.deps.spans,
             )
+            self.chooser.done(resolution, info.attempts, fwd.response.status < 400, meter)
         except GatewayError as err:
+            if info.attempts:
+                self.chooser.done(resolution, info.attempts, False, meter)
             return self._fail(err, fmt, info, meter, table)
         except Exception as exc:  # a bug: never leave a request unsettled
             log.exception("internal error", extra={"request_id": info.request_id})
