@@ -11,6 +11,7 @@ import os
 import secrets
 import signal
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, TextIO
@@ -212,6 +213,8 @@ class AllInOne:
             usage_sink=self.ledger.submit,  # same process: no bytes in between
             tracing=self.tracing,
         )
+        breaker = self.router.pipeline.chooser.breaker
+        self.registry.routing_health = lambda: breaker.states(time.monotonic())
         hook_store = SQLiteHookStore(SQLiteDB(db_path))
         self.hooks = Hooks(
             hook_store,

@@ -11,7 +11,7 @@ routers still sealed."""
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import orjson
@@ -161,6 +161,9 @@ class RegistryService:
         self.version = 0
         self._defs = config_definitions(settings, self.box)
         self._table = build_table(self._defs, self._primary(), self.box, settings.strategies)
+        # the router's breaker states by deployment ("provider:model"), where
+        # the wiring can see the router (all-in-one); see router/strategies.py
+        self.routing_health: Callable[[], dict[str, dict[str, Any]]] = dict
 
     def _primary(self) -> str | None:
         return str(self._settings.get("gateway.primary_provider")) or None
@@ -195,7 +198,20 @@ class RegistryService:
 
     # -- reads ------------------------------------------------------------------------
     def providers_public(self) -> list[dict[str, Any]]:
-        return [{**p.public(), "health": self.provider_health(p)} for p in self._defs.providers]
+        breakers = self.routing_health()
+        out = []
+        for p in self._defs.providers:
+            health = self.provider_health(p)
+            cooling = sorted(
+                k for k, s in breakers.items() if k.split(":")[0] == p.name and s["cooling"]
+            )
+            if cooling and health["status"] == "ok":
+                health = {
+                    "status": "cooldown",
+                    "problem": "circuit breaker open after failures: " + ", ".join(cooling),
+                }
+            out.append({**p.public(), "health": health})
+        return out
 
     def provider_health(self, rec: ProviderRecord) -> dict[str, str]:
         """What can be known without calling the provider: a key that was

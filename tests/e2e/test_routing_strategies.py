@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 
 from tests.e2e.conftest import gateway_config
@@ -71,6 +72,9 @@ def test_failing_deployment_cools_down_and_goes_last(gw: tuple[GatewayProcess, s
         assert _chat(gw, "fallback-model").status_code == 200  # dead fails, mock answers
     metrics = httpx.get(proc.url + "/metrics").text
     assert 'gateway_provider_cooldown{provider="dead"} 1.0' in metrics
+    providers = {p["name"]: p for p in orjson.loads(proc.cli("providers", "list", "--json").stdout)}
+    assert providers["dead"]["health"]["status"] == "cooldown"
+    assert providers["mock"]["health"]["status"] == "ok"
     resp = _chat(gw, "fallback-model")
     row = proc.ledger_row(resp.headers["x-request-id"])
     assert row["provider"] == "mock" and row.get("attempts", 1) == 1
