@@ -42,6 +42,7 @@ from tokgateway.ledger.service import LedgerAdminAPI, LedgerService
 from tokgateway.market_minter import AuthMinter
 from tokgateway.registry.market_store import SQLiteMarketStore
 from tokgateway.registry.marketplace import Marketplace
+from tokgateway.registry.openapi import routes as openapi_routes
 from tokgateway.registry.service import RegistryAdminAPI, RegistryService
 from tokgateway.registry.store_sqlite import SQLiteRegistryStore
 from tokgateway.router.service import RouterOptions, RouterService
@@ -244,6 +245,7 @@ class AllInOne:
             *LedgerAdminAPI(self.ledger, guard).routes(),
             *RegistryAdminAPI(self.registry, guard).routes(),
             *self.market.routes(guard),
+            *openapi_routes(),
         ]
 
     @contextlib.asynccontextmanager
