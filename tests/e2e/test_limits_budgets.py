@@ -9,6 +9,7 @@ reserves 22 tokens and $22, then settles to 18."""
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +30,7 @@ PRICES = """
 [prices]
 gpt-budget = 1000000, 1000000
 gpt-budget-500 = 1000000, 1000000
+gpt-budget-slow = 1000000, 1000000
 """
 
 
@@ -214,3 +216,51 @@ def test_upstream_error_before_output_is_not_charged_and_releases_the_budget(
         assert row["cost_usd"] == 0.0
     assert chat(gw, key).status_code == 200
     assert spend(gw, created["id"], 18.0) == pytest.approx(18.0)
+
+
+def test_retries_and_fallbacks_record_every_attempt_and_charge_once(
+    gw: GatewayProcess,
+) -> None:
+    key = gw.create_key("retries")["key"]
+    plain = gw.ledger_row(chat(gw, key, model="gpt-4o").headers["x-request-id"])
+    retried = chat(gw, key, model="flaky")  # mock:gpt-4o-500, then mock:gpt-4o
+    assert retried.status_code == 200
+    row = gw.ledger_row(retried.headers["x-request-id"])
+    tried = orjson.loads(row["attempt_log"])
+    assert [(a["provider"], a["status"]) for a in tried] == [("mock", 500), ("mock", 200)]
+    assert all(a["latency_ms"] >= 0 for a in tried) and row["attempts"] == 2
+    assert row["cost_usd"] == pytest.approx(plain["cost_usd"]) and row["cost_usd"] > 0
+    fell = gw.ledger_row(chat(gw, key, model="fallback-model").headers["x-request-id"])
+    statuses = [a["status"] for a in orjson.loads(fell["attempt_log"])]
+    assert statuses[-1] == 200 and statuses[0] >= 500 and fell["provider"] == "mock"
+
+
+def test_mid_stream_disconnect_is_charged_for_what_was_produced(
+    gw: GatewayProcess, mock: tuple[MockUpstream, str]
+) -> None:
+    created = gw.create_key("stream", "--budget-usd", "100000", "--budget-period", "total")
+    body = orjson.dumps(
+        {
+            "model": "gpt-budget-slow",
+            "stream": True,
+            "max_tokens": 1000,
+            "messages": [{"role": "user", "content": PROMPT}],
+        }
+    )
+    sock = socket.create_connection(("127.0.0.1", gw.port))
+    sock.sendall(
+        b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+        + f"authorization: Bearer {created['key']}\r\ncontent-length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+    received = b""
+    while received.count(b"data:") < 3:
+        received += sock.recv(65536)
+    head = received.split(b"\r\n\r\n", 1)[0].decode().lower()
+    request_id = head.split("x-request-id:", 1)[1].split("\r\n", 1)[0].strip()
+    sock.close()
+    row = gw.ledger_row(request_id)
+    assert row["status"] == 499 and row["usage_estimated"] == 1
+    produced = row["prompt_tokens"] + row["completion_tokens"]
+    assert row["completion_tokens"] >= 2 and row["cost_usd"] == pytest.approx(produced)
+    assert spend(gw, created["id"], row["cost_usd"]) == pytest.approx(row["cost_usd"])
