@@ -264,3 +264,31 @@ def test_mid_stream_disconnect_is_charged_for_what_was_produced(
     produced = row["prompt_tokens"] + row["completion_tokens"]
     assert row["completion_tokens"] >= 2 and row["cost_usd"] == pytest.approx(produced)
     assert spend(gw, created["id"], row["cost_usd"]) == pytest.approx(row["cost_usd"])
+
+
+@pytest.mark.parametrize(
+    ("path", "stream"),
+    [("/v1/messages", False), ("/v1/chat/completions", False), ("/v1/chat/completions", True)],
+    ids=["messages", "chat-translated", "chat-translated-stream"],
+)
+def test_prompt_caching_is_priced_at_cache_rates(
+    gw: GatewayProcess, path: str, stream: bool
+) -> None:
+    """Anthropic reports 20 plain input tokens, 5 read from the cache, 4 written
+    to it and 9 output; the shipped price of claude-sonnet-4-5 (USD per million:
+    3 input, 15 output, 0.30 cache read, 3.75 cache write) gives
+    20 x 3 + 5 x 0.3 + 4 x 3.75 + 9 x 15 = 211.5 millionths."""
+    key = gw.create_key("cache", "--budget-usd", "1000")["key"]
+    body = {
+        "model": "claude-sonnet-4-5-cachewrite",
+        "max_tokens": 9,
+        "stream": stream,
+        "messages": [{"role": "user", "content": "hi"}],
+    }
+    headers = {"x-api-key": key, "anthropic-version": "2023-06-01"}
+    resp = httpx.post(gw.url + path, json=body, headers=headers, timeout=10.0)
+    assert resp.status_code == 200, resp.text
+    row = gw.ledger_row(resp.headers["x-request-id"])
+    assert (row["prompt_tokens"], row["cached_tokens"], row["cache_write_tokens"]) == (29, 5, 4)
+    assert row["completion_tokens"] == 9 and row["usage_estimated"] == 0
+    assert row["cost_usd"] == pytest.approx(211.5e-6)
