@@ -11,7 +11,7 @@ import os
 import secrets
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -34,12 +34,15 @@ from tokgateway.common.contracts import REGISTRY_CHANGED_SUBJECT
 from tokgateway.common.crypto import CredentialBox
 from tokgateway.common.errors import GatewayError, NotFound
 from tokgateway.common.http import AdminGuard, FastRoutes, error_response
+from tokgateway.common.metrics import RouterMetrics
 from tokgateway.common.settings import ConfigError, Settings, load_settings
 from tokgateway.common.sqlite import SQLiteDB
 from tokgateway.common.tracing import TraceMiddleware, Tracing
 from tokgateway.ledger.service import LedgerAdminAPI, LedgerService
 from tokgateway.registry.service import RegistryAdminAPI, RegistryService
 from tokgateway.registry.store_sqlite import SQLiteRegistryStore
+from tokgateway.router.governor import Governor, LocalGovernor
+from tokgateway.router.governor_sqlite import SQLiteGovernor, reset_counters
 from tokgateway.router.service import RouterOptions, RouterService
 
 log = logging.getLogger("tokgateway")
@@ -84,6 +87,7 @@ def router_options(settings: Settings) -> RouterOptions:
         key_cache_ttl=float(settings.get("gateway.key_cache_ttl")),
         access_log=bool(settings.get("gateway.access_log")),
         work_mode=str(settings.get("gateway.work_mode")),
+        default_max_tokens=int(settings.get("gateway.default_max_tokens")),
     )
 
 
@@ -136,6 +140,9 @@ async def bootstrap(settings: Settings) -> str | None:
     try:
         await ledger.store.migrate()
         await registry.store.migrate()
+        counters = SQLiteDB(db_path)
+        await counters.run(reset_counters)  # limits and budgets start afresh
+        await counters.close()
         return await auth.start(str(settings.get("gateway.admin_key")) or None)
     finally:
         await registry.close()
@@ -182,24 +189,36 @@ class AllInOne:
         self.registry = registry_service(settings, self.bus)
         redis_url = str(settings.get("gateway.redis_url"))
         self.tracing = Tracing("gateway", otlp_endpoint=str(settings.get("gateway.otlp_endpoint")))
-        limiter = None
+        ledger = self.ledger
+        governor: Callable[[RouterMetrics], Governor]
         if redis_url:
             # the redis driver comes with the [mesh] extra: imported only when used
             try:
-                from tokgateway.router.limits_redis import RedisLimiter
+                from tokgateway.router.governor_redis import RedisGovernor
             except ModuleNotFoundError:
                 raise ConfigError(
                     "gateway.redis_url: the redis driver is not installed "
                     "(pip install 'tokgateway[mesh]')"
                 ) from None
 
-            limiter = RedisLimiter(redis_url)
+            def governor(m: RouterMetrics) -> Governor:
+                return RedisGovernor(redis_url, ledger, m)
+        elif worker:
+            # workers share their counters through the data-dir database
+
+            def governor(m: RouterMetrics) -> Governor:
+                return SQLiteGovernor(SQLiteDB(db_path), ledger, m)
+        else:
+
+            def governor(m: RouterMetrics) -> Governor:
+                return LocalGovernor(ledger, m)
+
         self.router = RouterService(
             table=self.registry.snapshot(),
             verifier=self.auth,
             bus=self.bus,
             options=router_options(settings),
-            limiter=limiter,
+            governor=governor,
             usage_sink=self.ledger.submit,  # same process: no bytes in between
             tracing=self.tracing,
         )

@@ -22,8 +22,8 @@ from tokgateway.common.metrics import RouterMetrics, render
 from tokgateway.common.routing import RouteTable
 from tokgateway.common.tracing import Tracing
 from tokgateway.router.catalogue import ModelCatalogue
+from tokgateway.router.governor import Governor, LocalGovernor
 from tokgateway.router.keycache import KeyCache
-from tokgateway.router.limits import Limiter, LocalLimiter
 from tokgateway.router.pipeline import Pipeline, PipelineDeps
 from tokgateway.router.providers import Provider, build_provider
 from tokgateway.router.providers.client import HeaderHook, HTTPClient
@@ -43,6 +43,7 @@ class RouterOptions:
     key_cache_ttl: float = 300.0
     access_log: bool = True
     work_mode: str = "auto"
+    default_max_tokens: int = 4096  # output cap assumed by limits when a request sets none
 
 
 class RouterService:
@@ -53,7 +54,7 @@ class RouterService:
         verifier: KeyVerifier,
         bus: Bus,
         options: RouterOptions,
-        limiter: Limiter | None = None,
+        governor: Callable[[RouterMetrics], Governor] | None = None,
         metrics: RouterMetrics | None = None,
         header_hooks: list[HeaderHook] | None = None,
         usage_sink: UsageSink | None = None,
@@ -64,20 +65,24 @@ class RouterService:
         self.bus = bus
         self.options = options
         self.keys = KeyCache(verifier, options.key_cache_ttl)
-        self.limiter: Limiter = limiter or LocalLimiter()
         self.metrics = metrics or RouterMetrics()
+        self.governor: Governor = (
+            governor(self.metrics) if governor is not None else LocalGovernor(None, self.metrics)
+        )
         self.settler = Settler(bus, self.metrics, AccessLog(options.access_log), usage_sink)
+        self.settler.governor = self.governor
         self.providers: dict[str, Provider] = {}
         tracer = tracing.tracer if tracing is not None else None
         self.settler.spans = GenAISpans(tracer) if tracer is not None else None
         self.pipeline = Pipeline(
             PipelineDeps(
                 keys=self.keys,
-                limiter=self.limiter,
+                governor=self.governor,
                 settler=self.settler,
                 responses=ResponseStore(),
                 max_body_bytes=options.max_body_bytes,
                 work_mode=options.work_mode,
+                default_max_tokens=options.default_max_tokens,
                 spans=self.settler.spans,
             ),
             table=lambda: self.table,
@@ -121,7 +126,7 @@ class RouterService:
             self.metrics.unwatch_pool(self._client.pool_stats)
             await self._client.close()
             self._client = None
-        await self.limiter.close()
+        await self.governor.close()
         self.settler.access.flush()
 
     # -- routes ---------------------------------------------------------------------
