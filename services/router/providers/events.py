@@ -20,13 +20,14 @@ class EventCheck:
 
     def feed(self, chunk: bytes) -> None:
         """Raises ``ValueError`` (its text says why) when the stream is broken."""
-        cut = max(chunk.rfind(b"\n\n"), chunk.rfind(b"\n\r\n"))
-        if cut < 0:
-            self._since_boundary += len(chunk)
+        if self._since_boundary + len(chunk) > self.max_event:
+            self._measure(chunk)  # rare: only when an event could be too large
         else:
-            self._since_boundary = len(chunk) - cut - 2
-        if self._since_boundary > self.max_event:
-            raise ValueError(f"an event is larger than {self.max_event} bytes")
+            cut = max(chunk.rfind(b"\n\n"), chunk.rfind(b"\n\r\n"))
+            if cut < 0:
+                self._since_boundary += len(chunk)
+            else:
+                self._since_boundary = len(chunk) - cut - 2
         if self.valid:
             return
         self._head += chunk
@@ -40,11 +41,34 @@ class EventCheck:
                 return
         del self._head[: end + 1]
 
+    def _measure(self, chunk: bytes) -> None:
+        """Every event of the chunk, the first continuing the one before it."""
+        start = 0
+        while True:
+            cut = _boundary(chunk, start)
+            end = len(chunk) if cut < 0 else cut
+            if self._since_boundary + end - start > self.max_event:
+                raise ValueError(f"an event is larger than {self.max_event} bytes")
+            if cut < 0:
+                self._since_boundary += end - start
+                return
+            self._since_boundary = 0
+            start = cut + 2
+
     def finish(self) -> None:
         if not self.valid and self._head and _valid_data_line(bytes(self._head).strip()):
             self.valid = True
         if not self.valid:
             raise ValueError("the stream ended without one valid event")
+
+
+def _boundary(chunk: bytes, start: int) -> int:
+    """Where the next blank line (``\\n\\n`` or ``\\n\\r\\n``) starts, or -1."""
+    a = chunk.find(b"\n\n", start)
+    b = chunk.find(b"\n\r\n", start)
+    if a < 0 or (0 <= b < a):
+        return b
+    return a
 
 
 def _valid_data_line(line: bytes) -> bool:
