@@ -43,6 +43,8 @@ from tokgateway.registry.service import RegistryAdminAPI, RegistryService
 from tokgateway.registry.store_sqlite import SQLiteRegistryStore
 from tokgateway.router.governor import Governor, LocalGovernor
 from tokgateway.router.governor_sqlite import SQLiteGovernor, reset_counters
+from tokgateway.router.providers.options import ClientOptions
+from tokgateway.router.providers.proxy import proxies_from_env
 from tokgateway.router.service import RouterOptions, RouterService
 
 log = logging.getLogger("tokgateway")
@@ -78,6 +80,23 @@ def registry_service(settings: Settings, bus: InProcessBus) -> RegistryService:
     )
 
 
+def client_options(settings: Settings) -> ClientOptions:
+    """The upstream client's settings; a malformed proxy variable stops the start."""
+    try:
+        proxies = proxies_from_env(settings.proxy_env)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    return ClientOptions(
+        keepalive=float(settings.get("gateway.upstream_keepalive")),
+        pool_timeout=float(settings.get("gateway.upstream_pool_timeout")),
+        max_body=int(settings.get("gateway.upstream_max_body_mb")) << 20,
+        max_event=int(settings.get("gateway.upstream_max_event_mb")) << 20,
+        happy_eyeballs_delay=float(settings.get("gateway.upstream_happy_eyeballs_ms")) / 1000,
+        proxies=proxies,
+        networks={name: p.network for name, p in settings.providers.items()},
+    )
+
+
 def router_options(settings: Settings) -> RouterOptions:
     return RouterOptions(
         max_body_bytes=int(settings.get("gateway.max_body_mb")) << 20,
@@ -88,6 +107,7 @@ def router_options(settings: Settings) -> RouterOptions:
         access_log=bool(settings.get("gateway.access_log")),
         work_mode=str(settings.get("gateway.work_mode")),
         default_max_tokens=int(settings.get("gateway.default_max_tokens")),
+        client=client_options(settings),
     )
 
 

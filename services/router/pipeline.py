@@ -306,6 +306,7 @@ class Pipeline:
     ) -> Response:
         event = self.deps.settler.settle(info, meter, table.prices)
         headers = _ids(info)
+        headers.update(fwd.response.client_headers())  # upstream rate limits and request id
         headers["x-gateway-overhead-ms"] = f"{event.overhead_ms or 0:.3f}"
         return Response(
             raw, status_code=fwd.response.status, headers=headers, media_type="application/json"
@@ -365,6 +366,7 @@ class Pipeline:
                 self.deps.settler.settle(info, meter, table.prices)
 
         headers = _ids(info)
+        headers.update(fwd.response.client_headers())  # upstream rate limits and request id
         now = time.perf_counter()
         up = (meter.upstream_headers or now) - (meter.upstream_started or now)
         headers["x-gateway-overhead-ms"] = f"{(now - meter.started - up) * 1000:.3f}"
