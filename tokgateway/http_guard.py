@@ -25,6 +25,7 @@ A timed-out head or body closes the connection; the application then sees
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,6 +61,12 @@ class Limits:
 
 class _HeadTooLarge(Exception):
     """Raised inside a parser callback: too many header fields."""
+
+
+def _target(head: bytes) -> bytes:
+    """The request target of a head the parser has not seen (yet)."""
+    parts = head.split(b"\r\n", 1)[0].split(b" ")
+    return parts[1] if len(parts) >= 2 else b""
 
 
 def error_body(status: int, message: str, path: bytes) -> bytes:
@@ -110,6 +117,8 @@ class GuardedProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._header_count = 0
         self._deadline: asyncio.TimerHandle | None = None
+        self._head_start = b""
+        self._active = time.monotonic()
         state = app_state.get(SHUTDOWN_STATE)
         if not isinstance(state, ShutdownState):
             state = app_state[SHUTDOWN_STATE] = ShutdownState()
@@ -146,17 +155,28 @@ class GuardedProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         cap = self._limits.max_connections
-        if len(self.connections) > cap:
-            for other in list(self.connections):
-                if len(self.connections) <= cap:
-                    break
-                if other is not self and isinstance(other, GuardedProtocol) and other._idle():
-                    other.transport.close()
-                    self.connections.discard(other)
-            if len(self.connections) > cap:
-                self.transport.close()
-                return
+        if len(self.connections) > cap and not self._make_room(cap):
+            self.transport.close()
+            return
         self._arm(self._limits.idle_timeout, None)
+
+    def _make_room(self, cap: int) -> bool:
+        """Past the cap: close the longest-idle connections, down to 90 % of
+        the cap so the scan runs once per many new connections. False when
+        every other connection is busy."""
+        idle = sorted(
+            (
+                c
+                for c in self.connections
+                if c is not self and isinstance(c, GuardedProtocol) and c._idle()
+            ),
+            key=lambda c: c._active,
+        )
+        excess = len(self.connections) - max(1, cap * 9 // 10)
+        for other in idle[: max(0, excess)]:
+            other.transport.close()
+            self.connections.discard(other)
+        return len(self.connections) <= cap
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
@@ -167,6 +187,7 @@ class GuardedProtocol(HttpToolsProtocol):
         if self._in_head:
             if self._head_bytes == 0:
                 self._arm(self._limits.header_timeout, 408)
+                self._head_start = data[:512]
             self._head_bytes += len(data)
             if self._head_bytes > self._limits.max_header_bytes and not self._head_done(data):
                 self._reject(431, "The request head (request line and headers) is too large.")
@@ -215,6 +236,7 @@ class GuardedProtocol(HttpToolsProtocol):
         super().on_message_complete()
 
     def on_response_complete(self) -> None:
+        self._active = time.monotonic()
         super().on_response_complete()
         # uvicorn armed its own keep-alive timer; ours covers the head that follows
         if self._in_head and self._head_bytes == 0:
@@ -238,7 +260,7 @@ class GuardedProtocol(HttpToolsProtocol):
         self._disarm()
         if self.transport.is_closing():
             return
-        path = getattr(self, "url", b"") or b""
+        path = getattr(self, "url", b"") or _target(self._head_start)
         body = error_body(status, message, path)
         json = body.startswith(b"{")
         ctype = b"application/json" if json else b"text/plain; charset=utf-8"
