@@ -148,6 +148,13 @@ KEYS: tuple[KeySpec, ...] = (
     KeySpec("gateway", "access_log", "true", _parse_bool, ("GATEWAY_ACCESS_LOG",)),
     KeySpec("gateway", "log_prompts", "false", _parse_bool),
     KeySpec("gateway", "max_body_mb", "32", _parse_int),
+    KeySpec("gateway", "idle_timeout", "75", _parse_float, doc="s a connection may sit idle"),
+    KeySpec("gateway", "header_timeout", "10", _parse_float, doc="s to send a request head"),
+    KeySpec("gateway", "body_timeout", "120", _parse_float, doc="s to send a request body"),
+    KeySpec("gateway", "max_connections", "10000", _parse_int, doc="open client connections"),
+    KeySpec("gateway", "max_header_kb", "64", _parse_int, doc="request line + headers (431)"),
+    KeySpec("gateway", "max_headers", "100", _parse_int, doc="header fields a request (431)"),
+    KeySpec("gateway", "drain_seconds", "30", _parse_float, doc="graceful stop: time to finish"),
     KeySpec("gateway", "connect_timeout", "10", _parse_float),
     KeySpec("gateway", "upstream_timeout", "600", _parse_float),
     KeySpec(

@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -22,6 +21,8 @@ from tokgateway.common.metrics import RouterMetrics, render
 from tokgateway.common.routing import RouteTable
 from tokgateway.common.tracing import Tracing
 from tokgateway.router.catalogue import ModelCatalogue
+from tokgateway.router.catalogue import anthropic_model as _anthropic_model
+from tokgateway.router.catalogue import openai_model as _openai_model
 from tokgateway.router.governor import Governor, LocalGovernor
 from tokgateway.router.keycache import KeyCache
 from tokgateway.router.pipeline import Pipeline, PipelineDeps
@@ -219,19 +220,3 @@ class RouterService:
     async def metrics_endpoint(self, request: Request) -> Response:
         data, content_type = render(self.metrics.registry)
         return Response(data, headers={"content-type": content_type})
-
-
-_EPOCH = 1_700_000_000
-
-
-def _openai_model(model_id: str, owner: str) -> dict[str, Any]:
-    return {"id": model_id, "object": "model", "created": _EPOCH, "owned_by": owner}
-
-
-def _anthropic_model(model_id: str) -> dict[str, Any]:
-    return {
-        "id": model_id,
-        "type": "model",
-        "display_name": model_id,
-        "created_at": "2023-11-14T22:13:20Z",
-    }
