@@ -39,6 +39,9 @@ from tokgateway.common.settings import ConfigError, Settings, load_settings
 from tokgateway.common.sqlite import SQLiteDB
 from tokgateway.common.tracing import TraceMiddleware, Tracing
 from tokgateway.ledger.service import LedgerAdminAPI, LedgerService
+from tokgateway.market_minter import AuthMinter
+from tokgateway.registry.market_store import SQLiteMarketStore
+from tokgateway.registry.marketplace import Marketplace
 from tokgateway.registry.service import RegistryAdminAPI, RegistryService
 from tokgateway.registry.store_sqlite import SQLiteRegistryStore
 from tokgateway.router.governor import Governor, LocalGovernor
@@ -163,6 +166,9 @@ async def bootstrap(settings: Settings) -> str | None:
         counters = SQLiteDB(db_path)
         await counters.run(reset_counters)  # limits and budgets start afresh
         await counters.close()
+        market = Marketplace(settings, SQLiteMarketStore(SQLiteDB(db_path)), registry, None)
+        await market.start(poll=False)  # the registry's signing key, made once
+        await market.close()
         return await auth.start(str(settings.get("gateway.admin_key")) or None)
     finally:
         await registry.close()
@@ -207,6 +213,9 @@ class AllInOne:
             queue_limit=int(settings.get("ledger.queue_limit")),
         )
         self.registry = registry_service(settings, self.bus)
+        self.market = Marketplace(
+            settings, SQLiteMarketStore(SQLiteDB(db_path)), self.registry, AuthMinter(self.auth)
+        )
         redis_url = str(settings.get("gateway.redis_url"))
         self.tracing = Tracing("gateway", otlp_endpoint=str(settings.get("gateway.otlp_endpoint")))
         ledger = self.ledger
@@ -270,6 +279,7 @@ class AllInOne:
             *HooksAdminAPI(self.hooks, guard).routes(),
             *LedgerAdminAPI(self.ledger, guard).routes(),
             *RegistryAdminAPI(self.registry, guard).routes(),
+            *self.market.routes(guard),
         ]
 
     @contextlib.asynccontextmanager
@@ -277,6 +287,7 @@ class AllInOne:
         settings = self.settings
         await self.ledger.start()
         await self.registry.start()
+        await self.market.start()
         # what the API added before (any worker, any earlier run) is in the store
         self.router.table = self.registry.snapshot()
         if self.worker:
@@ -318,6 +329,7 @@ class AllInOne:
             await self.events.close()
             await self.router.close()
             await self.bus.close()
+            await self.market.close()
             await self.registry.close()
             await self.ledger.close()
             await self.auth.close()
