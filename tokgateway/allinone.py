@@ -41,6 +41,7 @@ from tokgateway.ledger.service import LedgerAdminAPI, LedgerService
 from tokgateway.registry.service import RegistryAdminAPI, RegistryService
 from tokgateway.registry.store_sqlite import SQLiteRegistryStore
 from tokgateway.router.service import RouterOptions, RouterService
+from tokgateway.ui import ui_routes
 
 log = logging.getLogger("tokgateway")
 
@@ -231,6 +232,7 @@ class AllInOne:
             *HooksAdminAPI(self.hooks, guard).routes(),
             *LedgerAdminAPI(self.ledger, guard).routes(),
             *RegistryAdminAPI(self.registry, guard).routes(),
+            *ui_routes(),
         ]
 
     @contextlib.asynccontextmanager
