@@ -79,7 +79,7 @@ fe/dist/.built: fe/node_modules/.package-lock.json $(FE_SOURCES)
 	cd fe && npm run -s build
 	@touch $@
 
-console:
+console: ## build the console when it is missing or stale (what `make run` does), or say why not
 	@if command -v npm >/dev/null; then $(MAKE) -s --no-print-directory ui && echo "console: http://$${GATEWAY_HOST:-127.0.0.1}:$${GATEWAY_PORT:-8081}/ui"; \
 	else echo "console: npm not found, so no /ui (install Node.js and npm, then make ui)"; fi
 

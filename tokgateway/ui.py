@@ -82,7 +82,7 @@ async def _not_built(request: Request) -> Response:
 def ui_routes(root: Path | None = None) -> list[BaseRoute]:
     """Mounts for /ui/h5 and /ui (the more specific first)."""
     root = root if root is not None else console_dir()
-    if root is None:
+    if root is None or not (root / "web" / "index.html").is_file():
         return [
             Route(PREFIX, _not_built, methods=["GET", "HEAD"]),
             Route(PREFIX + "/{rest:path}", _not_built, methods=["GET", "HEAD"]),
