@@ -206,6 +206,24 @@ async function desktop(browser) {
     refresh,
   );
 
+  // Keys: rotate (a new secret, once; the old one is refused), then revoke
+  await go(page, "Keys");
+  await page.getByRole("button", { name: "Rotate console-e2e" }).click();
+  const rotated = page.getByRole("status").filter({ hasText: "rotated" });
+  await rotated.waitFor({ timeout: TIMEOUT });
+  const newSecret = (await rotated.locator("code").textContent()).trim();
+  check(/^tgk-/.test(newSecret) && newSecret !== secret, "rotation showed no new secret");
+  await ask({ step: "rotated", old: secret, key: newSecret });
+  page.once("dialog", (d) => d.accept());
+  await page.getByRole("button", { name: "Revoke console-e2e" }).click();
+  await until(
+    () => rows(page, "API keys"),
+    (rs) => rs.some((r) => r[0] === "console-e2e" && r[7] === "revoked"),
+    "the key is not shown revoked",
+  );
+  await ask({ step: "revoked", key: newSecret });
+  await shot(page, "06-key-revoked");
+
   // Providers: health, and a test request through the gateway
   await go(page, "Providers");
   const provs = await rows(page, "Providers and their health");
@@ -216,14 +234,14 @@ async function desktop(browser) {
     .getByRole("status")
     .filter({ hasText: `by provider ${first.swap_to}` })
     .waitFor({ timeout: TIMEOUT });
-  await shot(page, "06-providers");
+  await shot(page, "07-providers");
 
   // the other pages: real tables, or an honest "not available"
   await go(page, "Hooks");
   check((await headers(page, "Deliveries, newest first")).includes("Event"), "Hooks table headers");
   await go(page, "Marketplace");
   await page.getByText(/no marketplace API yet|Listings as the registry offers them/).waitFor({ timeout: TIMEOUT });
-  await shot(page, "07-marketplace");
+  await shot(page, "08-marketplace");
   await go(page, "Settings");
   await page.getByText(/gateway config show|effective configuration/).first().waitFor({ timeout: TIMEOUT });
   await go(page, "Users and Teams");
@@ -258,10 +276,10 @@ async function phone(browser) {
   check(width.doc <= width.view, `the h5 Keys page scrolls sideways: ${width.doc} > ${width.view}`);
   const keyRows = await rows(page, "API keys");
   check(keyRows.some((r) => r[0] === "console-e2e"), "h5 key list lacks the key");
-  await shot(page, "08-h5-keys");
+  await shot(page, "09-h5-keys");
   await go(page, "Overview");
   await page.getByTestId("total-requests").waitFor({ timeout: TIMEOUT });
-  await shot(page, "09-h5-overview");
+  await shot(page, "10-h5-overview");
   await context.close();
 }
 

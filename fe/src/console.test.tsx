@@ -91,6 +91,28 @@ describe("keys", () => {
     });
   });
 
+  it("rotates a key and shows the new secret once; revokes only after asking", async () => {
+    const row = { id: "key_9", name: "bot", hint: "tgk-…abcd", models: [], rpm: null, tpm: null, budget_usd: null,
+      budget_period: "month", is_admin: false, status: "active", created_at: 1764633600 };
+    const seen = fakeGateway({
+      "GET /admin/keys": list([row]),
+      "POST /admin/keys/key_9/rotate": { body: { ...row, key: "tgk-rotated-secret" } },
+      "POST /admin/keys/key_9/revoke": { body: { ...row, status: "revoked" } },
+    });
+    render(<Keys />);
+    fireEvent.click(await screen.findByRole("button", { name: "Rotate bot" }));
+    const secret = await screen.findByText("tgk-rotated-secret");
+    expect(secret.closest("[role=status]")!.textContent).toContain("rotated");
+    const confirm = vi.fn(() => false);
+    vi.stubGlobal("confirm", confirm);
+    fireEvent.click(screen.getByRole("button", { name: "Revoke bot" }));
+    expect(confirm).toHaveBeenCalled();
+    expect(seen.some((s) => s.url.endsWith("/revoke"))).toBe(false);
+    confirm.mockReturnValue(true);
+    fireEvent.click(screen.getByRole("button", { name: "Revoke bot" }));
+    await waitFor(() => expect(seen.some((s) => s.method === "POST" && s.url.endsWith("/revoke"))).toBe(true));
+  });
+
   it("refuses a budget that is not a number before calling the gateway", async () => {
     const seen = fakeGateway({ "GET /admin/keys": list([]) });
     render(<Keys />);

@@ -151,10 +151,11 @@ def test_console_in_a_real_browser(gateway: GatewayProcess, tmp_path: Path) -> N
                 proc.wait()
     by_provider = {r["group"]: r["requests"] for r in _ledger_rows(gateway)}
     assert by_provider["mock"] == 1
-    assert by_provider["echo"] >= 2  # the swapped request and the Providers page's test request
+    # the swapped request, the rotated key's and the Providers page's test request
+    assert by_provider["echo"] == 3
     csv = next(m for m in seen if m["step"] == "csv")["path"]
     assert Path(csv).read_text().splitlines()[0].startswith("provider,requests,")
-    assert len(screenshots) >= 9 and all(Path(p).stat().st_size > 5000 for p in screenshots)
+    assert len(screenshots) >= 10 and all(Path(p).stat().st_size > 5000 for p in screenshots)
     print("\n".join(screenshots))
 
 
@@ -166,7 +167,7 @@ def _drive(
     deadline = time.monotonic() + 200
     seen: list[dict[str, Any]] = []
     screenshots: list[str] = []
-    key = ""
+    key = key_id = ""
     while True:
         try:
             msg = _line(proc.stdout, deadline)
@@ -180,7 +181,7 @@ def _drive(
             screenshots.append(msg["path"])
         elif step == "key_created":
             # the key made in the browser works through the gateway
-            key = msg["key"]
+            key, key_id = msg["key"], msg["key_id"]
             row = _send(gateway, key)
             assert row["key_id"] == msg["key_id"]
             assert row["provider"] == "mock" and row["model"] == MODEL
@@ -190,6 +191,15 @@ def _drive(
             row = _send(gateway, key)
             assert row["provider"] == msg["provider"] == "echo"  # the next request moved
             reply = {"provider": row["provider"]}
+        elif step == "rotated":
+            with pytest.raises(openai.AuthenticationError):
+                _send(gateway, msg["old"])
+            assert _send(gateway, msg["key"])["key_id"] == key_id  # same id, new secret
+            reply = {}
+        elif step == "revoked":
+            with pytest.raises(openai.AuthenticationError):
+                _send(gateway, msg["key"])
+            reply = {}
         elif step == "failed":
             raise AssertionError(f"in the browser: {msg['error']}")
         elif step == "done":

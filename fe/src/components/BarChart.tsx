@@ -4,8 +4,13 @@ export interface Bar {
   value: number;
 }
 
-export function BarChart(props: { title: string; bars: Bar[]; format: (n: number) => string }) {
-  const { title, bars, format } = props;
+export function BarChart(props: {
+  title: string;
+  bars: Bar[];
+  format: (n: number) => string;
+  end?: string;
+}) {
+  const { title, bars, format, end } = props;
   const width = 320;
   const height = 120;
   const max = Math.max(0, ...bars.map((b) => b.value));
@@ -41,7 +46,7 @@ export function BarChart(props: { title: string; bars: Bar[]; format: (n: number
       {bars.length > 0 && (
         <div className="chart-range">
           <span>{bars[0].label}</span>
-          <span>{bars[bars.length - 1].label}</span>
+          <span>{end ?? bars[bars.length - 1].label}</span>
         </div>
       )}
     </figure>

@@ -65,6 +65,7 @@ async function loadOverview(seconds: number) {
     byModel: compare(byModel, byModelBefore),
     byProvider: compare(byProvider, byProviderBefore),
     series: series.map((rows, i) => ({ at: start + i * slice, row: total(rows) })),
+    end,
     seconds,
   };
 }
@@ -165,6 +166,7 @@ export function Overview() {
                 key={title}
                 title={title}
                 format={format}
+                end={label(d.end, d.seconds)}
                 bars={d.series.map((s) => ({ label: label(s.at, d.seconds), value: pick(s.row) }))}
               />
             ))}
