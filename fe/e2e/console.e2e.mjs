@@ -172,6 +172,8 @@ async function desktop(browser) {
     "Overview's request total",
     () => page.getByRole("button", { name: "Refresh" }).click(),
   );
+  const p50 = await page.getByTestId("total-p50").textContent();
+  check(/^\d+(\.\d+)? ms$/.test(p50), `Overview's p50 latency is ${p50}`);
   const models = await rows(page, "Usage by model, this period against the previous one");
   check(models.some((r) => r[0] === MODEL), "Overview's by-model table lacks the model");
   check(

@@ -150,3 +150,11 @@ export interface Delivery {
 
 export const usage = (query: Query) =>
   call<Listing<UsageRow>>("GET", "/admin/usage", { query }).then((r) => r.data);
+
+export interface Latency {
+  requests: number;
+  p50_ms: number | null;
+  p99_ms: number | null;
+}
+
+export const latency = (query: Query) => call<Latency>("GET", "/admin/usage/latency", { query });

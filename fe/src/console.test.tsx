@@ -159,11 +159,17 @@ describe("usage", () => {
 describe("overview", () => {
   it("shows totals with the change against the previous period", async () => {
     let calls = 0;
+    let latencyCalls = 0;
     vi.stubGlobal(
       "fetch",
       vi.fn(async (input: RequestInfo | URL) => {
-        calls += 1;
         const url = new URL(String(input), "http://x");
+        if (url.pathname === "/admin/usage/latency") {
+          latencyCalls += 1;
+          const body = { object: "latency", requests: 5, p50_ms: latencyCalls === 1 ? 12 : 8, p99_ms: 40 };
+          return new Response(JSON.stringify(body), { status: 200 });
+        }
+        calls += 1;
         // the first call is the current period, the second the previous one
         const rows =
           url.searchParams.get("group_by") !== null
@@ -174,9 +180,14 @@ describe("overview", () => {
     );
     render(<Overview />);
     await waitFor(() => expect(screen.getByTestId("total-requests").textContent).toBe("30"));
-    expect(screen.getByText(/^\+50%/)).toBeTruthy();
     expect(screen.getByRole("img", { name: /^Requests:/ })).toBeTruthy();
     expect(calls).toBe(6 + 12);
+    expect(latencyCalls).toBe(2 + 12);
+    expect(screen.getByTestId("total-p50").textContent).toBe("12 ms");
+    expect(screen.getByTestId("total-p99").textContent).toBe("40 ms");
+    // requests 30 against 20, p50 12 ms against 8 ms
+    expect(screen.getAllByText(/^\+50%/, { selector: ".stat-delta" })).toHaveLength(2);
+    expect(screen.getByRole("img", { name: /^p99 latency:/ })).toBeTruthy();
   });
 });
 

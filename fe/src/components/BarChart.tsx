@@ -9,8 +9,10 @@ export function BarChart(props: {
   bars: Bar[];
   format: (n: number) => string;
   end?: string;
+  /** what the caption states instead of the sum of the bars (a percentile does not add up) */
+  summary?: string;
 }) {
-  const { title, bars, format, end } = props;
+  const { title, bars, format, end, summary } = props;
   const width = 320;
   const height = 120;
   const max = Math.max(0, ...bars.map((b) => b.value));
@@ -19,7 +21,7 @@ export function BarChart(props: {
   return (
     <figure className="chart">
       <figcaption>
-        {title} <strong>{format(total)}</strong>
+        {title} <strong>{summary ?? format(total)}</strong>
       </figcaption>
       <svg
         viewBox={`0 0 ${width} ${height}`}

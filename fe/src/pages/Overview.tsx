@@ -1,5 +1,5 @@
 import { useState } from "react";
-import { usage, type UsageRow } from "../api";
+import { ApiError, latency, usage, type Latency, type UsageRow } from "../api";
 import { BarChart } from "../components/BarChart";
 import { Table } from "../components/Table";
 import { useLoad } from "../components/useLoad";
@@ -22,6 +22,8 @@ const ZERO: UsageRow = {
   cached_tokens: 0,
   cost_usd: 0,
 };
+const ms = (n: number) => `${n.toFixed(n < 10 ? 2 : 0)} ms`;
+const msOrDash = (n: number | null | undefined) => (n === null || n === undefined ? "—" : ms(n));
 const tokens = (r: UsageRow) => r.prompt_tokens + r.completion_tokens;
 const total = (rows: UsageRow[]) => rows[0] ?? ZERO;
 
@@ -59,7 +61,19 @@ async function loadOverview(seconds: number) {
         usage({ since: start + i * slice, until: start + (i + 1) * slice }),
       ),
     ]);
+  // p50/p99 latency: the same windows; null when the gateway has no such query
+  const lat = await Promise.all([
+    latency({ since: start, until: end }),
+    latency({ since: prev, until: start }),
+    ...Array.from({ length: BUCKETS }, (_, i) =>
+      latency({ since: start + i * slice, until: start + (i + 1) * slice }),
+    ),
+  ]).catch((err: unknown) => {
+    if (err instanceof ApiError && err.status === 404) return null;
+    throw err;
+  });
   return {
+    latency: lat && { now: lat[0], before: lat[1], series: lat.slice(2) },
     now: total(now),
     before: total(before),
     byModel: compare(byModel, byModelBefore),
@@ -72,7 +86,8 @@ async function loadOverview(seconds: number) {
 
 function label(at: number, seconds: number): string {
   const iso = new Date(at * 1000).toISOString();
-  return seconds <= 86400 ? iso.slice(11, 16) : iso.slice(5, 10);
+  if (seconds < 86400) return iso.slice(11, 16);
+  return seconds === 86400 ? `${iso.slice(5, 10)} ${iso.slice(11, 16)}` : iso.slice(5, 10);
 }
 
 function Stat(props: { name: string; now: number; before: number; format: (n: number) => string }) {
@@ -85,6 +100,24 @@ function Stat(props: { name: string; now: number; before: number; format: (n: nu
         </span>
         <span className="stat-delta">
           {delta(props.now, props.before)} <span className="muted">vs previous period</span>
+        </span>
+      </dd>
+    </div>
+  );
+}
+
+function LatencyStat(props: { name: string; now: number | null; before: number | null }) {
+  const { now, before } = props;
+  return (
+    <div className="stat">
+      <dt>{props.name}</dt>
+      <dd>
+        <span className="stat-value" data-testid={`total-${props.name.toLowerCase().replace(/ .*/, "")}`}>
+          {msOrDash(now)}
+        </span>
+        <span className="stat-delta">
+          {now != null && before != null ? delta(now, before) : "—"}{" "}
+          <span className="muted">vs previous period</span>
         </span>
       </dd>
     </div>
@@ -146,11 +179,17 @@ export function Overview() {
               <Stat name="Cost" now={d.now.cost_usd} before={d.before.cost_usd} format={usd} />
               <Stat name="Errors" now={d.now.errors} before={d.before.errors} format={int} />
             </dl>
-            <p className="note">
-              Latency (p50/p99): the ledger API reports no latency percentiles yet; per-request
-              latency is in each usage record and in the <code>gateway_upstream_seconds</code> and{" "}
-              <code>gateway_overhead_seconds</code> histograms on <code>/metrics</code>.
-            </p>
+            {d.latency ? (
+              <dl className="stats latency">
+                <LatencyStat name="p50 latency" now={d.latency.now.p50_ms} before={d.latency.before.p50_ms} />
+                <LatencyStat name="p99 latency" now={d.latency.now.p99_ms} before={d.latency.before.p99_ms} />
+              </dl>
+            ) : (
+              <p className="note">
+                Latency (p50/p99): this gateway's ledger API has no latency query
+                (/admin/usage/latency).
+              </p>
+            )}
           </section>
           <section aria-labelledby="over-time" className="charts">
             <h2 id="over-time">Over time</h2>
@@ -170,6 +209,22 @@ export function Overview() {
                 bars={d.series.map((s) => ({ label: label(s.at, d.seconds), value: pick(s.row) }))}
               />
             ))}
+            {d.latency &&
+              (
+                [
+                  ["p50 latency", (l: Latency) => l.p50_ms ?? 0],
+                  ["p99 latency", (l: Latency) => l.p99_ms ?? 0],
+                ] as const
+              ).map(([title, pick]) => (
+                <BarChart
+                  key={title}
+                  title={title}
+                  summary={title === "p50 latency" ? msOrDash(d.latency!.now.p50_ms) : msOrDash(d.latency!.now.p99_ms)}
+                  format={ms}
+                  end={label(d.end, d.seconds)}
+                  bars={d.latency!.series.map((l, i) => ({ label: label(d.series[i].at, d.seconds), value: pick(l) }))}
+                />
+              ))}
           </section>
           <section aria-labelledby="by-model">
             <h2 id="by-model">By model</h2>
