@@ -7,6 +7,8 @@ import math
 import sqlite3
 from typing import Any
 
+import orjson
+
 from tokgateway.common.contracts import UsageEvent
 from tokgateway.common.sqlite import transaction
 
@@ -35,6 +37,7 @@ COLUMNS = (
     "ttft_ms",
     "overhead_ms",
     "attempts",
+    "attempt_log",
 )
 
 SCHEMA = """
@@ -62,7 +65,8 @@ CREATE TABLE IF NOT EXISTS usage_events (
     upstream_ms REAL,
     ttft_ms REAL,
     overhead_ms REAL,
-    attempts INTEGER NOT NULL DEFAULT 0
+    attempts INTEGER NOT NULL DEFAULT 0,
+    attempt_log TEXT
 );
 CREATE INDEX IF NOT EXISTS usage_key_ts ON usage_events(key_id, ts);
 CREATE INDEX IF NOT EXISTS usage_model_ts ON usage_events(model, ts);
@@ -70,7 +74,7 @@ CREATE INDEX IF NOT EXISTS usage_ts ON usage_events(ts);
 """
 
 # Added after the first release; older ledgers get them in ``migrate``.
-LATER_COLUMNS = (("team_id", "TEXT"),)
+LATER_COLUMNS = (("team_id", "TEXT"), ("attempt_log", "TEXT"))
 INDEXES = """
 CREATE INDEX IF NOT EXISTS usage_user_ts ON usage_events(user_id, ts);
 CREATE INDEX IF NOT EXISTS usage_team_ts ON usage_events(team_id, ts);
@@ -136,7 +140,14 @@ def _row(ev: UsageEvent) -> tuple[Any, ...]:
         ev.ttft_ms,
         ev.overhead_ms,
         ev.attempts,
+        attempt_log(ev),
     )
+
+
+def attempt_log(ev: UsageEvent) -> str | None:
+    """Every upstream attempt (provider, status, latency_ms) as JSON text."""
+    tried = ev.extra.get("attempts")
+    return orjson.dumps(tried).decode() if tried else None
 
 
 def insert_batch(conn: sqlite3.Connection, events: list[UsageEvent]) -> int:

@@ -15,7 +15,7 @@ from typing import Any
 
 from tokgateway.common.contracts import UsageEvent
 from tokgateway.common.postgres import Migration, affected, migrate, ping
-from tokgateway.ledger.store import COLUMNS, GROUPS, SCOPE_COLUMNS
+from tokgateway.ledger.store import COLUMNS, GROUPS, SCOPE_COLUMNS, attempt_log
 
 log = logging.getLogger("tokgateway.ledger")
 
@@ -67,6 +67,11 @@ MIGRATIONS = (
         CREATE INDEX IF NOT EXISTS usage_team_ts ON usage_events (team_id, ts);
         """,
     ),
+    Migration(
+        3,
+        "every upstream attempt of a request (provider, status, latency)",
+        "ALTER TABLE usage_events ADD COLUMN IF NOT EXISTS attempt_log TEXT;",
+    ),
 )
 
 _TYPES = {
@@ -94,6 +99,7 @@ _TYPES = {
     "ttft_ms": "float8",
     "overhead_ms": "float8",
     "attempts": "int4",
+    "attempt_log": "text",
 }
 
 # One statement per batch: columns arrive as arrays and unnest into rows.
@@ -167,7 +173,7 @@ class PgLedgerStore:
         columns: list[list[Any]] = [[] for _ in COLUMNS]
         for ev in events:
             for i, name in enumerate(COLUMNS):
-                columns[i].append(getattr(ev, name))
+                columns[i].append(attempt_log(ev) if name == "attempt_log" else getattr(ev, name))
         status = await self.pool.execute(_INSERT, *columns)
         return affected(status)
 
