@@ -49,6 +49,7 @@ from tokgateway.router.governor_sqlite import SQLiteGovernor, reset_counters
 from tokgateway.router.providers.options import ClientOptions
 from tokgateway.router.providers.proxy import proxies_from_env
 from tokgateway.router.service import RouterOptions, RouterService
+from tokgateway.ui import ui_routes
 
 log = logging.getLogger("tokgateway")
 
@@ -280,6 +281,7 @@ class AllInOne:
             *LedgerAdminAPI(self.ledger, guard).routes(),
             *RegistryAdminAPI(self.registry, guard).routes(),
             *self.market.routes(guard),
+            *ui_routes(),
         ]
 
     @contextlib.asynccontextmanager
