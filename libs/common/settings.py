@@ -197,10 +197,62 @@ KEYS: tuple[KeySpec, ...] = (
     KeySpec("gateway", "access_log", "true", _parse_bool, ("GATEWAY_ACCESS_LOG",)),
     KeySpec("gateway", "log_prompts", "false", _parse_bool),
     KeySpec("gateway", "max_body_mb", "32", _parse_int),
+    KeySpec("gateway", "idle_timeout", "75", _parse_float, doc="s a connection may sit idle"),
+    KeySpec("gateway", "header_timeout", "10", _parse_float, doc="s to send a request head"),
+    KeySpec("gateway", "body_timeout", "120", _parse_float, doc="s to send a request body"),
+    KeySpec("gateway", "max_connections", "10000", _parse_int, doc="open client connections"),
+    KeySpec("gateway", "max_header_kb", "64", _parse_int, doc="request line + headers (431)"),
+    KeySpec("gateway", "max_headers", "100", _parse_int, doc="header fields a request (431)"),
+    KeySpec("gateway", "drain_seconds", "30", _parse_float, doc="graceful stop: time to finish"),
     KeySpec("gateway", "connect_timeout", "10", _parse_float),
     KeySpec("gateway", "upstream_timeout", "600", _parse_float),
-    KeySpec("gateway", "upstream_max_connections", "1000", _parse_int),
+    KeySpec(
+        "gateway",
+        "upstream_max_connections",
+        "256",
+        _parse_int,
+        doc="connections per upstream origin (a provider's max_connections overrides it)",
+    ),
+    KeySpec(
+        "gateway",
+        "upstream_pool_timeout",
+        "30",
+        _parse_float,
+        doc="seconds a request waits for a free connection to its origin, then 503",
+    ),
+    KeySpec(
+        "gateway",
+        "upstream_max_body_mb",
+        "64",
+        _parse_int,
+        doc="largest upstream answer (decompressed) that is not streamed; larger is a 502",
+    ),
+    KeySpec(
+        "gateway",
+        "upstream_max_event_mb",
+        "8",
+        _parse_int,
+        doc="largest single server-sent event of an upstream stream; larger is an error",
+    ),
+    KeySpec(
+        "gateway", "upstream_keepalive", "60", _parse_float, doc="idle seconds a connection is kept"
+    ),
+    KeySpec(
+        "gateway",
+        "upstream_happy_eyeballs_ms",
+        "250",
+        _parse_float,
+        doc="delay before the next address (IPv6/IPv4) is tried (RFC 8305)",
+    ),
     KeySpec("gateway", "key_cache_ttl", "300", _parse_float),
+    KeySpec(
+        "gateway",
+        "default_max_tokens",
+        "4096",
+        _parse_int,
+        ("GATEWAY_DEFAULT_MAX_TOKENS",),
+        doc="output tokens a limited request is assumed to ask for when it sets no max_tokens",
+    ),
     KeySpec("gateway", "secret_key", "", env=("GATEWAY_SECRET_KEY",), secret=True),
     KeySpec("gateway", "database_url", "", env=("GATEWAY_DATABASE_URL",), secret=True),
     KeySpec("gateway", "nats_url", "", env=("GATEWAY_NATS_URL",)),
@@ -261,6 +313,7 @@ KEYS: tuple[KeySpec, ...] = (
     ),
 )
 
+PROXY_VARS = ("https_proxy", "http_proxy", "no_proxy")
 PROVIDER_KEYS: dict[str, Callable[[str], Any]] = {
     "kind": _choice(PROVIDER_KINDS),
     "base_url": _text,
@@ -269,6 +322,14 @@ PROVIDER_KEYS: dict[str, Callable[[str], Any]] = {
     "timeout": _parse_float,
     "anthropic_version": _text,
     "api_version": _text,
+    "proxy": _text,
+    "ca_file": _text,
+    "tls_verify": _parse_bool,
+    "cert_file": _text,
+    "key_file": _text,
+    "headers": _text,
+    "max_connections": _parse_int,
+    "forward_org_headers": _parse_bool,
 }
 HOOK_KEYS: dict[str, Callable[[str], Any]] = {
     "kind": _choice(HOOK_KINDS),
@@ -282,6 +343,37 @@ HOOK_KEYS: dict[str, Callable[[str], Any]] = {
 _KEY_INDEX = {(k.section, k.name): k for k in KEYS}
 
 
+def parse_header_list(text: str) -> tuple[tuple[str, str], ...]:
+    """``"X-Team: search, X-Env: prod"`` as ``(("x-team", "search"), ...)``."""
+    out: list[tuple[str, str]] = []
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        name, sep, value = item.partition(":")
+        name = name.strip().lower()
+        if not sep or not name or any(c in name for c in " \t\r\n") or "\n" in value:
+            raise ValueError(f"{item.strip()!r} is not 'Name: value'")
+        out.append((name, value.strip()))
+    return tuple(out)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProviderNetwork:
+    """How a provider is reached beyond its URL: proxy (None follows
+    HTTPS_PROXY/HTTP_PROXY/NO_PROXY, "none" goes direct), TLS files, extra
+    headers, its own pool limit, and whether clients' OpenAI organisation and
+    project headers are passed on (off: the key's owner decides what is billed)."""
+
+    proxy: str | None = field(default=None, repr=False)  # may carry user:password
+    ca_file: str = ""
+    tls_verify: bool = True
+    cert_file: str = ""
+    key_file: str = ""
+    headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    max_connections: int = 0
+    forward_org_headers: bool = False
+
+
 @dataclass(frozen=True, kw_only=True)
 class ProviderConfig:
     name: str
@@ -292,6 +384,7 @@ class ProviderConfig:
     anthropic_version: str = "2023-06-01"
     api_version: str = ""
     api_key_env: str = ""  # the variable the key was read from, if any
+    network: ProviderNetwork = field(default_factory=ProviderNetwork)
 
     @property
     def missing_key(self) -> str:
@@ -381,6 +474,8 @@ class Settings:
     config_dir: Path
     files: tuple[Path, ...]
     hooks: Mapping[str, HookConfig] = field(default_factory=dict)
+    # HTTPS_PROXY, HTTP_PROXY, NO_PROXY (either case) as found; the upstream client's
+    proxy_env: Mapping[str, str] = field(default_factory=dict, repr=False)
     deprecations: tuple[str, ...] = ()
     # [strategies] route pattern -> (strategy, provider weights)
     strategies: Mapping[str, tuple[str, Mapping[str, float]]] = field(default_factory=dict)
@@ -691,6 +786,7 @@ def load_settings(
         config_dir=cfg_dir,
         files=tuple(layer.path for layer in layers),
         hooks=_build_hooks(hook_raw, env),
+        proxy_env={k: v for k, v in env.items() if k.lower() in PROXY_VARS},
         deprecations=tuple(deprecations),
         strategies=strategies,
     )
@@ -783,6 +879,7 @@ def _build_providers(
             anthropic_version=str(fields.get("anthropic_version") or "2023-06-01"),
             api_version=str(fields.get("api_version") or ""),
             api_key_env=key_env,
+            network=_provider_network(name, fields),
         )
     if not provider_raw:
         if env.get("OPENAI_API_KEY"):
@@ -803,6 +900,29 @@ def _build_providers(
             )
     providers.setdefault("echo", ProviderConfig(name="echo", kind="echo", base_url=""))
     return providers
+
+
+def _provider_network(name: str, fields: Mapping[str, Any]) -> ProviderNetwork:
+    try:
+        headers = parse_header_list(str(fields.get("headers", "")))
+    except ValueError as exc:
+        raise ConfigError(f"[provider.{name}] headers: {exc}") from None
+    if fields.get("key_file") and not fields.get("cert_file"):
+        raise ConfigError(f"[provider.{name}] key_file: needs cert_file")
+    limit = int(fields.get("max_connections", 0))
+    if limit < 0:
+        raise ConfigError(f"[provider.{name}] max_connections: must be 0 or more")
+    proxy = fields.get("proxy")
+    return ProviderNetwork(
+        proxy=str(proxy) if proxy else None,
+        ca_file=str(fields.get("ca_file", "")),
+        tls_verify=bool(fields.get("tls_verify", True)),
+        cert_file=str(fields.get("cert_file", "")),
+        key_file=str(fields.get("key_file", "")),
+        headers=headers,
+        max_connections=limit,
+        forward_org_headers=bool(fields.get("forward_org_headers", False)),
+    )
 
 
 def _default_routes(providers: Mapping[str, ProviderConfig], taken: set[str]) -> list[RouteRule]:
