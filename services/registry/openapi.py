@@ -263,6 +263,31 @@ def document() -> dict[str, Any]:
             )
         },
         "/admin/market/peers/poll": {"post": _op("Pull every peer now", _list(PEER))},
+        "/admin/prices": {
+            "get": _op(
+                "The price table in force, its date, and unpriced routed models",
+                _list(_obj(["model", "input", "output", "source"])),
+            )
+        },
+        "/admin/prices/table": {
+            "post": _op(
+                "Replace the price table",
+                _obj(["as_of", "models"], as_of={"type": "string"}, models={"type": "integer"}),
+                body=_obj(
+                    ["as_of", "models"],
+                    as_of={"type": "string", "minLength": 1},
+                    models={
+                        "type": "object",
+                        "additionalProperties": {
+                            "type": "array",
+                            "items": {"type": "number", "minimum": 0},
+                            "minItems": 2,
+                            "maxItems": 4,
+                        },
+                    },
+                ),
+            )
+        },
         "/admin/keys": {
             "get": _op("API keys (secrets never shown)", _list(KEY)),
             "post": _op(

@@ -24,7 +24,7 @@ from tokgateway.common.crypto import token_matches
 from tokgateway.common.errors import BadRequest, GatewayError, NotFound, Unauthenticated
 from tokgateway.common.http import AdminGuard, JSONResponse, error_response, read_json
 from tokgateway.common.keys import bearer_token
-from tokgateway.common.pricing import PriceTable
+from tokgateway.common.pricing import Price, PriceTable
 from tokgateway.common.routing import RouteTable
 from tokgateway.common.settings import (
     DEFAULT_BASE_URLS,
@@ -111,6 +111,7 @@ def build_table(
     primary: str | None,
     box: Sealer,
     strategies: Mapping[str, tuple[str, Mapping[str, float]]] | None = None,
+    base: Mapping[str, Price] | None = None,
 ) -> RouteTable:
     providers = {
         p.name: ProviderConfig(
@@ -132,7 +133,7 @@ def build_table(
         aliases={m.name: m.alias_of for m in defs.models if m.alias_of},
         providers=providers,
         primary=primary if primary in providers else None,
-        prices=PriceTable.default(_overrides(defs)),
+        prices=PriceTable.default(_overrides(defs), base),
         strategies=strategies,
     )
 
@@ -160,6 +161,8 @@ class RegistryService:
         self._settings = settings
         self.version = 0
         self._defs = config_definitions(settings, self.box)
+        # a refreshed price table (`gateway prices refresh`), else the shipped one
+        self.base_prices: Mapping[str, Price] | None = None
         self._table = build_table(self._defs, self._primary(), self.box, settings.strategies)
         # the router's breaker states by deployment ("provider:model"), where
         # the wiring can see the router (all-in-one); see router/strategies.py
@@ -179,7 +182,9 @@ class RegistryService:
 
     async def refresh(self) -> Definitions:
         self._defs = await self.store.load()
-        self._table = build_table(self._defs, self._primary(), self.box, self._settings.strategies)
+        self._table = build_table(
+            self._defs, self._primary(), self.box, self._settings.strategies, self.base_prices
+        )
         self.version += 1
         return self._defs
 
@@ -190,6 +195,31 @@ class RegistryService:
         self._settings = settings
         await self.store.sync_config(config_definitions(settings, self.box))
         await self._changed("config")
+
+    async def set_base_prices(self, prices: Mapping[str, Price] | None) -> None:
+        """Use a refreshed price table (None: the shipped one) from now on."""
+        self.base_prices = prices
+        await self._changed("prices")
+
+    def unpriced(self) -> list[str]:
+        """Models clients can ask for by name that no price covers: they would be
+        metered at 0. Echo-served names are free on purpose."""
+        table = self._table
+        out = []
+        for model, owner in table.listed_models():
+            provider = table.providers.get(owner)
+            if provider is not None and provider.kind == "echo":
+                continue
+            try:
+                res = table.resolve(model)
+            except NotFound:
+                continue
+            if all(
+                table.prices.lookup(d.upstream_model) is None and table.prices.lookup(model) is None
+                for d in res.deployments
+            ):
+                out.append(model)
+        return out
 
     async def _changed(self, what: str) -> None:
         await self.refresh()
