@@ -302,6 +302,10 @@ class RegistryService:
                 for name, p in table.prices.models().items()
             },
             "price_overrides": sorted(table.prices.overridden),
+            "strategies": {
+                pattern: {"strategy": strategy, "weights": dict(weights)}
+                for pattern, (strategy, weights) in table.strategies.items()
+            },
         }
 
     # -- writes -----------------------------------------------------------------------

@@ -164,3 +164,20 @@ def test_strategies_section_in_settings(tmp_path: Any) -> None:
     (tmp_path / "setting.ini").write_text("[strategies]\nx = random\n")
     with pytest.raises(ConfigError, match="expected one of"):
         load_settings(tmp_path, {})
+
+
+async def test_strategies_travel_in_the_mesh_snapshot(tmp_path: Any) -> None:
+    from tokgateway.common.bus import InProcessBus
+    from tokgateway.common.clients import table_from_snapshot
+    from tokgateway.common.crypto import CredentialBox
+    from tokgateway.registry.service import RegistryService
+
+    (tmp_path / "setting.ini").write_text("[strategies]\nllama* = weighted echo=2\n")
+    box = CredentialBox("x" * 32)
+    registry = RegistryService(load_settings(tmp_path, {}), InProcessBus(), box=box)
+    await registry.start()
+    assert registry.snapshot().routing("llama3")["strategy"] == "weighted"
+    rebuilt = table_from_snapshot(await registry.wire_snapshot(), box)
+    assert rebuilt.routing("llama3")["strategy"] == "weighted"
+    assert rebuilt.routing("llama3")["weights"] == {"echo": 2.0}
+    assert rebuilt.routing("gpt-4o")["strategy"] == "priority"
