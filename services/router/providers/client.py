@@ -503,7 +503,7 @@ class HTTPClient:
         self._ssl = ssl_context
         self._contexts: dict[tuple[str, bool, str, str], ssl.SSLContext] = {}
         self._pools: dict[tuple[Origin, ConnectOptions], _Pool] = {}
-        self._targets: dict[str, _Target] = {}
+        self._routes: dict[tuple[str, ConnectOptions], tuple[_Target, _Pool, Proxy | None]] = {}
         self._closed = False
 
     def _pool(self, origin: Origin, options: ConnectOptions) -> _Pool:
@@ -512,6 +512,15 @@ class HTTPClient:
             limit = options.max_connections or self.max_connections
             pool = self._pools[(origin, options)] = _Pool(origin, options, limit)
         return pool
+
+    def _route(self, url: str, options: ConnectOptions) -> tuple[_Target, _Pool, Proxy | None]:
+        """What a URL and options resolve to, worked out once (per URL, bounded)."""
+        target = _target(url)
+        route = (target, self._pool(target.origin, options), self._proxy(target.origin, options))
+        if len(self._routes) >= MAX_CACHED_TARGETS:
+            self._routes.clear()
+        self._routes[(url, options)] = route
+        return route
 
     def _proxy(self, origin: Origin, options: ConnectOptions) -> Proxy | None:
         if options.proxy is None:
@@ -535,22 +544,18 @@ class HTTPClient:
     ) -> Response:
         if self._closed:
             raise ConnectError("the HTTP client is closed")
-        target = self._targets.get(url)
-        if target is None:
-            target = _target(url)
-            if len(self._targets) >= MAX_CACHED_TARGETS:
-                self._targets.clear()
-            self._targets[url] = target
+        route = self._routes.get((url, options))
+        if route is None:
+            route = self._route(url, options)
+        target, pool, proxy = route
         for hook in self._hooks:
             hook(headers)
-        proxy = self._proxy(target.origin, options)
         if proxy is not None and target.origin.scheme == "http":
             if proxy.authorization:
                 headers["proxy-authorization"] = proxy.authorization
             data = _request_bytes(method, target.absolute_tail, headers, body)
         else:
             data = _request_bytes(method, target.request_line_tail, headers, body)
-        pool = self._pool(target.origin, options)
         await pool.acquire(self.pool_timeout)
         conn: _Connection | None = None
         try:

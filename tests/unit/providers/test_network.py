@@ -506,3 +506,35 @@ async def _resolved(
     value: list[tuple[int, tuple[object, ...]]],
 ) -> list[tuple[int, tuple[object, ...]]]:
     return value
+
+
+async def test_idle_connections_are_kept_for_the_keepalive_time_only(
+    serve: Callable[..., Awaitable[int]],
+) -> None:
+    connections = 0
+
+    async def counting(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        await json_forever(reader, writer)
+
+    port = await serve(counting)
+    url = f"http://127.0.0.1:{port}/v1/x"
+    short = HTTPClient(keepalive=0.05)
+    try:
+        for _ in range(2):
+            resp = await short.request("POST", url, {}, b"{}")
+            await resp.read()
+            await asyncio.sleep(0.1)  # longer than the keep-alive: the next one dials anew
+        assert connections == 2
+    finally:
+        await short.close()
+    long = HTTPClient(keepalive=60)
+    try:
+        for _ in range(2):
+            resp = await long.request("POST", url, {}, b"{}")
+            await resp.read()
+            await asyncio.sleep(0.1)
+        assert connections == 3
+    finally:
+        await long.close()
