@@ -45,6 +45,11 @@ def _parse_bool(raw: str) -> bool:
     raise ValueError(f"expected true or false, got {raw!r}")
 
 
+_BOOL_WORDS = frozenset({"1", "true", "yes", "on", "0", "false", "no", "off"})
+# old name -> new dotted name; the old one is still read, with a warning
+DEPRECATED_KEYS = {("gateway", "enable_providers"): "gateway.provider_filter"}
+
+
 def _parse_int(raw: str) -> int:
     try:
         return int(raw.strip())
@@ -138,16 +143,67 @@ KEYS: tuple[KeySpec, ...] = (
     ),
     KeySpec(
         "gateway",
-        "enable_providers",
+        "provider_filter",
         "",
-        env=("GATEWAY_ENABLE_PROVIDER",),
-        doc="comma list; empty enables every configured provider",
+        env=("GATEWAY_PROVIDER_FILTER",),
+        doc="comma list of configured providers to use; empty uses all (was enable_providers)",
     ),
+    KeySpec(
+        "gateway",
+        "enable_provider",
+        "false",
+        _parse_bool,
+        ("GATEWAY_ENABLE_PROVIDER",),
+        doc="offer this gateway's models on the marketplace (publishing is refused otherwise)",
+    ),
+    KeySpec(
+        "gateway",
+        "publish_name",
+        "",
+        env=("GATEWAY_PUBLISH_NAME",),
+        doc="display name of this gateway's marketplace listings",
+    ),
+    KeySpec(
+        "gateway",
+        "model_family",
+        "",
+        env=("GATEWAY_MODEL_FAMILY",),
+        doc="comma list of models published when `market publish` names none",
+    ),
+    KeySpec(
+        "market",
+        "public_url",
+        "",
+        env=("GATEWAY_PUBLIC_URL",),
+        doc="this gateway's URL as other operators reach it (default http://host:port)",
+    ),
+    KeySpec(
+        "market",
+        "auto_approve",
+        "false",
+        _parse_bool,
+        ("GATEWAY_MARKET_AUTO_APPROVE",),
+        doc="grant subscriptions at once (else `gateway market approve`)",
+    ),
+    KeySpec("market", "poll_s", "30", _parse_float, doc="how often peers' listings are pulled"),
+    KeySpec("market", "listing_days", "30", _parse_float, doc="a listing expires after this"),
+    KeySpec(
+        "market", "feed_token", "", secret=True, doc="bearer token peers need to read the feed"
+    ),
+    KeySpec("market", "subscriber_rpm", "0", _parse_int, doc="rpm of keys minted (0: none)"),
+    KeySpec("market", "subscriber_budget_usd", "0", _parse_float, doc="monthly budget (0: none)"),
     KeySpec("gateway", "work_mode", "auto", _choice(WORK_MODES), ("GATEWAY_WORK_MODE",)),
     KeySpec("gateway", "log_level", "info", _choice(("debug", "info", "warning", "error"))),
     KeySpec("gateway", "access_log", "true", _parse_bool, ("GATEWAY_ACCESS_LOG",)),
     KeySpec("gateway", "log_prompts", "false", _parse_bool),
     KeySpec("gateway", "max_body_mb", "32", _parse_int),
+    KeySpec("gateway", "idle_timeout", "75", _parse_float, doc="s a connection may sit idle"),
+    KeySpec("gateway", "header_timeout", "10", _parse_float, doc="s to send a request head"),
+    KeySpec("gateway", "body_timeout", "120", _parse_float, doc="s to send a request body"),
+    KeySpec("gateway", "max_connections", "10000", _parse_int, doc="open client connections"),
+    KeySpec("gateway", "max_header_kb", "64", _parse_int, doc="request line + headers (431)"),
+    KeySpec("gateway", "max_headers", "100", _parse_int, doc="header fields a request (431)"),
+    KeySpec("gateway", "drain_seconds", "30", _parse_float, doc="graceful stop: time to finish"),
     KeySpec("gateway", "connect_timeout", "10", _parse_float),
     KeySpec("gateway", "upstream_timeout", "600", _parse_float),
     KeySpec(
@@ -189,6 +245,14 @@ KEYS: tuple[KeySpec, ...] = (
         doc="delay before the next address (IPv6/IPv4) is tried (RFC 8305)",
     ),
     KeySpec("gateway", "key_cache_ttl", "300", _parse_float),
+    KeySpec(
+        "gateway",
+        "default_max_tokens",
+        "4096",
+        _parse_int,
+        ("GATEWAY_DEFAULT_MAX_TOKENS",),
+        doc="output tokens a limited request is assumed to ask for when it sets no max_tokens",
+    ),
     KeySpec("gateway", "secret_key", "", env=("GATEWAY_SECRET_KEY",), secret=True),
     KeySpec("gateway", "database_url", "", env=("GATEWAY_DATABASE_URL",), secret=True),
     KeySpec("gateway", "nats_url", "", env=("GATEWAY_NATS_URL",)),
@@ -412,6 +476,7 @@ class Settings:
     hooks: Mapping[str, HookConfig] = field(default_factory=dict)
     # HTTPS_PROXY, HTTP_PROXY, NO_PROXY (either case) as found; the upstream client's
     proxy_env: Mapping[str, str] = field(default_factory=dict, repr=False)
+    deprecations: tuple[str, ...] = ()
 
     def get(self, dotted: str) -> Any:
         return self.values[dotted].value
@@ -480,7 +545,7 @@ class Settings:
             "its requests will fail upstream"
             for p in self.providers.values()
             if p.missing_key
-        ]
+        ] + list(self.deprecations)
 
 
 class _Layer:
@@ -579,6 +644,7 @@ def load_settings(
     aliases: dict[str, str] = {}
     prices: dict[str, PriceOverride] = {}
     hook_raw: dict[str, dict[str, tuple[str, str]]] = {}
+    deprecations: list[str] = []
 
     for layer in layers:
         for section in layer.sections():
@@ -622,10 +688,27 @@ def load_settings(
                     prices[model] = _parse_price(value, f"{where_s} {model}")
             else:
                 for key, value in items:
+                    if (section, key) in DEPRECATED_KEYS:
+                        new_key = DEPRECATED_KEYS[(section, key)]
+                        deprecations.append(
+                            f"{layer.path}: [{section}] {key} is deprecated; "
+                            f"call it {new_key.split('.')[1]}"
+                        )
+                        raw[new_key] = (value, layer.label, f"{where_s} {key}")
+                        continue
                     if (section, key) not in _KEY_INDEX:
                         raise ConfigError(f"{where_s} {key}: unknown key")
                     raw[f"{section}.{key}"] = (value, layer.label, f"{where_s} {key}")
 
+    legacy = env.get("GATEWAY_ENABLE_PROVIDER", "").strip()
+    if legacy and legacy.lower() not in _BOOL_WORDS:
+        # before the marketplace, GATEWAY_ENABLE_PROVIDER held the provider filter
+        deprecations.append(
+            "GATEWAY_ENABLE_PROVIDER as a provider list is deprecated; "
+            "use GATEWAY_PROVIDER_FILTER (GATEWAY_ENABLE_PROVIDER=true publishes on the market)"
+        )
+        env.pop("GATEWAY_ENABLE_PROVIDER")
+        env.setdefault("GATEWAY_PROVIDER_FILTER", legacy)
     for spec in KEYS:
         for var in spec.env:
             if var in env and env[var].strip() != "":
@@ -648,13 +731,13 @@ def load_settings(
     if "echo" not in provider_raw:
         layers_by_provider["echo"] = LAYER_DEFAULT
 
-    enabled = [p.strip() for p in str(values["gateway.enable_providers"].value).split(",")]
+    enabled = [p.strip() for p in str(values["gateway.provider_filter"].value).split(",")]
     enabled = [p for p in enabled if p]
     if enabled:
         unknown = [p for p in enabled if p not in providers]
         if unknown:
             raise ConfigError(
-                f"gateway.enable_providers: unknown provider {', '.join(unknown)} "
+                f"gateway.provider_filter: unknown provider {', '.join(unknown)} "
                 f"(configured: {', '.join(providers)})"
             )
         providers = {n: p for n, p in providers.items() if n in enabled}
@@ -687,6 +770,7 @@ def load_settings(
         files=tuple(layer.path for layer in layers),
         hooks=_build_hooks(hook_raw, env),
         proxy_env={k: v for k, v in env.items() if k.lower() in PROXY_VARS},
+        deprecations=tuple(deprecations),
     )
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -22,8 +21,10 @@ from tokgateway.common.metrics import RouterMetrics, render
 from tokgateway.common.routing import RouteTable
 from tokgateway.common.tracing import Tracing
 from tokgateway.router.catalogue import ModelCatalogue
+from tokgateway.router.catalogue import anthropic_model as _anthropic_model
+from tokgateway.router.catalogue import openai_model as _openai_model
+from tokgateway.router.governor import Governor, LocalGovernor
 from tokgateway.router.keycache import KeyCache
-from tokgateway.router.limits import Limiter, LocalLimiter
 from tokgateway.router.pipeline import Pipeline, PipelineDeps
 from tokgateway.router.providers import Provider, build_provider
 from tokgateway.router.providers.client import HTTPClient
@@ -44,6 +45,7 @@ class RouterOptions:
     key_cache_ttl: float = 300.0
     access_log: bool = True
     work_mode: str = "auto"
+    default_max_tokens: int = 4096  # output cap assumed by limits when a request sets none
     client: ClientOptions = field(default_factory=ClientOptions)
 
 
@@ -55,7 +57,7 @@ class RouterService:
         verifier: KeyVerifier,
         bus: Bus,
         options: RouterOptions,
-        limiter: Limiter | None = None,
+        governor: Callable[[RouterMetrics], Governor] | None = None,
         metrics: RouterMetrics | None = None,
         header_hooks: list[HeaderHook] | None = None,
         usage_sink: UsageSink | None = None,
@@ -66,20 +68,24 @@ class RouterService:
         self.bus = bus
         self.options = options
         self.keys = KeyCache(verifier, options.key_cache_ttl)
-        self.limiter: Limiter = limiter or LocalLimiter()
         self.metrics = metrics or RouterMetrics()
+        self.governor: Governor = (
+            governor(self.metrics) if governor is not None else LocalGovernor(None, self.metrics)
+        )
         self.settler = Settler(bus, self.metrics, AccessLog(options.access_log), usage_sink)
+        self.settler.governor = self.governor
         self.providers: dict[str, Provider] = {}
         tracer = tracing.tracer if tracing is not None else None
         self.settler.spans = GenAISpans(tracer) if tracer is not None else None
         self.pipeline = Pipeline(
             PipelineDeps(
                 keys=self.keys,
-                limiter=self.limiter,
+                governor=self.governor,
                 settler=self.settler,
                 responses=ResponseStore(),
                 max_body_bytes=options.max_body_bytes,
                 work_mode=options.work_mode,
+                default_max_tokens=options.default_max_tokens,
                 spans=self.settler.spans,
             ),
             table=lambda: self.table,
@@ -122,7 +128,7 @@ class RouterService:
             self.metrics.unwatch_pool(self._client.pool_stats)
             await self._client.close()
             self._client = None
-        await self.limiter.close()
+        await self.governor.close()
         self.settler.access.flush()
 
     # -- routes ---------------------------------------------------------------------
@@ -214,19 +220,3 @@ class RouterService:
     async def metrics_endpoint(self, request: Request) -> Response:
         data, content_type = render(self.metrics.registry)
         return Response(data, headers={"content-type": content_type})
-
-
-_EPOCH = 1_700_000_000
-
-
-def _openai_model(model_id: str, owner: str) -> dict[str, Any]:
-    return {"id": model_id, "object": "model", "created": _EPOCH, "owned_by": owner}
-
-
-def _anthropic_model(model_id: str) -> dict[str, Any]:
-    return {
-        "id": model_id,
-        "type": "model",
-        "display_name": model_id,
-        "created_at": "2023-11-14T22:13:20Z",
-    }
