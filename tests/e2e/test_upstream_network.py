@@ -130,6 +130,33 @@ def test_a_200_html_page_is_a_502(net_gateway: GatewayProcess, key: str) -> None
     streamed = _chat(net_gateway, key, "gpt-html", stream=True)
     assert streamed.status_code == 502
     assert streamed.json()["error"]["type"] == "upstream_unavailable"
+    # an event stream without one event: an error event, not a bare [DONE]
+    with httpx.stream(
+        "POST",
+        net_gateway.url + CHAT,
+        json={
+            "model": "gpt-nostream",
+            "stream": True,
+            "messages": [{"role": "user", "content": "x"}],
+        },
+        headers={"authorization": f"Bearer {key}"},
+        timeout=30,
+    ) as stream:
+        text = b"".join(stream.iter_bytes())
+    assert b'"type":"upstream_unavailable"' in text
+    assert b"without one valid event" in text
+    ant = httpx.post(
+        net_gateway.url + "/v1/messages",
+        json={
+            "model": "claude-html",
+            "max_tokens": 5,
+            "messages": [{"role": "user", "content": "x"}],
+        },
+        headers={"authorization": f"Bearer {key}"},
+        timeout=30,
+    )
+    assert ant.status_code == 502
+    assert ant.json()["type"] == "error" and ant.json()["error"]["type"] == "api_error"
 
 
 def test_headers_up_and_back(

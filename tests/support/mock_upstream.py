@@ -58,6 +58,8 @@ def _openai_error(
 def _behaviour(model: str) -> Response | None:
     if model.endswith("-html"):  # a captive portal or a misrouted base_url: 200, not JSON
         return Response(b"<html><body>Please log in</body></html>", media_type="text/html")
+    if model.endswith("-nostream"):  # an event stream with no event in it
+        return Response(b"data: [DONE]\n\n", media_type="text/event-stream")
     if model.endswith("-ratelimited"):
         headers = {
             "x-ratelimit-remaining-requests": "41",
