@@ -189,6 +189,13 @@ def test_headers_up_and_back(
         assert stream.headers["x-upstream-request-id"] == "req_mock_ok"
         assert b"[DONE]" in b"".join(stream.iter_bytes())
 
+    # a key with its own rpm: the gateway's request limits win, the upstream's
+    # token figures (which the gateway does not limit for this key) still pass
+    own = str(net_gateway.create_key("rpm-key", "--rpm", "500")["key"])
+    resp = _chat(net_gateway, own, "gpt-4o")
+    assert resp.headers["x-ratelimit-limit-requests"] == "500"
+    assert resp.headers["x-ratelimit-remaining-tokens"] == "9999"
+
     limited = _chat(net_gateway, key, "gpt-4o-ratelimited")
     assert limited.status_code == 429
     assert limited.headers["x-ratelimit-remaining-requests"] == "41"
