@@ -242,7 +242,12 @@ async function desktop(browser) {
   await go(page, "Hooks");
   check((await headers(page, "Deliveries, newest first")).includes("Event"), "Hooks table headers");
   await go(page, "Marketplace");
-  await page.getByText(/no marketplace API yet|Listings as the registry offers them/).waitFor({ timeout: TIMEOUT });
+  // this gateway's registry has a marketplace: its (empty) listings, a compare form
+  const market = await rows(page, "Marketplace listings as the registry offers them");
+  check(market.length === 1 && /No listings/.test(market[0][0]), `listings: ${JSON.stringify(market)}`);
+  await page.getByLabel("Model", { exact: true }).fill(MODEL);
+  await page.getByRole("button", { name: "Compare" }).click();
+  await page.getByRole("table", { name: `Offers for ${MODEL}, cheapest first` }).waitFor({ timeout: TIMEOUT });
   await shot(page, "08-marketplace");
   await go(page, "Settings");
   await page.getByText(/gateway config show|effective configuration/).first().waitFor({ timeout: TIMEOUT });
