@@ -250,7 +250,13 @@ async function desktop(browser) {
   await page.getByRole("table", { name: `Offers for ${MODEL}, cheapest first` }).waitFor({ timeout: TIMEOUT });
   await shot(page, "08-marketplace");
   await go(page, "Settings");
-  await page.getByText(/gateway config show|effective configuration/).first().waitFor({ timeout: TIMEOUT });
+  const config = await rows(page, "Effective configuration and the layer that set each key");
+  check(config.some((r) => r[0] === "gateway.port" && r[2] === "environment"), "Settings lacks gateway.port (environment)");
+  const secretRow = config.find((r) => r[0] === "provider.mock.api_key");
+  check(secretRow && !secretRow[1].includes("sk-mock-upstream"), `secret not masked: ${secretRow}`);
+  await page.getByLabel("Filter keys").fill("routes.");
+  const filtered = await rows(page, "Effective configuration and the layer that set each key");
+  check(filtered.length >= 1 && filtered.every((r) => r[0].startsWith("routes.")), "the filter does not narrow");
   await go(page, "Users and Teams");
   const users = await rows(page, "Users");
   check(users.some((r) => r[0] === "admin@localhost"), "the admin user is not listed");
