@@ -39,11 +39,17 @@ from tokgateway.common.settings import ConfigError, Settings, load_settings
 from tokgateway.common.sqlite import SQLiteDB
 from tokgateway.common.tracing import TraceMiddleware, Tracing
 from tokgateway.ledger.service import LedgerAdminAPI, LedgerService
+from tokgateway.market_minter import AuthMinter
+from tokgateway.registry.market_store import SQLiteMarketStore
+from tokgateway.registry.marketplace import Marketplace
 from tokgateway.registry.service import RegistryAdminAPI, RegistryService
 from tokgateway.registry.store_sqlite import SQLiteRegistryStore
 from tokgateway.router.governor import Governor, LocalGovernor
 from tokgateway.router.governor_sqlite import SQLiteGovernor, reset_counters
+from tokgateway.router.providers.options import ClientOptions
+from tokgateway.router.providers.proxy import proxies_from_env
 from tokgateway.router.service import RouterOptions, RouterService
+from tokgateway.ui import ui_routes
 
 log = logging.getLogger("tokgateway")
 
@@ -78,6 +84,23 @@ def registry_service(settings: Settings, bus: InProcessBus) -> RegistryService:
     )
 
 
+def client_options(settings: Settings) -> ClientOptions:
+    """The upstream client's settings; a malformed proxy variable stops the start."""
+    try:
+        proxies = proxies_from_env(settings.proxy_env)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    return ClientOptions(
+        keepalive=float(settings.get("gateway.upstream_keepalive")),
+        pool_timeout=float(settings.get("gateway.upstream_pool_timeout")),
+        max_body=int(settings.get("gateway.upstream_max_body_mb")) << 20,
+        max_event=int(settings.get("gateway.upstream_max_event_mb")) << 20,
+        happy_eyeballs_delay=float(settings.get("gateway.upstream_happy_eyeballs_ms")) / 1000,
+        proxies=proxies,
+        networks={name: p.network for name, p in settings.providers.items()},
+    )
+
+
 def router_options(settings: Settings) -> RouterOptions:
     return RouterOptions(
         max_body_bytes=int(settings.get("gateway.max_body_mb")) << 20,
@@ -88,6 +111,7 @@ def router_options(settings: Settings) -> RouterOptions:
         access_log=bool(settings.get("gateway.access_log")),
         work_mode=str(settings.get("gateway.work_mode")),
         default_max_tokens=int(settings.get("gateway.default_max_tokens")),
+        client=client_options(settings),
     )
 
 
@@ -143,6 +167,9 @@ async def bootstrap(settings: Settings) -> str | None:
         counters = SQLiteDB(db_path)
         await counters.run(reset_counters)  # limits and budgets start afresh
         await counters.close()
+        market = Marketplace(settings, SQLiteMarketStore(SQLiteDB(db_path)), registry, None)
+        await market.start(poll=False)  # the registry's signing key, made once
+        await market.close()
         return await auth.start(str(settings.get("gateway.admin_key")) or None)
     finally:
         await registry.close()
@@ -187,6 +214,9 @@ class AllInOne:
             queue_limit=int(settings.get("ledger.queue_limit")),
         )
         self.registry = registry_service(settings, self.bus)
+        self.market = Marketplace(
+            settings, SQLiteMarketStore(SQLiteDB(db_path)), self.registry, AuthMinter(self.auth)
+        )
         redis_url = str(settings.get("gateway.redis_url"))
         self.tracing = Tracing("gateway", otlp_endpoint=str(settings.get("gateway.otlp_endpoint")))
         ledger = self.ledger
@@ -250,6 +280,8 @@ class AllInOne:
             *HooksAdminAPI(self.hooks, guard).routes(),
             *LedgerAdminAPI(self.ledger, guard).routes(),
             *RegistryAdminAPI(self.registry, guard).routes(),
+            *self.market.routes(guard),
+            *ui_routes(),
         ]
 
     @contextlib.asynccontextmanager
@@ -257,6 +289,7 @@ class AllInOne:
         settings = self.settings
         await self.ledger.start()
         await self.registry.start()
+        await self.market.start()
         # what the API added before (any worker, any earlier run) is in the store
         self.router.table = self.registry.snapshot()
         if self.worker:
@@ -298,6 +331,7 @@ class AllInOne:
             await self.events.close()
             await self.router.close()
             await self.bus.close()
+            await self.market.close()
             await self.registry.close()
             await self.ledger.close()
             await self.auth.close()

@@ -6,6 +6,11 @@ the workers on one listening socket."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import sys
+import threading
+import time
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -17,6 +22,7 @@ from uvicorn.supervisors.multiprocess import Multiprocess
 from tokgateway import runfiles
 from tokgateway.common.logs import configure_logging
 from tokgateway.common.settings import Settings, load_settings
+from tokgateway.http_guard import GuardedConfig, Limits
 
 
 def ensure_default_config(config_dir: Path) -> bool:
@@ -48,10 +54,44 @@ def _loop() -> str:
     return "uvloop"
 
 
+def raise_file_limit() -> int:
+    """Raise the soft open-file limit to the hard one (every socket is a file;
+    a 1,024 soft limit is a lockout at 1,024 clients). The soft limit now."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not on POSIX
+        return 1 << 16
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    return int(soft)
+
+
+def limits(settings: Settings, file_limit: int | None = None) -> Limits:
+    """Connection limits from the settings; the connection cap stays below the
+    file limit, with room for upstream sockets, the database and logs."""
+    cap = int(settings.get("gateway.max_connections"))
+    if file_limit is not None:
+        cap = max(16, min(cap, file_limit // 2))
+    return Limits(
+        idle_timeout=float(settings.get("gateway.idle_timeout")),
+        header_timeout=float(settings.get("gateway.header_timeout")),
+        body_timeout=float(settings.get("gateway.body_timeout")),
+        max_connections=cap,
+        max_header_bytes=int(settings.get("gateway.max_header_kb")) * 1024,
+        max_headers=int(settings.get("gateway.max_headers")),
+        drain_seconds=float(settings.get("gateway.drain_seconds")),
+    )
+
+
 def _server_options(settings: Settings) -> dict[str, Any]:
     return {
         "loop": _loop(),
-        "http": "httptools",
         "lifespan": "on",
         "access_log": False,
         # nothing reads the client address, so X-Forwarded-* need no rewriting
@@ -59,19 +99,45 @@ def _server_options(settings: Settings) -> dict[str, Any]:
         "server_header": False,
         "log_config": None,
         "log_level": str(settings.get("gateway.log_level")),
-        "timeout_graceful_shutdown": 30,
-        "timeout_keep_alive": 75,
+        "timeout_graceful_shutdown": float(settings.get("gateway.drain_seconds")),
+        "timeout_keep_alive": float(settings.get("gateway.idle_timeout")),
         "backlog": 4096,
+        "limits": limits(settings, raise_file_limit()),
     }
 
 
 def worker_app() -> ASGIApp:
-    """The app of one worker process (uvicorn factory)."""
+    """The app of one worker process (uvicorn factory). A worker dies with its
+    supervisor, even one killed with SIGKILL that cannot stop it."""
     from tokgateway.allinone import AllInOne
 
+    die_with_parent()
     settings = load_settings()
     configure_logging(str(settings.get("gateway.log_level")))
     return AllInOne(settings, worker=True).build_app()
+
+
+def die_with_parent() -> None:
+    """Linux: the kernel sends SIGTERM to this process when its parent dies
+    (prctl PR_SET_PDEATHSIG). If the parent is already gone (it died before
+    this ran), exit now. Elsewhere, a thread watches the parent pid."""
+    parent = os.getppid()
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        if libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0) == 0:
+            if os.getppid() != parent:
+                os.kill(os.getpid(), signal.SIGTERM)
+            return
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+
+
+def _watch_parent(parent: int) -> None:  # pragma: no cover - non-Linux
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 class BindError(Exception):
@@ -111,7 +177,7 @@ def serve(
             generated = asyncio.run(bootstrap(settings))
             write_control_token(settings.data_dir)
             print(banner(settings, list(settings.providers), generated), flush=True)
-            config = uvicorn.Config(
+            config = GuardedConfig(
                 "tokgateway.server:worker_app",
                 factory=True,
                 host=host,
@@ -123,7 +189,7 @@ def serve(
             return
         app = AllInOne(settings).build_app()
         server = uvicorn.Server(
-            uvicorn.Config(app, host=host, port=bound, **_server_options(settings))
+            GuardedConfig(app, host=host, port=bound, **_server_options(settings))
         )
         if _loop() == "uvloop":
             import uvloop

@@ -6,12 +6,14 @@
     │   ├── Unauthenticated    401 authentication_error
     │   ├── Forbidden          403 permission_error
     │   ├── NotFound           404 not_found_error
-    │   └── PayloadTooLarge    413 request_too_large
+    │   ├── PayloadTooLarge    413 request_too_large
+    │   └── ClientClosed       499 the client left before the request was read
     ├── PolicyError            the gateway refused on policy (limits, budgets)
     │   └── RateLimited        429 rate_limit_error (gateway-made)
     ├── UpstreamError          the provider failed or could not be reached
     │   ├── UpstreamStatusError  the provider answered non-2xx (status kept)
     │   ├── UpstreamUnavailable  502/503: connect failure, no healthy deployment
+    │   ├── UpstreamBusy         503: every connection to the origin stayed busy
     │   └── UpstreamTimeout      504
     └── InternalError          500, a bug in the gateway
 
@@ -125,6 +127,14 @@ class PayloadTooLarge(ClientError):
     error_type = "request_too_large"
 
 
+class ClientClosed(ClientError):
+    """The client hung up (e.g. during the upload): nobody reads the answer,
+    but the ledger records it as 499 ``client``."""
+
+    status = 499
+    error_type = "client_closed_request"
+
+
 class PolicyError(GatewayError):
     status = 429
     error_type = "rate_limit_error"
@@ -188,6 +198,14 @@ class UpstreamUnavailable(UpstreamError):
     error_type = "upstream_unavailable"
 
 
+class UpstreamBusy(UpstreamError):
+    """The provider's connection pool had no free slot within the pool-wait
+    time: the gateway, not the provider, said no; a retry later may pass."""
+
+    status = 503
+    error_type = "upstream_busy"
+
+
 class UpstreamTimeout(UpstreamError):
     status = 504
     error_type = "timeout_error"
@@ -206,3 +224,20 @@ def stream_error_event(err: GatewayError, fmt: ApiFormat) -> bytes:
         payload = orjson.dumps({"type": "error", "error": {"type": kind, "message": err.message}})
         return b"event: error\ndata: " + payload + b"\n\n"
     return b"data: " + orjson.dumps(err.openai_body()) + b"\n\n"
+
+
+def summary(text: object, limit: int = 200) -> str:
+    """A bounded, printable one-line summary of text that came from outside
+    (an upstream error body, a client's field) for the ledger and the log:
+    control characters become spaces, runs of whitespace one space, and the
+    result is cut at ``limit`` characters with an ellipsis."""
+    raw = text if isinstance(text, str) else str(text)
+    if len(raw) > limit * 4:
+        raw = raw[: limit * 4]
+    if raw.isprintable() and "  " not in raw:
+        clean = raw
+    else:
+        clean = " ".join("".join(c if c.isprintable() else " " for c in raw).split())
+    if len(clean) > limit:
+        return clean[: max(0, limit - 1)] + "\u2026"
+    return clean

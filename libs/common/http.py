@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -17,10 +17,12 @@ from tokgateway.common.contracts import KeyInfo, KeyVerifier
 from tokgateway.common.errors import (
     ApiFormat,
     BadRequest,
+    ClientClosed,
     Forbidden,
     GatewayError,
     PayloadTooLarge,
     Unauthenticated,
+    summary,
 )
 from tokgateway.common.keys import bearer_token, hash_key
 
@@ -46,21 +48,47 @@ async def read_json(request: Request, max_bytes: int) -> dict[str, Any]:
         raise PayloadTooLarge(f"Request body is larger than the limit of {max_bytes} bytes.")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:
-            raise PayloadTooLarge(f"Request body is larger than the limit of {max_bytes} bytes.")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > max_bytes:
+                raise PayloadTooLarge(
+                    f"Request body is larger than the limit of {max_bytes} bytes."
+                )
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise ClientClosed("The client closed the connection during the upload.") from None
     raw = b"".join(chunks)
     if not raw:
         raise BadRequest("Request body is empty; expected a JSON object.")
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"Request body is not valid JSON: {exc}") from None
+        raise BadRequest(f"Request body is not valid JSON: {summary(str(exc))}") from None
     if not isinstance(data, dict):
         raise BadRequest("Request body must be a JSON object.")
+    if raw.count(b"[") + raw.count(b"{") >= MAX_DEPTH:
+        _check_depth(data)
     return data
+
+
+# orjson writes at most 254 levels: a deeper body could be read but never
+# forwarded, so it is refused up front, with room for the levels a format
+# translation adds. Counting brackets (a C loop over the bytes) keeps the walk
+# off every ordinary request.
+MAX_DEPTH = 200
+
+
+def _check_depth(data: Any) -> None:
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise BadRequest(f"Request body is nested deeper than {MAX_DEPTH} levels.")
+        if isinstance(value, dict):
+            stack.extend((v, depth + 1) for v in value.values() if isinstance(v, dict | list))
+        elif isinstance(value, list):
+            stack.extend((v, depth + 1) for v in value if isinstance(v, dict | list))
 
 
 @dataclass(frozen=True, slots=True)

@@ -231,6 +231,41 @@ class PgLedgerStore:
             )
         return out
 
+    async def latency(
+        self,
+        *,
+        key_id: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        user_id: str | None = None,
+        team_id: str | None = None,
+    ) -> dict[str, Any]:
+        where = ["latency_ms IS NOT NULL"]
+        args: list[Any] = []
+        for column, value in (("key_id", key_id), ("user_id", user_id), ("team_id", team_id)):
+            if value:
+                args.append(value)
+                where.append(f"{column} = ${len(args)}")
+        if since is not None:
+            args.append(since)
+            where.append(f"ts >= ${len(args)}")
+        if until is not None:
+            args.append(until)
+            where.append(f"ts < ${len(args)}")
+        row = await self.pool.fetchrow(
+            "SELECT COUNT(*) AS n,"
+            " percentile_disc(0.5) WITHIN GROUP (ORDER BY latency_ms) AS p50,"
+            " percentile_disc(0.99) WITHIN GROUP (ORDER BY latency_ms) AS p99"
+            " FROM usage_events WHERE " + " AND ".join(where),
+            *args,
+        )
+        count = int(row["n"]) if row is not None else 0
+        return {
+            "requests": count,
+            "p50_ms": float(row["p50"]) if count and row is not None else None,
+            "p99_ms": float(row["p99"]) if count and row is not None else None,
+        }
+
     async def spend_since(self, kind: str, scope_id: str, since: float) -> float:
         column = SCOPE_COLUMNS[kind]
         spend = await self.pool.fetchval(

@@ -17,12 +17,41 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from tokgateway.common.errors import GatewayError, NotFound
 from tokgateway.common.routing import RouteTable
 from tokgateway.router.providers import Provider
 
 log = logging.getLogger("tokgateway.router")
+
+# Neither API says when a routed model was made: both get the same fixed date.
+EPOCH = 1_700_000_000
+EPOCH_RFC3339 = "2023-11-14T22:13:20Z"
+
+
+def openai_model(model_id: str, owner: str) -> dict[str, Any]:
+    """One entry of ``GET /v1/models`` in OpenAI's shape."""
+    return {"id": model_id, "object": "model", "created": EPOCH, "owned_by": owner}
+
+
+def anthropic_model(model_id: str) -> dict[str, Any]:
+    """One ``ModelInfo`` in Anthropic's shape. The SDKs add required fields in
+    minor releases (``lifecycle`` since 2.15): what the gateway routes is
+    ``active``, and the optional fields it cannot know are null."""
+    return {
+        "id": model_id,
+        "type": "model",
+        "display_name": model_id,
+        "created_at": EPOCH_RFC3339,
+        "lifecycle": "active",
+        "deprecated_at": None,
+        "retires_at": None,
+        "capabilities": None,
+        "max_input_tokens": None,
+        "max_tokens": None,
+    }
+
 
 LISTING_KINDS = frozenset({"openai", "openai-compatible"})
 MAX_REPORTED = 5000  # ids kept per provider: a listing is for people and SDKs

@@ -104,6 +104,7 @@ async def forward(
         if resp.status >= 400:
             message, kind, code = body_error(resp.body or b"")
             passed = {h: resp.headers[h] for h in PASSED_RETRY_HEADERS if h in resp.headers}
+            passed.update(resp.client_headers())
             status_err = UpstreamStatusError(
                 f"Upstream provider `{dep.provider.name}` answered {resp.status}: {message}",
                 upstream_status=resp.status,

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -23,11 +22,14 @@ from tokgateway.common.metrics import RouterMetrics, render
 from tokgateway.common.routing import RouteTable
 from tokgateway.common.tracing import Tracing
 from tokgateway.router.catalogue import ModelCatalogue
+from tokgateway.router.catalogue import anthropic_model as _anthropic_model
+from tokgateway.router.catalogue import openai_model as _openai_model
 from tokgateway.router.governor import Governor, LocalGovernor
 from tokgateway.router.keycache import KeyCache
 from tokgateway.router.pipeline import Pipeline, PipelineDeps
 from tokgateway.router.providers import Provider, build_provider
-from tokgateway.router.providers.client import HeaderHook, HTTPClient
+from tokgateway.router.providers.client import HTTPClient
+from tokgateway.router.providers.options import ClientOptions, HeaderHook
 from tokgateway.router.responses_store import ResponseStore
 from tokgateway.router.settle import Settler, UsageSink
 from tokgateway.router.snapshot import RoutingSnapshot, Snapshots
@@ -41,11 +43,12 @@ class RouterOptions:
     max_body_bytes: int = 32 << 20
     connect_timeout: float = 10.0
     read_timeout: float = 600.0
-    max_connections: int = 1000
+    max_connections: int = 256
     key_cache_ttl: float = 300.0
     access_log: bool = True
     work_mode: str = "auto"
     default_max_tokens: int = 4096  # output cap assumed by limits when a request sets none
+    client: ClientOptions = field(default_factory=ClientOptions)
 
 
 class RouterService:
@@ -94,11 +97,8 @@ class RouterService:
 
     # -- lifecycle ------------------------------------------------------------------
     async def start(self) -> None:
-        self._client = HTTPClient(
-            connect_timeout=self.options.connect_timeout,
-            keepalive=60.0,
-            max_connections=self.options.max_connections,
-            header_hooks=self._header_hooks,
+        self._client = self.options.client.build(
+            self.options.connect_timeout, self.options.max_connections, self._header_hooks
         )
         self.metrics.watch_pool(self._client.pool_stats)
         table = self.table
@@ -124,7 +124,9 @@ class RouterService:
     def _providers_of(self, table: RouteTable) -> dict[str, Provider]:
         assert self._client is not None
         return {
-            name: build_provider(cfg, self._client, self.options.read_timeout)
+            name: build_provider(
+                self.options.client.with_network(cfg), self._client, self.options.read_timeout
+            )
             for name, cfg in table.providers.items()
         }
 
@@ -233,19 +235,3 @@ class RouterService:
     async def metrics_endpoint(self, request: Request) -> Response:
         data, content_type = render(self.metrics.registry)
         return Response(data, headers={"content-type": content_type})
-
-
-_EPOCH = 1_700_000_000
-
-
-def _openai_model(model_id: str, owner: str) -> dict[str, Any]:
-    return {"id": model_id, "object": "model", "created": _EPOCH, "owned_by": owner}
-
-
-def _anthropic_model(model_id: str) -> dict[str, Any]:
-    return {
-        "id": model_id,
-        "type": "model",
-        "display_name": model_id,
-        "created_at": "2023-11-14T22:13:20Z",
-    }

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from tokgateway.common.contracts import USAGE_SUBJECT, Bus, KeyInfo, UsageEvent
-from tokgateway.common.errors import GatewayError
+from tokgateway.common.errors import GatewayError, summary
 from tokgateway.common.logs import AccessLog
 from tokgateway.common.metrics import RouterMetrics
 from tokgateway.common.pricing import PriceTable
@@ -101,7 +101,7 @@ class Settler:
         if err is not None:
             status = err.http_status if info.status < 400 or error is not None else info.status
             error_class = err.error_class
-            message = err.message[:300]
+            message = summary(err.message)
         elif meter.client_gone:
             status = CLIENT_CLOSED
             error_class = "client"
@@ -109,7 +109,7 @@ class Settler:
         elif meter.in_stream_error is not None:
             status = 502
             error_class = "upstream"
-            message = meter.in_stream_error[:300]
+            message = summary(meter.in_stream_error)
 
         cost = 0.0
         if prices is not None and info.upstream_model:

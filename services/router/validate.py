@@ -5,17 +5,39 @@ from __future__ import annotations
 
 from typing import Any
 
-from tokgateway.common.errors import BadRequest
+from tokgateway.common.errors import BadRequest, summary
 
+# Longer names are no model of any provider; a cap keeps a client from growing
+# the metrics and the ledger with megabyte "models".
+MAX_MODEL_CHARS = 256
 CHAT_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 ANTHROPIC_ROLES = frozenset({"user", "assistant"})
+RESPONSES_ROLES = frozenset({"user", "assistant", "system", "developer"})
 
 
 def _model(body: dict[str, Any]) -> str:
     model = body.get("model")
     if not isinstance(model, str) or not model.strip():
         raise BadRequest("'model' is required and must be a non-empty string.", param="model")
+    if len(model) > MAX_MODEL_CHARS:
+        raise BadRequest(
+            f"'model' must be at most {MAX_MODEL_CHARS} characters; got {len(model)}.",
+            param="model",
+        )
     return model.strip()
+
+
+def _role(role: object, allowed: frozenset[str]) -> str | None:
+    """The role when it is one of ``allowed``; None for any other value,
+    unhashable ones (objects, arrays) included."""
+    if isinstance(role, str) and role in allowed:
+        return role
+    return None
+
+
+def _shown(value: object) -> str:
+    """A client value as it may appear in an error message (and so the ledger)."""
+    return summary(repr(value), 60)
 
 
 def _stream(body: dict[str, Any]) -> bool:
@@ -46,10 +68,10 @@ def check_chat(body: dict[str, Any]) -> tuple[str, bool]:
         if not isinstance(msg, dict):
             raise BadRequest(f"'messages[{i}]' must be an object.", param=f"messages[{i}]")
         role = msg.get("role")
-        if role not in CHAT_ROLES:
+        if _role(role, CHAT_ROLES) is None:
             raise BadRequest(
                 f"'messages[{i}].role' must be one of {', '.join(sorted(CHAT_ROLES))}; "
-                f"got {role!r}.",
+                f"got {_shown(role)}.",
                 param=f"messages[{i}].role",
             )
         content = msg.get("content")
@@ -101,9 +123,9 @@ def check_messages(body: dict[str, Any], *, count_only: bool = False) -> tuple[s
         if not isinstance(msg, dict):
             raise BadRequest(f"messages.{i}: must be an object.")
         role = msg.get("role")
-        if role not in ANTHROPIC_ROLES:
+        if _role(role, ANTHROPIC_ROLES) is None:
             raise BadRequest(
-                f"messages.{i}.role: Input should be 'user' or 'assistant'; got {role!r}."
+                f"messages.{i}.role: Input should be 'user' or 'assistant'; got {_shown(role)}."
             )
         content = msg.get("content")
         if not isinstance(content, str | list):
@@ -143,5 +165,19 @@ def check_responses(body: dict[str, Any]) -> tuple[str, bool]:
         raise BadRequest("'input' must be a string or an array of items.", param="input")
     if value is None and body.get("previous_response_id") is None:
         raise BadRequest("'input' is required.", param="input")
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            if not isinstance(item, dict):
+                continue  # the translation names what is wrong with it
+            role = item.get("role")
+            if role is not None and _role(role, RESPONSES_ROLES) is None:
+                raise BadRequest(
+                    f"'input[{i}].role' must be one of {', '.join(sorted(RESPONSES_ROLES))}; "
+                    f"got {_shown(role)}.",
+                    param=f"input[{i}].role",
+                )
+    prev = body.get("previous_response_id")
+    if prev is not None and not isinstance(prev, str):
+        raise BadRequest("'previous_response_id' must be a string.", param="previous_response_id")
     _positive_int(body, "max_output_tokens")
     return model, _stream(body)

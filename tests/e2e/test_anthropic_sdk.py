@@ -89,6 +89,17 @@ def test_models_in_anthropic_shape(client: anthropic.Anthropic) -> None:
     assert "echo" in ids
 
 
+def test_models_pass_the_sdks_strict_validation(gateway: GatewayProcess, api_key: str) -> None:
+    with anthropic.Anthropic(
+        base_url=gateway.url, api_key=api_key, max_retries=0, _strict_response_validation=True
+    ) as strict:
+        listed = list(strict.models.list())
+        assert "echo" in [m.id for m in listed]
+        assert {m.lifecycle for m in listed} == {"active"}
+        one = strict.models.retrieve("echo")
+        assert one.id == "echo" and one.type == "model" and one.lifecycle == "active"
+
+
 class TestErrors:
     def test_bad_key(self, gateway: GatewayProcess) -> None:
         with (

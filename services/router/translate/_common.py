@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from tokgateway.common.errors import BadRequest
+from tokgateway.common.errors import BadRequest, summary
 from tokgateway.common.sse import encode_event, encode_json
 from tokgateway.router.usage import Usage, from_openai
 
@@ -24,6 +24,11 @@ RAW_ARGUMENTS_KEY = "_raw_arguments"
 input must be an object (Anthropic ``tool_use.input``)."""
 
 _TOOL_ID_BAD = re.compile(r"[^A-Za-z0-9_-]")
+
+
+def shown(value: Any) -> str:
+    """A client value as an error message may quote it: bounded and printable."""
+    return summary(repr(value), 60)
 
 
 def new_id(prefix: str) -> str:

@@ -25,6 +25,7 @@ from tokgateway.router.translate._common import (
     opt_number,
     opt_positive_int,
     reasoning_tokens,
+    shown,
 )
 from tokgateway.router.usage import Usage
 
@@ -145,9 +146,9 @@ def _items(items: list[Any], messages: list[JSON], known_calls: set[str]) -> Non
 
 def _message_item(item: JSON, at: str) -> JSON:
     role = item.get("role")
-    if role not in _ROLES:
+    if not isinstance(role, str) or role not in _ROLES:
         raise BadRequest(
-            f"{at}.role: expected user, assistant, system or developer; got {role!r}.",
+            f"{at}.role: expected user, assistant, system or developer; got {shown(role)}.",
             param=f"{at}.role",
         )
     content = item.get("content")

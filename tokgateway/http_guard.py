@@ -1,0 +1,280 @@
+"""The HTTP/1.1 server protocol with the limits a public port needs.
+
+uvicorn's httptools protocol keeps a connection that never sends a byte, a
+request head that trickles in one header a minute (slowloris) and a body that
+never ends, and it lets httptools grow a header without bound (its buffer is
+concatenated per packet, so a 100 MB header stalls the event loop). This
+subclass adds, at the cost of a counter per packet:
+
+* an idle timeout from the moment a connection opens (uvicorn arms its
+  keep-alive timer only after a first response);
+* a header timeout: the request head must be complete this long after its
+  first byte, whatever trickles in meanwhile;
+* a body timeout: the body must be complete this long after the head;
+* a size cap on the request head and a cap on its header count: 431;
+* a connection cap: past it, a new connection closes the idle ones first
+  (a thousand idle sockets never lock out a client) and is refused only when
+  every connection is busy;
+* protocol-level 400s (bad framing) in the API's own error shape;
+* a ``ShutdownState`` in the lifespan state that says when a graceful stop
+  began and when its drain time ran out.
+
+A timed-out head or body closes the connection; the application then sees
+``http.disconnect`` for the request in flight (recorded as 499)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httptools
+import orjson
+from uvicorn.config import Config
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.server import ServerState
+
+from tokgateway.common.lifecycle import SHUTDOWN_STATE, ShutdownState
+
+_REASONS = {400: b"Bad Request", 408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
+_ANTHROPIC_TYPES = {
+    400: "invalid_request_error",
+    408: "timeout_error",
+    431: "invalid_request_error",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Connection limits (seconds, bytes, counts). ``max_connections`` is
+    also capped by the process's file limit at start."""
+
+    idle_timeout: float = 75.0
+    header_timeout: float = 10.0
+    body_timeout: float = 120.0
+    max_connections: int = 10000
+    max_header_bytes: int = 64 * 1024
+    max_headers: int = 100
+    drain_seconds: float = 30.0
+
+
+class _HeadTooLarge(Exception):
+    """Raised inside a parser callback: too many header fields."""
+
+
+def _target(head: bytes) -> bytes:
+    """The request target of a head the parser has not seen (yet)."""
+    parts = head.split(b"\r\n", 1)[0].split(b" ")
+    return parts[1] if len(parts) >= 2 else b""
+
+
+def error_body(status: int, message: str, path: bytes) -> bytes:
+    """The wire error for a request we could not parse: Anthropic's shape under
+    /v1/messages, OpenAI's under the other /v1 paths, plain text elsewhere."""
+    if path.startswith(b"/v1/messages"):
+        kind = _ANTHROPIC_TYPES.get(status, "invalid_request_error")
+        return orjson.dumps({"type": "error", "error": {"type": kind, "message": message}})
+    if path.startswith(b"/v1/"):
+        code = "request_timeout" if status == 408 else None
+        return orjson.dumps(
+            {
+                "error": {
+                    "message": message,
+                    "type": "invalid_request_error",
+                    "param": None,
+                    "code": code,
+                }
+            }
+        )
+    return message.encode("utf-8", "replace")
+
+
+PROTOCOL = "tokgateway.http_guard:GuardedProtocol"
+
+
+class GuardedConfig(Config):
+    """uvicorn's config plus the limits; it travels to ``--workers`` children
+    (pickled), so the limits are an attribute, not a closure."""
+
+    def __init__(self, app: Any, *, limits: Limits, **kwargs: Any) -> None:
+        super().__init__(app, http=PROTOCOL, **kwargs)
+        self.limits = limits
+
+
+class GuardedProtocol(HttpToolsProtocol):
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        limits = getattr(config, "limits", None)
+        self._limits = limits if isinstance(limits, Limits) else Limits()
+        self._in_head = True  # between requests or inside a request head
+        self._head_bytes = 0
+        self._header_count = 0
+        self._deadline: asyncio.TimerHandle | None = None
+        self._head_start = b""
+        self._active = time.monotonic()
+        state = app_state.get(SHUTDOWN_STATE)
+        if not isinstance(state, ShutdownState):
+            state = app_state[SHUTDOWN_STATE] = ShutdownState()
+        self._shutdown = state
+
+    # -- timers -----------------------------------------------------------------
+    def _arm(self, seconds: float, status: int | None) -> None:
+        self._disarm()
+        if seconds > 0:
+            self._deadline = self.loop.call_later(seconds, self._expire, status)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _expire(self, status: int | None) -> None:
+        self._deadline = None
+        if self.transport.is_closing():
+            return
+        if status is not None and (self.cycle is None or self.cycle.response_complete):
+            self._reject(status, "The request head was not sent in time.")
+            return
+        self.transport.close()
+
+    def _idle(self) -> bool:
+        return (
+            self._in_head
+            and self._head_bytes == 0
+            and (self.cycle is None or self.cycle.response_complete)
+        )
+
+    # -- connection -------------------------------------------------------------
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        cap = self._limits.max_connections
+        if len(self.connections) > cap and not self._make_room(cap):
+            self.transport.close()
+            return
+        self._arm(self._limits.idle_timeout, None)
+
+    def _make_room(self, cap: int) -> bool:
+        """Past the cap: close the longest-idle connections, down to 90 % of
+        the cap so the scan runs once per many new connections. False when
+        every other connection is busy."""
+        idle = sorted(
+            (
+                c
+                for c in self.connections
+                if c is not self and isinstance(c, GuardedProtocol) and c._idle()
+            ),
+            key=lambda c: c._active,
+        )
+        excess = len(self.connections) - max(1, cap * 9 // 10)
+        for other in idle[: max(0, excess)]:
+            other.transport.close()
+            self.connections.discard(other)
+        return len(self.connections) <= cap
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        self._unset_keepalive_if_required()
+        if self._in_head:
+            if self._head_bytes == 0:
+                self._arm(self._limits.header_timeout, 408)
+                self._head_start = data[:512]
+            self._head_bytes += len(data)
+            if self._head_bytes > self._limits.max_header_bytes and not self._head_done(data):
+                self._reject(431, "The request head (request line and headers) is too large.")
+                return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserCallbackError as exc:
+            if isinstance(exc.__context__, _HeadTooLarge):
+                self._reject(431, "The request has too many header fields.")
+            else:
+                self._reject(400, "Invalid HTTP request received.")
+        except httptools.HttpParserError:
+            self._reject(400, "Invalid HTTP request received.")
+        except httptools.HttpParserUpgrade:
+            if self._should_upgrade():
+                self.handle_websocket_upgrade()
+            else:
+                self._unsupported_upgrade_warning()
+
+    def _head_done(self, data: bytes) -> bool:
+        """Whether the head ends in this packet within the limit (a body may
+        follow in the same packet)."""
+        end = data.find(b"\r\n\r\n")
+        return end >= 0 and self._head_bytes - len(data) + end + 4 <= self._limits.max_header_bytes
+
+    # -- parser callbacks ---------------------------------------------------------
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._header_count = 0
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_count += 1
+        if self._header_count > self._limits.max_headers:
+            raise _HeadTooLarge
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._head_bytes = 0
+        self._arm(self._limits.body_timeout, None)
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._disarm()
+        self._in_head = True
+        super().on_message_complete()
+
+    def on_response_complete(self) -> None:
+        self._active = time.monotonic()
+        super().on_response_complete()
+        # uvicorn armed its own keep-alive timer; ours covers the head that follows
+        if self._in_head and self._head_bytes == 0:
+            self._disarm()
+
+    def shutdown(self) -> None:
+        """uvicorn's graceful stop reached this connection: the first one
+        starts the drain clock; when it runs out the server cancels what is
+        left, and ``cut`` says so to whoever records those requests."""
+        if not self._shutdown.draining:
+            drain = self._limits.drain_seconds
+            self._shutdown.begin(drain)
+            self.loop.call_later(max(0.0, drain), self._shutdown.mark_cut)
+        super().shutdown()
+
+    # -- errors -------------------------------------------------------------------
+    def send_400_response(self, msg: str) -> None:
+        self._reject(400, msg)
+
+    def _reject(self, status: int, message: str) -> None:
+        self._disarm()
+        if self.transport.is_closing():
+            return
+        path = getattr(self, "url", b"") or _target(self._head_start)
+        body = error_body(status, message, path)
+        json = body.startswith(b"{")
+        ctype = b"application/json" if json else b"text/plain; charset=utf-8"
+        head = [b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b"Error"))]
+        for name, value in self.server_state.default_headers:
+            head.extend([name, b": ", value, b"\r\n"])
+        head.extend(
+            [
+                b"content-type: " + ctype + b"\r\n",
+                b"content-length: " + str(len(body)).encode("ascii") + b"\r\n",
+                b"x-gateway-error: client\r\n",
+                b"connection: close\r\n\r\n",
+                body,
+            ]
+        )
+        self.transport.write(b"".join(head))
+        self.transport.close()
