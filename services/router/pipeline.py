@@ -341,10 +341,8 @@ class Pipeline:
         self, raw: bytes, fwd: Forwarded, info: RequestInfo, meter: Meter, table: RouteTable
     ) -> Response:
         event = self._settle(info, meter, table.prices)
-        headers = _ids(info)
-        headers.update(fwd.response.client_headers())  # upstream rate limits and request id
-        if info.reservation is not None:  # the key's own limits are the ones to report
-            headers.update(info.reservation.headers)
+        # upstream rate limits and request id; the gateway's own limits for the key win
+        headers = {**fwd.response.client_headers(), **_ids(info)}
         headers["x-gateway-overhead-ms"] = f"{event.overhead_ms or 0:.3f}"
         return Response(
             raw, status_code=fwd.response.status, headers=headers, media_type="application/json"
@@ -403,10 +401,8 @@ class Pipeline:
                         self._remember(body, history, final)
                 self._settle(info, meter, table.prices)
 
-        headers = _ids(info)
-        headers.update(fwd.response.client_headers())  # upstream rate limits and request id
-        if info.reservation is not None:  # the key's own limits are the ones to report
-            headers.update(info.reservation.headers)
+        # upstream rate limits and request id; the gateway's own limits for the key win
+        headers = {**fwd.response.client_headers(), **_ids(info)}
         now = time.perf_counter()
         up = (meter.upstream_headers or now) - (meter.upstream_started or now)
         headers["x-gateway-overhead-ms"] = f"{(now - meter.started - up) * 1000:.3f}"
