@@ -132,6 +132,8 @@ class MockUpstream:
         failed = _behaviour(model)
         if failed is not None:
             return failed
+        if model.endswith("-wait") and not body.get("stream"):
+            await asyncio.sleep(10.0)  # a slow answer the client may not wait for
         usage = {
             "prompt_tokens": 11,
             "completion_tokens": 7,
