@@ -39,6 +39,7 @@ from tokgateway.common.metrics import RouterMetrics
 from tokgateway.common.settings import ConfigError, Settings, load_settings
 from tokgateway.common.sqlite import SQLiteDB
 from tokgateway.common.tracing import TraceMiddleware, Tracing
+from tokgateway.config_api import config_routes
 from tokgateway.ledger.service import LedgerAdminAPI, LedgerService
 from tokgateway.market_minter import AuthMinter
 from tokgateway.registry.market_store import SQLiteMarketStore
@@ -286,6 +287,7 @@ class AllInOne:
             *RegistryAdminAPI(self.registry, guard).routes(),
             *self.market.routes(guard),
             *openapi_routes(),
+            *config_routes(lambda: self.settings, guard),
             *ui_routes(),
         ]
 

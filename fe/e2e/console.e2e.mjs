@@ -242,10 +242,21 @@ async function desktop(browser) {
   await go(page, "Hooks");
   check((await headers(page, "Deliveries, newest first")).includes("Event"), "Hooks table headers");
   await go(page, "Marketplace");
-  await page.getByText(/no marketplace API yet|Listings as the registry offers them/).waitFor({ timeout: TIMEOUT });
+  // this gateway's registry has a marketplace: its (empty) listings, a compare form
+  const market = await rows(page, "Marketplace listings as the registry offers them");
+  check(market.length === 1 && /No listings/.test(market[0][0]), `listings: ${JSON.stringify(market)}`);
+  await page.getByLabel("Model", { exact: true }).fill(MODEL);
+  await page.getByRole("button", { name: "Compare" }).click();
+  await page.getByRole("table", { name: `Offers for ${MODEL}, cheapest first` }).waitFor({ timeout: TIMEOUT });
   await shot(page, "08-marketplace");
   await go(page, "Settings");
-  await page.getByText(/gateway config show|effective configuration/).first().waitFor({ timeout: TIMEOUT });
+  const config = await rows(page, "Effective configuration and the layer that set each key");
+  check(config.some((r) => r[0] === "gateway.port" && r[2] === "environment"), "Settings lacks gateway.port (environment)");
+  const secretRow = config.find((r) => r[0] === "provider.mock.api_key");
+  check(secretRow && !secretRow[1].includes("sk-mock-upstream"), `secret not masked: ${secretRow}`);
+  await page.getByLabel("Filter keys").fill("routes.");
+  const filtered = await rows(page, "Effective configuration and the layer that set each key");
+  check(filtered.length >= 1 && filtered.every((r) => r[0].startsWith("routes.")), "the filter does not narrow");
   await go(page, "Users and Teams");
   const users = await rows(page, "Users");
   check(users.some((r) => r[0] === "admin@localhost"), "the admin user is not listed");

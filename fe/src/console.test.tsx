@@ -228,11 +228,28 @@ describe("pages for parts the gateway lacks", () => {
     expect(screen.queryByRole("table")).toBeNull();
   });
 
-  it("shows listings when the gateway answers", async () => {
-    fakeGateway({ "GET /admin/market/listings": list([{ id: "lst_1", model: "llama3", price: 0.1 }]) });
+  it("browses, compares and uses listings when the gateway answers", async () => {
+    const lst = { id: "lst_1", name: "Ada's gateway", origin: "reg_a", local: false, via: null,
+      models: [{ name: "llama3", input: 0.1, output: 0.2 }], latency_ms: 12, uptime: 1, age_s: 5 };
+    const seen = fakeGateway({
+      "GET /admin/market/listings": list([lst]),
+      "GET /admin/market/compare/llama3": list([
+        { id: "lst_1", name: "Ada's gateway", origin: "reg_a", input: 0.1, output: 0.2, effective_usd: 0.0003, latency_ms: 12, uptime: 1 },
+      ]),
+      "POST /admin/market/use": {
+        body: { id: "lst_1", status: "active", provider: "market-lst_1", routes: [{ model: "llama3", upstream_model: "llama3" }] },
+      },
+    });
     render(<Marketplace />);
-    const table = await screen.findByRole("table", { name: "Marketplace listings" });
+    const table = await screen.findByRole("table", { name: "Marketplace listings as the registry offers them" });
     expect(within(table).getByText("llama3")).toBeTruthy();
+    fireEvent.change(screen.getByLabelText("Model"), { target: { value: "llama3" } });
+    fireEvent.click(screen.getByRole("button", { name: "Compare" }));
+    const offers = await screen.findByRole("table", { name: "Offers for llama3, cheapest first" });
+    expect(within(offers).getAllByRole("columnheader").map((h) => h.textContent)).toContain("Typical request");
+    fireEvent.click(within(table).getByRole("button", { name: "Use Ada's gateway" }));
+    expect(await screen.findByText(/Using Ada's gateway: provider market-lst_1, routes llama3/)).toBeTruthy();
+    expect(seen.find((s) => s.method === "POST")!.body).toEqual({ listing_id: "lst_1" });
   });
 });
 

@@ -514,6 +514,15 @@ class Settings:
             out.append((f"provider.{name}.kind", prov.kind, layer))
             out.append((f"provider.{name}.base_url", mask_url(prov.base_url), layer))
             out.append((f"provider.{name}.api_key", mask_secret(prov.api_key), layer))
+            net = prov.network
+            if net.proxy:
+                out.append((f"provider.{name}.proxy", mask_url(net.proxy), layer))
+            if not net.tls_verify:
+                out.append((f"provider.{name}.tls_verify", "false", layer))
+            if net.headers:  # names only: values may be credentials
+                out.append(
+                    (f"provider.{name}.headers", ", ".join(k for k, _ in net.headers), layer)
+                )
         for i, rule in enumerate(self.routes):
             targets = ", ".join(
                 t.provider + (f":{t.upstream_model}" if t.upstream_model else "")

@@ -4,13 +4,13 @@ Retries and fallback happen only here, before the first byte reaches the client.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from tokgateway.common.errors import GatewayError, UpstreamStatusError, UpstreamUnavailable
 from tokgateway.common.metrics import RouterMetrics
-from tokgateway.common.routing import Resolution
+from tokgateway.common.routing import Deployment
 from tokgateway.router.bridge import Plan, plan_for
 from tokgateway.router.providers import Provider, UpstreamCall, UpstreamResponse
 from tokgateway.router.providers.base import Endpoint
@@ -60,7 +60,7 @@ def _tried(info: RequestInfo, provider: str, status: int, started: float) -> Non
 
 
 async def forward(
-    resolution: Resolution,
+    deployments: Sequence[Deployment],
     providers: Mapping[str, Provider],
     endpoint: Endpoint,
     body: dict[str, Any],
@@ -74,7 +74,6 @@ async def forward(
     spans: GenAISpans | None = None,
 ) -> Forwarded:
     last: GatewayError | None = None
-    deployments = resolution.deployments
     for i, dep in enumerate(deployments):
         provider = providers.get(dep.provider.name)
         if provider is None:

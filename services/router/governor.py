@@ -38,14 +38,13 @@ class BudgetExceeded(RateLimited):
 
 @dataclass(frozen=True, slots=True)
 class Check:
-    """One counter a request books: ``amount`` against ``limit``."""
+    """One counter a request books against ``limit`` (the amount is per request)."""
 
     counter: str
     scope: str  # key | user | team
     scope_id: str
     metric: str  # rpm | tpm | budget
     limit: float
-    amount: float
     ttl: float | None  # seconds the counter lives; None: forever
     period: str = ""  # budgets: day|week|month|total
     since: float = 0.0  # budgets: start of the period (ledger query)
@@ -56,6 +55,7 @@ class Reservation:
     """What ``reserve`` booked; ``settle`` or ``release`` it exactly once."""
 
     checks: tuple[Check, ...]
+    amounts: list[float]
     tokens: int
     cost: float
     headers: dict[str, str] = field(default_factory=dict)
@@ -88,22 +88,17 @@ class Governor(Protocol):
     async def close(self) -> None: ...
 
 
-def checks_for(scopes: Sequence[Scope], tokens: int, cost: float, now: float) -> list[Check]:
+def checks_for(scopes: Sequence[Scope], now: float) -> tuple[Check, ...]:
+    """The counters of a key's scopes in the minute and budget periods of ``now``."""
     window = int(now // WINDOW)
     out: list[Check] = []
     for scope in scopes:
         lim = scope.limits
         tag = f"{scope.kind}:{scope.id}"
         if lim.rpm is not None:
-            out.append(
-                Check(f"r:{tag}:{window}", scope.kind, scope.id, "rpm", lim.rpm, 1, WINDOW * 2)
-            )
+            out.append(Check(f"r:{tag}:{window}", scope.kind, scope.id, "rpm", lim.rpm, WINDOW * 2))
         if lim.tpm is not None:
-            # a request larger than the whole limit still passes in an empty window
-            amount = min(tokens, lim.tpm)
-            out.append(
-                Check(f"t:{tag}:{window}", scope.kind, scope.id, "tpm", lim.tpm, amount, WINDOW * 2)
-            )
+            out.append(Check(f"t:{tag}:{window}", scope.kind, scope.id, "tpm", lim.tpm, WINDOW * 2))
         if lim.budget_usd is not None:
             period = lim.budget_period
             end = period_end(period, now)
@@ -114,12 +109,25 @@ def checks_for(scopes: Sequence[Scope], tokens: int, cost: float, now: float) ->
                     scope.id,
                     "budget",
                     lim.budget_usd,
-                    cost,
                     None if end is None else end - now + 86400,
                     period,
                     period_start(period, now),
                 )
             )
+    return tuple(out)
+
+
+def amounts_for(checks: Sequence[Check], tokens: int, cost: float) -> list[float]:
+    out = []
+    for check in checks:
+        metric = check.metric
+        if metric == "rpm":
+            out.append(1.0)
+        elif metric == "tpm":
+            # a request larger than the whole limit still passes in an empty window
+            out.append(float(min(tokens, check.limit)))
+        else:
+            out.append(cost)
     return out
 
 
@@ -129,18 +137,27 @@ def _reset(now: float) -> str:
 
 def rate_headers(checks: Sequence[Check], values: Sequence[float], now: float) -> dict[str, str]:
     """OpenAI's x-ratelimit-* headers for the tightest rpm and tpm booked."""
+    requests: tuple[float, float] | None = None
+    tokens: tuple[float, float] | None = None
+    for check, value in zip(checks, values, strict=True):
+        metric = check.metric
+        if metric == "rpm":
+            if requests is None or check.limit - value < requests[1]:
+                requests = (check.limit, check.limit - value)
+        elif metric == "tpm" and (tokens is None or check.limit - value < tokens[1]):
+            tokens = (check.limit, check.limit - value)
+    if requests is None and tokens is None:
+        return {}
+    reset = _reset(now)
     headers: dict[str, str] = {}
-    for metric, noun in (("rpm", "requests"), ("tpm", "tokens")):
-        best: tuple[float, float] | None = None
-        for check, value in zip(checks, values, strict=True):
-            if check.metric == metric:
-                left = max(check.limit - value, 0.0)
-                if best is None or left < best[1]:
-                    best = (check.limit, left)
-        if best is not None:
-            headers[f"x-ratelimit-limit-{noun}"] = str(int(best[0]))
-            headers[f"x-ratelimit-remaining-{noun}"] = str(int(best[1]))
-            headers[f"x-ratelimit-reset-{noun}"] = _reset(now)
+    if requests is not None:
+        headers["x-ratelimit-limit-requests"] = str(int(requests[0]))
+        headers["x-ratelimit-remaining-requests"] = str(max(int(requests[1]), 0))
+        headers["x-ratelimit-reset-requests"] = reset
+    if tokens is not None:
+        headers["x-ratelimit-limit-tokens"] = str(int(tokens[0]))
+        headers["x-ratelimit-remaining-tokens"] = str(max(int(tokens[1]), 0))
+        headers["x-ratelimit-reset-tokens"] = reset
     return headers
 
 
@@ -179,8 +196,11 @@ class CounterGovernor:
         self.spend = spend
         self.metrics = metrics
         self._pending: set[asyncio.Task[None]] = set()
+        self._plans: dict[str, tuple[tuple[Scope, ...], int, tuple[Check, ...]]] = {}
+        self._dirty: dict[str, Check] = {}
+        self._gauged = 0.0
 
-    async def _book(self, checks: Sequence[Check], now: float) -> Outcome:
+    async def _book(self, checks: Sequence[Check], amounts: Sequence[float], now: float) -> Outcome:
         raise NotImplementedError
 
     async def _seed(self, check: Check, value: float) -> None:
@@ -189,15 +209,28 @@ class CounterGovernor:
     async def _add(self, deltas: list[tuple[Check, float]]) -> None:
         raise NotImplementedError
 
+    def _checks(self, key: KeyInfo, now: float) -> tuple[Check, ...]:
+        """The key's counters, built once a minute per key."""
+        window = int(now // WINDOW)
+        cached = self._plans.get(key.id)
+        if cached is not None and cached[0] is key.scopes and cached[1] == window:
+            return cached[2]
+        checks = checks_for(key.scopes, now)
+        if len(self._plans) >= 100_000:
+            self._plans.clear()
+        self._plans[key.id] = (key.scopes, window, checks)
+        return checks
+
     async def reserve(self, key: KeyInfo, tokens: int, cost: float) -> Reservation | None:
         if not key.scopes:
             return None
         now = time.time()
-        checks = checks_for(key.scopes, tokens, cost, now)
+        checks = self._checks(key, now)
         if not checks:
             return None
+        amounts = amounts_for(checks, tokens, cost)
         for _ in range(3):
-            outcome = await self._book(checks, now)
+            outcome = await self._book(checks, amounts, now)
             if not outcome.missing:
                 break
             for i in outcome.missing:
@@ -209,37 +242,58 @@ class CounterGovernor:
             if self.metrics is not None:
                 self.metrics.reject(check.scope, check.scope_id, check.metric)
             raise refusal(check, outcome.values[0] if outcome.values else 0.0, now)
-        self._observe(checks, outcome.values)
-        return Reservation(tuple(checks), tokens, cost, rate_headers(checks, outcome.values, now))
+        headers = rate_headers(checks, outcome.values, now)
+        return Reservation(checks, amounts, tokens, cost, headers)
 
     async def _spent(self, check: Check) -> float:
         if self.spend is None:
             return 0.0
         return await self.spend.spend_since(check.scope, check.scope_id, check.since)
 
-    def _observe(self, checks: Sequence[Check], values: Sequence[float]) -> None:
-        if self.metrics is None:
-            return
-        for check, value in zip(checks, values, strict=True):
-            if check.metric == "budget":
-                self.metrics.budget(check.scope, check.scope_id, check.period, value, check.limit)
-
     def settle(self, reservation: Reservation, tokens: int, cost: float) -> None:
         if reservation.done:
             return
         reservation.done = True
         deltas: list[tuple[Check, float]] = []
-        for check in reservation.checks:
-            if check.metric == "tpm":
-                delta = float(tokens) - check.amount
-            elif check.metric == "budget":
-                delta = cost - check.amount
+        budgets = False
+        for check, amount in zip(reservation.checks, reservation.amounts, strict=True):
+            metric = check.metric
+            if metric == "tpm":
+                delta = float(tokens) - amount
+            elif metric == "budget":
+                delta = cost - amount
+                budgets = True
             else:
                 continue
             if delta != 0.0:
                 deltas.append((check, delta))
         if deltas:
             self._apply_later(deltas)
+        if budgets and self.metrics is not None:
+            self._budget_gauges(reservation.checks)
+
+    def _budget_gauges(self, checks: Sequence[Check]) -> None:
+        """Spend gauges follow settled budgets, refreshed at most once a second."""
+        for check in checks:
+            if check.metric == "budget":
+                self._dirty[check.counter] = check
+        now = time.monotonic()
+        if now - self._gauged < 1.0:
+            return
+        self._gauged = now
+        dirty, self._dirty = self._dirty, {}
+        task = asyncio.get_running_loop().create_task(self._publish_gauges(list(dirty.values())))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _publish_gauges(self, checks: list[Check]) -> None:
+        assert self.metrics is not None
+        values = await self._values(checks)
+        for check, value in zip(checks, values, strict=True):
+            self.metrics.budget(check.scope, check.scope_id, check.period, value, check.limit)
+
+    async def _values(self, checks: Sequence[Check]) -> list[float]:
+        raise NotImplementedError
 
     def release(self, reservation: Reservation) -> None:
         self.settle(reservation, 0, 0.0)
@@ -264,46 +318,46 @@ class LocalGovernor(CounterGovernor):
 
     def __init__(self, spend: SpendSource | None, metrics: RouterMetrics | None = None) -> None:
         super().__init__(spend, metrics)
-        self._values: dict[str, float] = {}
+        self._counts: dict[str, float] = {}
         self._window = 0
 
-    def book_now(self, checks: Sequence[Check], now: float) -> Outcome:
+    def book_now(self, checks: Sequence[Check], amounts: Sequence[float], now: float) -> Outcome:
         window = int(now // WINDOW)
         if window != self._window:
             self._window = window
-            self._values = {k: v for k, v in self._values.items() if k.startswith("b:")}
-        values = self._values
-        missing = [
-            i for i, c in enumerate(checks) if c.metric == "budget" and c.counter not in values
-        ]
+            self._counts = {k: v for k, v in self._counts.items() if k.startswith("b:")}
+        values = self._counts
+        current = []
+        missing = []
+        for i, c in enumerate(checks):
+            value = values.get(c.counter)
+            if value is None:
+                if c.metric == "budget":
+                    missing.append(i)
+                value = 0.0
+            current.append(value)
         if missing:
             return Outcome(missing=missing)
-        for i, c in enumerate(checks):
-            current = values.get(c.counter, 0.0)
-            if current + c.amount > c.limit + EPSILON:
-                return Outcome(values=[current], rejected=i)
+        for i, (c, value, amount) in enumerate(zip(checks, current, amounts, strict=True)):
+            if value + amount > c.limit + EPSILON:
+                return Outcome(values=[value], rejected=i)
         after = []
-        for c in checks:
-            value = values.get(c.counter, 0.0) + c.amount
-            values[c.counter] = value
-            after.append(value)
+        for c, value, amount in zip(checks, current, amounts, strict=True):
+            values[c.counter] = value + amount
+            after.append(value + amount)
         return Outcome(values=after)
 
-    async def _book(self, checks: Sequence[Check], now: float) -> Outcome:
-        return self.book_now(checks, now)
+    async def _book(self, checks: Sequence[Check], amounts: Sequence[float], now: float) -> Outcome:
+        return self.book_now(checks, amounts, now)
 
     async def _seed(self, check: Check, value: float) -> None:
-        self._values.setdefault(check.counter, value)
+        self._counts.setdefault(check.counter, value)
 
     def add_now(self, deltas: list[tuple[Check, float]]) -> None:
+        values = self._counts
         for check, delta in deltas:
-            if check.counter in self._values:
-                self._values[check.counter] += delta
-                if check.metric == "budget" and self.metrics is not None:
-                    value = self._values[check.counter]
-                    self.metrics.budget(
-                        check.scope, check.scope_id, check.period, value, check.limit
-                    )
+            if check.counter in values:
+                values[check.counter] += delta
 
     async def _add(self, deltas: list[tuple[Check, float]]) -> None:
         self.add_now(deltas)
@@ -311,6 +365,9 @@ class LocalGovernor(CounterGovernor):
     def _apply_later(self, deltas: list[tuple[Check, float]]) -> None:
         self.add_now(deltas)  # nothing to wait for
 
-    def value(self, counter_prefix: str) -> float:
-        """The sum of counters whose name starts with ``counter_prefix`` (tests)."""
-        return sum(v for k, v in self._values.items() if k.startswith(counter_prefix))
+    async def _values(self, checks: Sequence[Check]) -> list[float]:
+        return [self._counts.get(c.counter, 0.0) for c in checks]
+
+    def value(self, counter: str) -> float:
+        """One counter's value, 0 when absent."""
+        return self._counts.get(counter, 0.0)

@@ -96,13 +96,13 @@ class RedisGovernor(CounterGovernor):
         if self.failures == 1 or self.failures % 1000 == 0:
             log.error("limits store unavailable; allowing", extra={"err": repr(exc)})
 
-    async def _book(self, checks: Sequence[Check], now: float) -> Outcome:
+    async def _book(self, checks: Sequence[Check], amounts: Sequence[float], now: float) -> Outcome:
         keys = [self.prefix + c.counter for c in checks]
         args: list[str] = [_num(EPSILON)]
-        for c in checks:
+        for c, amount in zip(checks, amounts, strict=True):
             args += [
                 _num(c.limit),
-                _num(c.amount),
+                _num(amount),
                 str(int(c.ttl or 0)),
                 "1" if c.metric == "budget" else "0",
             ]
@@ -110,7 +110,7 @@ class RedisGovernor(CounterGovernor):
             reply = await self._book_script(keys=keys, args=args)
         except (redis.exceptions.RedisError, OSError) as exc:
             self._failed(exc)
-            return Outcome(values=[c.amount for c in checks])
+            return Outcome(values=list(amounts))
         tag = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
         if tag == "seed":
             return Outcome(missing=[int(i) - 1 for i in reply[1:]])
@@ -132,16 +132,17 @@ class RedisGovernor(CounterGovernor):
     async def _add(self, deltas: list[tuple[Check, float]]) -> None:
         keys = [self.prefix + c.counter for c, _ in deltas]
         try:
-            values = await self._add_script(keys=keys, args=[_num(d) for _, d in deltas])
+            await self._add_script(keys=keys, args=[_num(d) for _, d in deltas])
         except (redis.exceptions.RedisError, OSError) as exc:
             self._failed(exc)
-            return
-        if self.metrics is not None:
-            for (check, _), value in zip(deltas, values, strict=True):
-                if check.metric == "budget":
-                    self.metrics.budget(
-                        check.scope, check.scope_id, check.period, float(value), check.limit
-                    )
+
+    async def _values(self, checks: Sequence[Check]) -> list[float]:
+        try:
+            raw = await self._redis.mget([self.prefix + c.counter for c in checks])
+        except (redis.exceptions.RedisError, OSError) as exc:
+            self._failed(exc)
+            return [0.0 for _ in checks]
+        return [float(v) if v is not None else 0.0 for v in raw]
 
     async def counter(self, name: str) -> float:
         raw = await self._redis.get(self.prefix + name)

@@ -45,11 +45,11 @@ class SQLiteGovernor(CounterGovernor):
             await self.db.run(lambda c: c.execute(SCHEMA))
             self._ready = True
 
-    async def _book(self, checks: Sequence[Check], now: float) -> Outcome:
+    async def _book(self, checks: Sequence[Check], amounts: Sequence[float], now: float) -> Outcome:
         await self._prepare()
         self._calls += 1
         prune = self._calls % PRUNE_EVERY == 0
-        return await self.db.run(lambda conn: _book(conn, checks, now, prune))
+        return await self.db.run(lambda conn: _book(conn, checks, amounts, now, prune))
 
     async def _seed(self, check: Check, value: float) -> None:
         expires = None if check.ttl is None else time.time() + check.ttl
@@ -63,14 +63,9 @@ class SQLiteGovernor(CounterGovernor):
 
     async def _add(self, deltas: list[tuple[Check, float]]) -> None:
         await self.db.run(lambda conn: _add(conn, deltas))
-        if self.metrics is not None:
-            budgets = [c for c, _ in deltas if c.metric == "budget"]
-            if budgets:
-                values = await self.db.run(lambda conn: _values(conn, budgets))
-                for check, value in zip(budgets, values, strict=True):
-                    self.metrics.budget(
-                        check.scope, check.scope_id, check.period, value, check.limit
-                    )
+
+    async def _values(self, checks: Sequence[Check]) -> list[float]:
+        return await self.db.run(lambda conn: _values(conn, checks))
 
     async def counter(self, name: str) -> float:
         """One counter's value, 0 when absent (tests, displays)."""
@@ -97,7 +92,13 @@ def _values(conn: sqlite3.Connection, checks: Sequence[Check]) -> list[float]:
     return out
 
 
-def _book(conn: sqlite3.Connection, checks: Sequence[Check], now: float, prune: bool) -> Outcome:
+def _book(
+    conn: sqlite3.Connection,
+    checks: Sequence[Check],
+    amounts: Sequence[float],
+    now: float,
+    prune: bool,
+) -> Outcome:
     conn.execute("BEGIN IMMEDIATE")
     try:
         if prune:
@@ -111,7 +112,7 @@ def _book(conn: sqlite3.Connection, checks: Sequence[Check], now: float, prune: 
             if row is None and check.metric == "budget":
                 missing.append(i)
             current.append(float(row[0]) if row is not None else 0.0)
-        refused = _refused(checks, current) if not missing else None
+        refused = _refused(checks, amounts, current) if not missing else None
         if missing or refused is not None:
             conn.execute("ROLLBACK")
             if missing:
@@ -119,14 +120,14 @@ def _book(conn: sqlite3.Connection, checks: Sequence[Check], now: float, prune: 
             assert refused is not None
             return Outcome(values=[current[refused]], rejected=refused)
         after = []
-        for check, value in zip(checks, current, strict=True):
+        for check, value, amount in zip(checks, current, amounts, strict=True):
             expires = None if check.ttl is None else now + check.ttl
             conn.execute(
                 "INSERT INTO governor_counters (counter, value, expires) VALUES (?, ?, ?) "
                 "ON CONFLICT(counter) DO UPDATE SET value = value + excluded.value",
-                (check.counter, check.amount, expires),
+                (check.counter, amount, expires),
             )
-            after.append(value + check.amount)
+            after.append(value + amount)
     except BaseException:
         conn.execute("ROLLBACK")
         raise
@@ -134,9 +135,11 @@ def _book(conn: sqlite3.Connection, checks: Sequence[Check], now: float, prune: 
     return Outcome(values=after)
 
 
-def _refused(checks: Sequence[Check], current: Sequence[float]) -> int | None:
-    for i, (check, value) in enumerate(zip(checks, current, strict=True)):
-        if value + check.amount > check.limit + EPSILON:
+def _refused(
+    checks: Sequence[Check], amounts: Sequence[float], current: Sequence[float]
+) -> int | None:
+    for i, (check, amount, value) in enumerate(zip(checks, amounts, current, strict=True)):
+        if value + amount > check.limit + EPSILON:
             return i
     return None
 

@@ -12,7 +12,7 @@ import itertools
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any
@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp
 
-from tokgateway.common.contracts import KeyInfo
+from tokgateway.common.contracts import KeyInfo, UsageEvent
 from tokgateway.common.errors import (
     ApiFormat,
     Forbidden,
@@ -32,9 +32,11 @@ from tokgateway.common.errors import (
 )
 from tokgateway.common.http import JSONResponse, error_response, read_json
 from tokgateway.common.keys import bearer_token
-from tokgateway.common.routing import Resolution, RouteTable
+from tokgateway.common.pricing import PriceTable
+from tokgateway.common.routing import Deployment, Resolution, RouteTable
 from tokgateway.router import validate
 from tokgateway.router.bridge import CLIENT_FORMAT, StreamContext
+from tokgateway.router.disconnect import ClientWatch
 from tokgateway.router.forward import Forwarded, forward
 from tokgateway.router.governor import Governor
 from tokgateway.router.keycache import KeyCache
@@ -46,7 +48,8 @@ from tokgateway.router.relay import (
     relay_translated,
 )
 from tokgateway.router.responses_store import ResponseStore
-from tokgateway.router.settle import RequestInfo, Settler
+from tokgateway.router.settle import CLIENT_CLOSED, RequestInfo, Settler
+from tokgateway.router.snapshot import RoutingSnapshot, Snapshots
 from tokgateway.router.spans import GenAISpans
 from tokgateway.router.strategies import Chooser
 from tokgateway.router.streaming import StreamResponse
@@ -113,13 +116,11 @@ class Pipeline:
     def __init__(
         self,
         deps: PipelineDeps,
-        table: Callable[[], RouteTable],
-        providers: Callable[[], dict[str, Provider]],
+        snapshots: Snapshots,
     ) -> None:
         self.deps = deps
         self._ids = RequestIds()
-        self._table = table
-        self._providers = providers
+        self._snapshots = snapshots
         self.chooser = Chooser.with_metrics(deps.settler.metrics)  # strategies, breaker
         # Untraced, a request costs no wrapper at all.
         self.handle: Callable[[Request, Endpoint], Awaitable[ASGIApp]] = (
@@ -141,8 +142,18 @@ class Pipeline:
                 param="model",
             )
 
+    def candidates(self, resolution: Resolution, snap: RoutingSnapshot) -> Sequence[Deployment]:
+        """The deployments to try for this request, in order: the place where a
+        routing strategy decides (today: the route's own order)."""
+        return resolution.deployments
+
     async def reserve(
-        self, info: RequestInfo, endpoint: str, body: dict[str, Any], resolution: Resolution
+        self,
+        info: RequestInfo,
+        endpoint: str,
+        body: dict[str, Any],
+        resolution: Resolution,
+        table: RouteTable,
     ) -> None:
         """Book the request on the limits of its key, user and team: tokens are
         the local prompt count plus the output cap, the cost those tokens at the
@@ -157,7 +168,7 @@ class Pipeline:
         tokens = info.prompt_estimate + cap
         cost = 0.0
         dep = resolution.deployments[0]
-        prices = self._table().prices
+        prices = table.prices
         if dep.provider.kind == "echo":
             price = prices.override(dep.upstream_model) or prices.override(info.model)
         else:
@@ -189,11 +200,14 @@ class Pipeline:
     async def _handle(self, request: Request, endpoint: Endpoint) -> ASGIApp:
         fmt = CLIENT_FORMAT[endpoint]
         meter = Meter()
-        table = self._table()
+        snap = self._snapshots.acquire()  # read once: this request's table and providers
+        table = snap.table
         info = RequestInfo(request_id=self._ids.next(), route=request.scope["path"])
+        info.snapshot = snap
         if self.deps.spans is not None:
             self.deps.spans.bind(info)
         body: dict[str, Any] = {}
+        gone = False
         try:
             info.key = await self.authenticate(request)
             body = await read_json(request, self.deps.max_body_bytes)
@@ -204,38 +218,45 @@ class Pipeline:
                 resolution, body, **table.routing(resolution.target)
             )
             info.prompt_estimate = estimate_tokens(validate.prompt_chars(body))
-            providers = self._providers()
+            providers = snap.providers
             if endpoint == "count_tokens":
                 local = self._count_locally(resolution.deployments[0].provider.name, providers)
                 if local:
                     return self._local_count(body, info, meter)
             elif info.key.scopes:
-                await self.reserve(info, endpoint, body, resolution)
+                await self.reserve(info, endpoint, body, resolution, table)
             history = self._history(endpoint, body)
-            fwd = await forward(
-                resolution,
-                providers,
-                endpoint,
-                body,
-                request.headers,
-                info,
-                meter,
-                work_mode=self.deps.work_mode,
-                history=history,
-                metrics=self.deps.settler.metrics,
-                spans=self.deps.spans,
-            )
+            watch = ClientWatch(request.receive)
+            try:
+                fwd = await forward(
+                    self.candidates(resolution, snap),
+                    providers,
+                    endpoint,
+                    body,
+                    request.headers,
+                    info,
+                    meter,
+                    work_mode=self.deps.work_mode,
+                    history=history,
+                    metrics=self.deps.settler.metrics,
+                    spans=self.deps.spans,
+                )
+            finally:
+                gone = watch.stop()
             self.chooser.done(resolution, info.attempts, fwd.response.status < 400, meter)
         except GatewayError as err:
             if info.attempts:
                 self.chooser.done(resolution, info.attempts, False, meter)
             return self._fail(err, fmt, info, meter, table)
         except asyncio.CancelledError:
-            # the client went away while the upstream was being asked
+            # The client went away while the upstream was being asked (the
+            # upstream call is cancelled with it): nothing was delivered.
             meter.client_gone = True
-            info.status = 499
-            self.deps.settler.settle(info, meter, table.prices)
-            raise
+            info.status = CLIENT_CLOSED
+            self._settle(info, meter, table.prices)
+            if not gone:
+                raise  # cancelled from outside (shutdown): keep cancelling
+            return Response(status_code=CLIENT_CLOSED)
         except Exception as exc:  # a bug: never leave a request unsettled
             log.exception("internal error", extra={"request_id": info.request_id})
             internal = InternalError(f"Internal gateway error ({type(exc).__name__}).")
@@ -246,15 +267,30 @@ class Pipeline:
             return self._complete(fwd, endpoint, body, history, info, meter, table)
         return self._stream(fwd, endpoint, body, history, info, meter, table)
 
+    def _settle(
+        self,
+        info: RequestInfo,
+        meter: Meter,
+        prices: PriceTable | None,
+        error: GatewayError | None = None,
+    ) -> UsageEvent:
+        """Settle, then let go of the routing snapshot (once)."""
+        try:
+            return self.deps.settler.settle(info, meter, prices, error)
+        finally:
+            snap, info.snapshot = info.snapshot, None
+            if snap is not None:
+                self._snapshots.release(snap)
+
     def _fail(
         self, err: GatewayError, fmt: ApiFormat, info: RequestInfo, meter: Meter, table: RouteTable
     ) -> Response:
         info.status = err.http_status
-        self.deps.settler.settle(info, meter, table.prices, err)
+        self._settle(info, meter, table.prices, err)
         return error_response(err, fmt, **_ids(info))
 
     @staticmethod
-    def _count_locally(provider: str, providers: dict[str, Provider]) -> bool:
+    def _count_locally(provider: str, providers: Mapping[str, Provider]) -> bool:
         p = providers.get(provider)
         return p is None or not p.supports("count_tokens")
 
@@ -264,7 +300,7 @@ class Pipeline:
         tools = body.get("tools")
         extra = len(orjson.dumps(tools)) if tools else 0
         count = info.prompt_estimate + estimate_tokens(extra)
-        self.deps.settler.settle(info, meter, None)
+        self._settle(info, meter, None)
         return JSONResponse({"input_tokens": count}, headers=_ids(info))
 
     def _complete(
@@ -312,9 +348,9 @@ class Pipeline:
     def _answer(
         self, raw: bytes, fwd: Forwarded, info: RequestInfo, meter: Meter, table: RouteTable
     ) -> Response:
-        event = self.deps.settler.settle(info, meter, table.prices)
-        headers = _ids(info)
-        headers.update(fwd.response.client_headers())  # upstream rate limits and request id
+        event = self._settle(info, meter, table.prices)
+        # upstream rate limits and request id; the gateway's own limits for the key win
+        headers = {**fwd.response.client_headers(), **_ids(info)}
         headers["x-gateway-overhead-ms"] = f"{event.overhead_ms or 0:.3f}"
         return Response(
             raw, status_code=fwd.response.status, headers=headers, media_type="application/json"
@@ -371,10 +407,10 @@ class Pipeline:
                     final = translator.final_response
                     if final is not None:
                         self._remember(body, history, final)
-                self.deps.settler.settle(info, meter, table.prices)
+                self._settle(info, meter, table.prices)
 
-        headers = _ids(info)
-        headers.update(fwd.response.client_headers())  # upstream rate limits and request id
+        # upstream rate limits and request id; the gateway's own limits for the key win
+        headers = {**fwd.response.client_headers(), **_ids(info)}
         now = time.perf_counter()
         up = (meter.upstream_headers or now) - (meter.upstream_started or now)
         headers["x-gateway-overhead-ms"] = f"{(now - meter.started - up) * 1000:.3f}"

@@ -5,8 +5,9 @@ itself lives in pipeline.py."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -31,6 +32,7 @@ from tokgateway.router.providers.client import HTTPClient
 from tokgateway.router.providers.options import ClientOptions, HeaderHook
 from tokgateway.router.responses_store import ResponseStore
 from tokgateway.router.settle import Settler, UsageSink
+from tokgateway.router.snapshot import RoutingSnapshot, Snapshots
 from tokgateway.router.spans import GenAISpans
 
 log = logging.getLogger("tokgateway.router")
@@ -63,7 +65,7 @@ class RouterService:
         usage_sink: UsageSink | None = None,
         tracing: Tracing | None = None,
     ) -> None:
-        self.table = table
+        self.snapshots = Snapshots.of(table)
         self._header_hooks = list(header_hooks or ())
         self.bus = bus
         self.options = options
@@ -74,7 +76,6 @@ class RouterService:
         )
         self.settler = Settler(bus, self.metrics, AccessLog(options.access_log), usage_sink)
         self.settler.governor = self.governor
-        self.providers: dict[str, Provider] = {}
         tracer = tracing.tracer if tracing is not None else None
         self.settler.spans = GenAISpans(tracer) if tracer is not None else None
         self.pipeline = Pipeline(
@@ -88,8 +89,7 @@ class RouterService:
                 default_max_tokens=options.default_max_tokens,
                 spans=self.settler.spans,
             ),
-            table=lambda: self.table,
-            providers=lambda: self.providers,
+            snapshots=self.snapshots,
         )
         self._client: HTTPClient | None = None
         self.catalogue = ModelCatalogue()
@@ -101,13 +101,29 @@ class RouterService:
             self.options.connect_timeout, self.options.max_connections, self._header_hooks
         )
         self.metrics.watch_pool(self._client.pool_stats)
-        self._build_providers(self.table)
+        table = self.table
+        self.snapshots.current = RoutingSnapshot(table, MappingProxyType(self._providers_of(table)))
         self.bus.subscribe(AUTH_SUBJECT_PREFIX, self.keys.on_auth_event)
         self.ready = True
 
-    def _build_providers(self, table: RouteTable) -> None:
+    @property
+    def table(self) -> RouteTable:
+        return self.snapshots.current.table
+
+    @table.setter
+    def table(self, table: RouteTable) -> None:
+        if self._client is None:  # not started: providers are built at start
+            self.snapshots.current = RoutingSnapshot(table, MappingProxyType({}))
+        else:
+            self.replace_table(table)
+
+    @property
+    def providers(self) -> Mapping[str, Provider]:
+        return self.snapshots.current.providers
+
+    def _providers_of(self, table: RouteTable) -> dict[str, Provider]:
         assert self._client is not None
-        self.providers = {
+        return {
             name: build_provider(
                 self.options.client.with_network(cfg), self._client, self.options.read_timeout
             )
@@ -115,15 +131,14 @@ class RouterService:
         }
 
     def replace_table(self, table: RouteTable) -> None:
-        """A new registry snapshot: swap it in whole; requests in flight keep the old."""
-        self.table = table
-        self._build_providers(table)
+        """A new registry snapshot: swap it in whole; requests in flight keep the
+        old one, whose providers close when the last of them ends."""
+        self.snapshots.swap(table, self._providers_of(table))
 
     async def close(self) -> None:
         self.ready = False
         await self.catalogue.close()
-        for provider in self.providers.values():
-            await provider.close()
+        await self.snapshots.close()
         if self._client is not None:
             self.metrics.unwatch_pool(self._client.pool_stats)
             await self._client.close()

@@ -15,6 +15,7 @@ from tokgateway.common.metrics import RouterMetrics
 from tokgateway.common.pricing import PriceTable
 from tokgateway.router.governor import Governor, Reservation
 from tokgateway.router.relay import Meter
+from tokgateway.router.snapshot import RoutingSnapshot
 from tokgateway.router.spans import GenAISpans
 from tokgateway.router.usage import Usage, estimate_tokens
 
@@ -38,6 +39,7 @@ class RequestInfo:
     prompt_estimate: int = 0
     reservation: Reservation | None = None
     tried: list[dict[str, object]] | None = None  # every upstream attempt
+    snapshot: RoutingSnapshot | None = None  # the routing snapshot the request holds
 
 
 UsageSink = Callable[[UsageEvent], None]

@@ -31,6 +31,7 @@ PRICES = """
 gpt-budget = 1000000, 1000000
 gpt-budget-500 = 1000000, 1000000
 gpt-budget-slow = 1000000, 1000000
+gpt-budget-wait = 1000000, 1000000
 """
 
 
@@ -235,6 +236,17 @@ def test_retries_and_fallbacks_record_every_attempt_and_charge_once(
     assert statuses[-1] == 200 and statuses[0] >= 500 and fell["provider"] == "mock"
 
 
+def _raw_chat(gw: GatewayProcess, key: str, body: bytes) -> socket.socket:
+    """A chat sent on a bare socket, so the test decides when the client leaves."""
+    sock = socket.create_connection(("127.0.0.1", gw.port))
+    head = (
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+        f"authorization: Bearer {key}\r\ncontent-length: {len(body)}\r\n\r\n"
+    )
+    sock.sendall(head.encode() + body)
+    return sock
+
+
 def test_mid_stream_disconnect_is_charged_for_what_was_produced(
     gw: GatewayProcess, mock: tuple[MockUpstream, str]
 ) -> None:
@@ -247,12 +259,7 @@ def test_mid_stream_disconnect_is_charged_for_what_was_produced(
             "messages": [{"role": "user", "content": PROMPT}],
         }
     )
-    sock = socket.create_connection(("127.0.0.1", gw.port))
-    sock.sendall(
-        b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
-        + f"authorization: Bearer {created['key']}\r\ncontent-length: {len(body)}\r\n\r\n".encode()
-        + body
-    )
+    sock = _raw_chat(gw, created["key"], body)
     received = b""
     while received.count(b"data:") < 3:
         received += sock.recv(65536)
@@ -292,3 +299,28 @@ def test_prompt_caching_is_priced_at_cache_rates(
     assert (row["prompt_tokens"], row["cached_tokens"], row["cache_write_tokens"]) == (29, 5, 4)
     assert row["completion_tokens"] == 9 and row["usage_estimated"] == 0
     assert row["cost_usd"] == pytest.approx(211.5e-6)
+
+
+def test_client_leaving_before_the_answer_is_a_499_without_charge(gw: GatewayProcess) -> None:
+    created = gw.create_key("leaver", "--budget-usd", "22", "--budget-period", "total")
+    body = orjson.dumps(
+        {
+            "model": "gpt-budget-wait",
+            "max_tokens": 7,
+            "messages": [{"role": "user", "content": PROMPT}],
+        }
+    )
+    left = time.monotonic()
+    with _raw_chat(gw, created["key"], body):
+        time.sleep(0.5)  # the gateway is waiting on the (10 s) upstream answer
+    deadline = time.monotonic() + 8.0
+    rows: list[dict[str, Any]] = []
+    while not rows and time.monotonic() < deadline:
+        rows = [r for r in gw.usage("--key", created["id"]) if r]
+        time.sleep(0.1)
+    assert time.monotonic() - left < 9.5, "settled only when the upstream answered"
+    assert rows and rows[0]["requests"] == 1
+    assert float(rows[0]["cost_usd"]) == 0.0
+    assert spend(gw, created["id"], 0.0) == 0.0
+    # the booking was given back: the whole budget is there for the next request
+    assert chat(gw, created["key"]).status_code == 200

@@ -177,6 +177,17 @@ class Postgres:
         self.proc = Proc("postgres", cmd, self.log, popen=_pg_user())
         self.proc.start()
         wait_port(self.port)
+        self.wait_ready()
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        """An open port is not a server that takes connections: it answers
+        'the database system is starting up' until recovery is done."""
+        deadline = time.monotonic() + timeout
+        probe = [_pg_tool("pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(self.port)]
+        while subprocess.run(probe, check=False).returncode != 0:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"postgres on {self.port} not ready after {timeout:.0f}s")
+            time.sleep(0.1)
 
     def stop(self) -> None:
         if self.proc is not None:

@@ -35,10 +35,7 @@ RATE_INTERVAL = "30s"  # what Grafana puts for $__rate_interval at a 1 s scrape
 # does not make yet. Remove an entry once its traffic exists (and drive it in
 # ``traffic`` below); the test fails while a listed query already has data.
 AWAITING = {
-    "Budget used (spend / budget)": "USD budgets (governance)",
-    "Spend against budget (USD)": "USD budgets (governance)",
     "Providers in cooldown": "the providers' circuit breaker",
-    "GatewayBudgetNearlySpent": "USD budgets (governance)",
     "GatewayProviderCooldown": "the providers' circuit breaker",
 }
 
@@ -219,9 +216,10 @@ def _chat(client: httpx.Client, base: str, key: str, model: str, **extra: Any) -
 @pytest.fixture(scope="module")
 def traffic(gateway: GatewayProcess, mesh: Mesh, prometheus: Prometheus) -> None:
     """What every panel needs: answers, streams, errors, a fallback, an rpm
-    rejection, an unpriced model, and usage through the mesh's ledger."""
+    rejection, a budget, an unpriced model, and usage through the mesh's ledger."""
     key = str(gateway.create_key("dash")["key"])
     limited = str(gateway.create_key("dash-limited", "--rpm", "2")["key"])
+    budgeted = str(gateway.create_key("dash-budget", "--budget-usd", "5")["key"])
     mesh_key = str(mesh.create_key("dash")["key"])
     with httpx.Client(timeout=10) as client:
         for _ in range(3):
@@ -233,6 +231,7 @@ def traffic(gateway: GatewayProcess, mesh: Mesh, prometheus: Prometheus) -> None
         assert _chat(client, gateway.url, key, "deadonly").status_code >= 500
         assert _chat(client, gateway.url, key, "gpt-unpriced-model").status_code == 200
         assert _chat(client, gateway.url, "tgk-not-a-key", "gpt-4o").status_code == 401
+        assert _chat(client, gateway.url, budgeted, "gpt-4o", max_tokens=16).status_code == 200
         away_from_minute_edge()
         codes = [_chat(client, gateway.url, limited, "gpt-4o").status_code for _ in range(4)]
         assert codes == [200, 200, 429, 429], codes
@@ -286,6 +285,8 @@ def test_specific_series_carry_the_traffic(
     rejected = 'gateway_limit_rejections_total{scope="key", limit="rpm"}'
     assert value(f"sum({rejected})") == 2
     assert value('sum(gateway_fallbacks_total{provider="dead"})') >= 1
+    assert value('max(gateway_budget_limit_usd{scope="key", period="month"})') == 5
+    assert 0 < value('max(gateway_budget_spend_usd{scope="key", period="month"})') < 5
     assert value('sum(gateway_fallbacks_total{provider="mock"})') >= 1  # the 500 of `flaky`
     assert value('sum(gateway_tokens_total{kind="cached"})') > 0
     pools = prometheus.series('gateway_upstream_connections{state="idle"}')

@@ -65,12 +65,13 @@ async def _partitions(pool: Any) -> set[str]:
 
 
 async def test_migrations_are_versioned_and_applied_once(pool: Any) -> None:
-    assert await migrate(pool, "ledger", MIGRATIONS) == [1, 2]
+    assert await migrate(pool, "ledger", MIGRATIONS) == [1, 2, 3]
     assert await migrate(pool, "ledger", MIGRATIONS) == []
     versions = await pool.fetch("SELECT component, version FROM schema_migrations")
     assert sorted((r["component"], r["version"]) for r in versions) == [
         ("ledger", 1),
         ("ledger", 2),
+        ("ledger", 3),
     ]
 
 

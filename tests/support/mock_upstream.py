@@ -21,6 +21,8 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 REPLY = "Hello from the mock upstream"
+# what a provider sends besides the body (chat answers and every stream)
+UPSTREAM_HEADERS = {"x-request-id": "req_mock_ok", "x-ratelimit-remaining-tokens": "9999"}
 
 
 @dataclass
@@ -42,14 +44,29 @@ def _json(obj: Any, status: int = 200, headers: dict[str, str] | None = None) ->
     )
 
 
-def _openai_error(status: int, message: str, kind: str) -> Response:
+def _openai_error(
+    status: int, message: str, kind: str, extra: dict[str, str] | None = None
+) -> Response:
     headers = {"retry-after": "1"} if status == 429 else None
+    if extra:
+        headers = {**(headers or {}), **extra}
     return _json(
         {"error": {"message": message, "type": kind, "param": None, "code": None}}, status, headers
     )
 
 
 def _behaviour(model: str) -> Response | None:
+    if model.endswith("-html"):  # a captive portal or a misrouted base_url: 200, not JSON
+        return Response(b"<html><body>Please log in</body></html>", media_type="text/html")
+    if model.endswith("-nostream"):  # an event stream with no event in it
+        return Response(b"data: [DONE]\n\n", media_type="text/event-stream")
+    if model.endswith("-ratelimited"):
+        headers = {
+            "x-ratelimit-remaining-requests": "41",
+            "x-ratelimit-reset-requests": "2s",
+            "x-request-id": "req_mock_123",
+        }
+        return _openai_error(429, "upstream says slow down", "rate_limit_error", headers)
     if model.endswith("-429"):
         return _openai_error(429, "upstream says slow down", "rate_limit_error")
     if model.endswith("-500"):
@@ -105,7 +122,9 @@ class MockUpstream:
                 else:
                     rec.streams_cancelled += 1
 
-        return StreamingResponse(wrapped(), media_type="text/event-stream")
+        return StreamingResponse(
+            wrapped(), media_type="text/event-stream", headers=UPSTREAM_HEADERS
+        )
 
     async def chat(self, request: Request) -> Response:
         body = await self._record(request)
@@ -113,6 +132,8 @@ class MockUpstream:
         failed = _behaviour(model)
         if failed is not None:
             return failed
+        if model.endswith("-wait") and not body.get("stream"):
+            await asyncio.sleep(10.0)  # a slow answer the client may not wait for
         usage = {
             "prompt_tokens": 11,
             "completion_tokens": 7,
@@ -148,7 +169,8 @@ class MockUpstream:
                     "model": model,
                     "choices": [{"index": 0, "message": message, "finish_reason": finish}],
                     "usage": usage,
-                }
+                },
+                headers=UPSTREAM_HEADERS,
             )
         include = bool((body.get("stream_options") or {}).get("include_usage"))
         slow = model.endswith("-slow")
@@ -441,12 +463,12 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serve_in_thread(app: Any, port: int | None = None) -> Iterator[str]:
+def serve_in_thread(app: Any, port: int | None = None, host: str = "127.0.0.1") -> Iterator[str]:
     """Run an ASGI app with uvicorn in a background thread; yields its base URL."""
     port = port or free_port()
     config = uvicorn.Config(
         app,
-        host="127.0.0.1",
+        host=host,
         port=port,
         log_level="error",
         access_log=False,
@@ -462,7 +484,7 @@ def serve_in_thread(app: Any, port: int | None = None) -> Iterator[str]:
             raise RuntimeError("mock upstream did not start")
         time.sleep(0.01)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://{host}:{port}"
     finally:
         server.should_exit = True
         thread.join(timeout=10)

@@ -1,6 +1,6 @@
 import { useState } from "react";
 import { call, type Delivery, type Hook, type Listing } from "../api";
-import { show } from "../components/Probe";
+import { show } from "../components/show";
 import { Table } from "../components/Table";
 import { useLoad } from "../components/useLoad";
 import { when } from "../format";

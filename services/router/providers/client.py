@@ -14,9 +14,9 @@ connection when a reused one turns out to have been closed by the peer before
 it answered. Errors are the ``ClientError`` tree below; the adapters translate
 them into the gateway's own.
 
-``br`` and ``zstd`` are not offered: Python 3.11 has no decoder for either, and
-the gateway's upstreams all speak gzip; the client asks only for what it decodes
-(:data:`ACCEPT_ENCODING`), and an answer in another coding is a protocol error."""
+The client asks only for the codings it decodes with a bound
+(:data:`ACCEPT_ENCODING`, see :mod:`.decoding`: gzip, deflate, br); an answer in
+another coding is a protocol error."""
 
 from __future__ import annotations
 
@@ -25,14 +25,14 @@ import collections
 import contextlib
 import socket
 import ssl
-import zlib
-from collections.abc import AsyncIterator, Callable, MutableMapping
+from collections.abc import AsyncIterator, Callable, Iterator, MutableMapping
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import cast
 from urllib.parse import urlsplit
 
 import httptools
 
+from tokgateway.router.providers.decoding import DecodeError, accept_encoding, decoder_for
 from tokgateway.router.providers.dial import DEFAULT_DELAY, dial
 from tokgateway.router.providers.proxy import EnvProxies, Proxy, ProxyError, tunnel
 
@@ -40,7 +40,7 @@ HeaderHook = Callable[[MutableMapping[str, str]], None]
 
 PAUSE_AT = 256 * 1024  # buffered body bytes before reading from the socket pauses
 MAX_CACHED_TARGETS = 256
-ACCEPT_ENCODING = "gzip, deflate"
+ACCEPT_ENCODING = accept_encoding()
 DECODED_PIECE = 1 << 20  # a streamed compressed chunk is inflated at most this much at a time
 
 
@@ -356,10 +356,12 @@ class Response:
         self._client = client
         self.status = conn.status
         self.max_body = client.max_body
-        encoding = conn.headers.get("content-encoding", "").strip().lower()
-        self._inflate: Any = None
-        if encoding in ("gzip", "deflate", "x-gzip"):
-            self._inflate = zlib.decompressobj(wbits=47)  # gzip or zlib, by header
+        self._coding_error = ""
+        try:
+            self._decoder = decoder_for(conn.headers.get("content-encoding", ""))
+        except DecodeError as exc:
+            self._decoder, self._coding_error = None, str(exc)
+        if self._decoder is not None:
             self.headers = {
                 k: v
                 for k, v in conn.headers.items()
@@ -367,12 +369,11 @@ class Response:
             }
         else:
             self.headers = conn.headers
-        self._unknown_encoding = encoding not in ("", "identity") and self._inflate is None
 
     def _check_encoding(self) -> None:
-        if self._unknown_encoding:
+        if self._coding_error:
             self.close(abort=True)
-            raise ProtocolError("the upstream answered in a content coding the gateway cannot read")
+            raise ProtocolError(self._coding_error)
 
     async def read(self) -> bytes:
         """The whole body, decompressed as it arrives; ``BodyTooLarge`` as soon
@@ -383,17 +384,20 @@ class Response:
         self._check_encoding()
         out: list[bytes] = []
         size = 0
-        limit = self.max_body
         try:
             while True:
                 if conn.body:
-                    piece = self._decode(conn.take_body(), final=False, limit=limit - size)
-                    size += len(piece)
-                    out.append(piece)
+                    for piece in self._decoded(conn.take_body(), DECODED_PIECE):
+                        size += len(piece)
+                        if size > self.max_body:
+                            raise BodyTooLarge(f"the answer is larger than {self.max_body} bytes")
+                        out.append(piece)
                     continue
                 if conn.complete:
-                    piece = self._decode(b"", final=True, limit=limit - size)
-                    out.append(piece)
+                    out.append(self._finish())
+                    size += len(out[-1])
+                    if size > self.max_body:
+                        raise BodyTooLarge(f"the answer is larger than {self.max_body} bytes")
                     break
                 if conn.error is not None:
                     raise conn.error
@@ -405,8 +409,8 @@ class Response:
         return out[0] if len(out) == 1 else b"".join(out)
 
     async def iter_chunks(self) -> AsyncIterator[bytes]:
-        """The body as it arrives. A compressed chunk is inflated in pieces of at
-        most :data:`DECODED_PIECE`, so a bomb never sits in memory whole; the
+        """The body as it arrives. A compressed chunk is inflated in pieces of
+        about :data:`DECODED_PIECE`, so a bomb never sits in memory whole; the
         caller bounds the stream (per event)."""
         conn = self._conn
         if conn is None:
@@ -415,18 +419,12 @@ class Response:
         try:
             while True:
                 if conn.body:
-                    data = conn.take_body()
-                    if self._inflate is None:
-                        yield data
-                        continue
-                    while data:
-                        piece = self._inflate_some(data)
-                        data = self._inflate.unconsumed_tail
+                    for piece in self._decoded(conn.take_body(), DECODED_PIECE):
                         if piece:
                             yield piece
                     continue
                 if conn.complete:
-                    tail = self._decode(b"", final=True, limit=DECODED_PIECE)
+                    tail = self._finish()
                     if tail:
                         yield tail
                     return
@@ -436,31 +434,25 @@ class Response:
         finally:
             self.close()
 
-    def _inflate_some(self, data: bytes) -> bytes:
+    def _decoded(self, data: bytes, limit: int) -> Iterator[bytes]:
+        decoder = self._decoder
+        if decoder is None:
+            yield data
+            return
         try:
-            out: bytes = self._inflate.decompress(data, DECODED_PIECE)
-        except zlib.error:
-            raise ProtocolError("the upstream sent a body that does not decompress") from None
-        return out
+            yield decoder.decode(data, limit)
+            while decoder.pending():
+                yield decoder.decode(b"", limit)
+        except DecodeError as exc:
+            raise ProtocolError(str(exc)) from None
 
-    def _decode(self, data: bytes, *, final: bool, limit: int) -> bytes:
-        if self._inflate is None:
-            if len(data) > limit:
-                raise BodyTooLarge(f"the answer is larger than {self.max_body} bytes")
-            return data
+    def _finish(self) -> bytes:
+        if self._decoder is None:
+            return b""
         try:
-            out: bytes = self._inflate.decompress(data, limit + 1)
-            if len(out) > limit or self._inflate.unconsumed_tail:
-                raise BodyTooLarge(f"the decompressed answer is larger than {self.max_body} bytes")
-            if final:
-                out += self._inflate.flush(limit + 1 - len(out))
-                if len(out) > limit:
-                    raise BodyTooLarge(
-                        f"the decompressed answer is larger than {self.max_body} bytes"
-                    )
-        except zlib.error:
-            raise ProtocolError("the upstream sent a body that does not decompress") from None
-        return out
+            return self._decoder.finish()
+        except DecodeError as exc:
+            raise ProtocolError(str(exc)) from None
 
     def close(self, *, abort: bool = False) -> None:
         conn = self._conn
@@ -503,7 +495,7 @@ class HTTPClient:
         self._ssl = ssl_context
         self._contexts: dict[tuple[str, bool, str, str], ssl.SSLContext] = {}
         self._pools: dict[tuple[Origin, ConnectOptions], _Pool] = {}
-        self._targets: dict[str, _Target] = {}
+        self._routes: dict[tuple[str, ConnectOptions], tuple[_Target, _Pool, Proxy | None]] = {}
         self._closed = False
 
     def _pool(self, origin: Origin, options: ConnectOptions) -> _Pool:
@@ -512,6 +504,15 @@ class HTTPClient:
             limit = options.max_connections or self.max_connections
             pool = self._pools[(origin, options)] = _Pool(origin, options, limit)
         return pool
+
+    def _route(self, url: str, options: ConnectOptions) -> tuple[_Target, _Pool, Proxy | None]:
+        """What a URL and options resolve to, worked out once (per URL, bounded)."""
+        target = _target(url)
+        route = (target, self._pool(target.origin, options), self._proxy(target.origin, options))
+        if len(self._routes) >= MAX_CACHED_TARGETS:
+            self._routes.clear()
+        self._routes[(url, options)] = route
+        return route
 
     def _proxy(self, origin: Origin, options: ConnectOptions) -> Proxy | None:
         if options.proxy is None:
@@ -535,22 +536,18 @@ class HTTPClient:
     ) -> Response:
         if self._closed:
             raise ConnectError("the HTTP client is closed")
-        target = self._targets.get(url)
-        if target is None:
-            target = _target(url)
-            if len(self._targets) >= MAX_CACHED_TARGETS:
-                self._targets.clear()
-            self._targets[url] = target
+        route = self._routes.get((url, options))
+        if route is None:
+            route = self._route(url, options)
+        target, pool, proxy = route
         for hook in self._hooks:
             hook(headers)
-        proxy = self._proxy(target.origin, options)
         if proxy is not None and target.origin.scheme == "http":
             if proxy.authorization:
                 headers["proxy-authorization"] = proxy.authorization
             data = _request_bytes(method, target.absolute_tail, headers, body)
         else:
             data = _request_bytes(method, target.request_line_tail, headers, body)
-        pool = self._pool(target.origin, options)
         await pool.acquire(self.pool_timeout)
         conn: _Connection | None = None
         try:

@@ -10,10 +10,12 @@ import ipaddress
 import resource
 import socket
 import ssl
+import struct
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
+import brotli  # type: ignore[import-untyped]
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -172,12 +174,18 @@ async def test_a_cancelled_waiter_leaves_the_line_and_frees_nothing_twice(
 
 @pytest.fixture(scope="module")
 def gzip_bomb() -> bytes:
-    """About 1 MB of gzip that inflates to 1 GiB of zeros."""
-    comp = zlib.compressobj(9, zlib.DEFLATED, 31)
+    """About 1 MB of gzip that inflates to 1 GiB of zeros. Built fast: after a
+    full flush, every MiB of zeros compresses to the same bytes, so one block is
+    repeated and the trailer (CRC-32 and length) written by hand."""
     zeros = bytes(1 << 20)
-    out = [comp.compress(zeros) for _ in range(1024)]
-    out.append(comp.flush())
-    return b"".join(out)
+    comp = zlib.compressobj(9, zlib.DEFLATED, 31)
+    head = comp.compress(zeros) + comp.flush(zlib.Z_FULL_FLUSH)
+    block = comp.compress(zeros) + comp.flush(zlib.Z_FULL_FLUSH)
+    end = comp.flush(zlib.Z_FINISH)[:-8]  # the last (empty) block, without its trailer
+    crc = 0
+    for _ in range(1024):
+        crc = zlib.crc32(zeros, crc)
+    return head + block * 1023 + end + struct.pack("<II", crc, (1 << 30) & 0xFFFFFFFF)
 
 
 def _peak_rss_mb() -> float:
@@ -224,8 +232,8 @@ async def test_plain_answers_are_bounded_too_and_codings_are_checked(
 ) -> None:
     async def big(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         request = await read_request(reader)
-        if b"/br" in request.split(b"\r\n", 1)[0]:
-            writer.write(answer(b"\x1b\x00", b"content-encoding: br"))
+        if b"/zstd" in request.split(b"\r\n", 1)[0]:
+            writer.write(answer(b"\x28\xb5\x2f\xfd", b"content-encoding: zstd"))
         else:
             writer.write(answer(b"x" * 5000))
         await writer.drain()
@@ -237,11 +245,52 @@ async def test_plain_answers_are_bounded_too_and_codings_are_checked(
         resp = await client.request("POST", f"http://127.0.0.1:{port}/v1/x", {}, b"{}")
         with pytest.raises(BodyTooLarge):
             await resp.read()
-        resp = await client.request("POST", f"http://127.0.0.1:{port}/br", {}, b"{}")
+        resp = await client.request("POST", f"http://127.0.0.1:{port}/zstd", {}, b"{}")
         with pytest.raises(ProtocolError, match="content coding"):
             await resp.read()
     finally:
         await client.close()
+
+
+async def test_brotli_answers_are_decoded_and_bounded(
+    serve: Callable[..., Awaitable[int]],
+) -> None:
+    small = b'{"text": "' + b"hello " * 1000 + b'"}'
+    bomb = brotli.compress(bytes(64 << 20), quality=5)  # a few hundred bytes, 64 MiB inflated
+
+    async def br(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            while True:
+                request = await read_request(reader)
+                body = bomb if b"/bomb" in request.split(b"\r\n", 1)[0] else small
+                writer.write(
+                    answer(
+                        brotli.compress(body) if body is small else body, b"content-encoding: br"
+                    )
+                )
+                await writer.drain()
+
+    port = await serve(br)
+    client = HTTPClient(max_body=16 << 20)
+    before = _peak_rss_mb()
+    try:
+        resp = await client.request("POST", f"http://127.0.0.1:{port}/v1/x", {}, b"{}")
+        assert "content-encoding" not in resp.headers
+        assert await resp.read() == small
+        resp = await client.request("POST", f"http://127.0.0.1:{port}/bomb", {}, b"{}")
+        with pytest.raises(BodyTooLarge):
+            await resp.read()
+        resp = await client.request("POST", f"http://127.0.0.1:{port}/bomb", {}, b"{}")
+        got = 0
+        async for piece in resp.iter_chunks():
+            assert len(piece) <= 4 << 20
+            got += len(piece)
+            if got > 8 << 20:
+                break
+        resp.close()
+    finally:
+        await client.close()
+    assert _peak_rss_mb() - before < 150
 
 
 # -- proxies ------------------------------------------------------------------------
@@ -506,3 +555,35 @@ async def _resolved(
     value: list[tuple[int, tuple[object, ...]]],
 ) -> list[tuple[int, tuple[object, ...]]]:
     return value
+
+
+async def test_idle_connections_are_kept_for_the_keepalive_time_only(
+    serve: Callable[..., Awaitable[int]],
+) -> None:
+    connections = 0
+
+    async def counting(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        await json_forever(reader, writer)
+
+    port = await serve(counting)
+    url = f"http://127.0.0.1:{port}/v1/x"
+    short = HTTPClient(keepalive=0.05)
+    try:
+        for _ in range(2):
+            resp = await short.request("POST", url, {}, b"{}")
+            await resp.read()
+            await asyncio.sleep(0.1)  # longer than the keep-alive: the next one dials anew
+        assert connections == 2
+    finally:
+        await short.close()
+    long = HTTPClient(keepalive=60)
+    try:
+        for _ in range(2):
+            resp = await long.request("POST", url, {}, b"{}")
+            await resp.read()
+            await asyncio.sleep(0.1)
+        assert connections == 3
+    finally:
+        await long.close()
