@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 IMAGE ?= tokgateway
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 
-.PHONY: help setup run start stop status check test lint unit integration e2e bench clean d-build d-test
+.PHONY: help setup run start stop status check test lint unit integration e2e bench clean d-build d-test ui console
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 	@$(PY) -m pip install --progress-bar on -e '.[dev,mesh]'
 	@touch $(STAMP)
 
-run: setup ## serve the all-in-one gateway in the foreground
+run: setup console ## serve the all-in-one gateway in the foreground (the console at /ui)
 	$(VENV)/bin/gateway run
 
 start: setup ## start the gateway in the background (pid, port and log in the data dir)
@@ -62,6 +62,26 @@ d-build: ## build the image the compose file and deploy/k8s use (tokgateway:<ver
 d-test: ## the unit and end-to-end suite inside the project's Docker image
 	docker build --target test -t $(IMAGE):$(VERSION)-test .
 	docker run --rm $(IMAGE):$(VERSION)-test
+
+# The web console: npm ci when the lock file changed, the Vite build when a source changed.
+FE_SOURCES := $(shell find fe/src -type f 2>/dev/null) fe/index.html fe/vite.config.ts fe/tsconfig.json fe/package.json
+
+ui: fe/dist/.built ## build the web console (fe/dist/web and the phone layout fe/dist/h5), served at /ui
+	@:
+
+fe/node_modules/.package-lock.json: fe/package-lock.json
+	@echo "installing the console's npm packages (fe/node_modules) ..."
+	cd fe && npm ci --no-audit --no-fund
+	@touch $@
+
+fe/dist/.built: fe/node_modules/.package-lock.json $(FE_SOURCES)
+	@echo "console missing or stale: building fe/dist/web and fe/dist/h5 ..."
+	cd fe && npm run -s build
+	@touch $@
+
+console: ## build the console when it is missing or stale (what `make run` does), or say why not
+	@if command -v npm >/dev/null; then $(MAKE) -s --no-print-directory ui && echo "console: http://$${GATEWAY_HOST:-127.0.0.1}:$${GATEWAY_PORT:-8081}/ui"; \
+	else echo "console: npm not found, so no /ui (install Node.js and npm, then make ui)"; fi
 
 clean: ## remove build and tool caches
 	rm -rf build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -34,6 +34,8 @@ class Scenario:
     stream: bool
     anthropic: bool
     expect: bytes  # a marker a correct answer contains
+    limited: bool = False  # sent with a key that has rpm, tpm and a budget (gateways only)
+    concurrency: tuple[int, ...] = ()  # only these levels (of those asked for); empty: all
 
     def body_for(self, model: str) -> bytes:
         return orjson.dumps({"model": model, **self.body})
@@ -54,6 +56,18 @@ SCENARIOS: Mapping[str, Scenario] = MappingProxyType(
                 stream=False,
                 anthropic=False,
                 expect=b'"chat.completion"',
+            ),
+            Scenario(
+                "chat_limited",
+                "/v1/chat/completions",
+                {"messages": _HELLO, "max_tokens": 32},
+                "gpt-4o-mini",
+                "paced-gpt-4o-mini",
+                stream=False,
+                anthropic=False,
+                expect=b'"chat.completion"',
+                limited=True,
+                concurrency=(64,),
             ),
             Scenario(
                 "chat_stream",
@@ -98,7 +112,7 @@ SCENARIOS: Mapping[str, Scenario] = MappingProxyType(
         )
     }
 )
-DEFAULT_SCENARIOS = ("chat", "chat_stream", "embeddings", "messages_stream")
+DEFAULT_SCENARIOS = ("chat", "chat_limited", "chat_stream", "embeddings", "messages_stream")
 
 
 @dataclass(frozen=True)

@@ -339,13 +339,19 @@ def bench_system(run: Run, system: System) -> None:
     args = run.args
     for name in args.scenarios:
         scenario = SCENARIOS[name]
+        if scenario.limited and not getattr(system, "limited_key", ""):
+            continue  # keys with limits exist on the gateway only
+        levels = [c for c in args.concurrency if c in scenario.concurrency]
+        levels = levels or (list(args.concurrency) if not scenario.concurrency else [])
+        if not levels:
+            continue
         why = check_target(system.target(scenario), scenario)
         if why is not None:
             run.say(f"  {system.name} {name}: SKIPPED, a test request failed: {why}")
-            for c in args.concurrency:
+            for c in levels:
                 run.cells.append(Cell(system.name, name, c, note=f"failed: {why[:200]}"))
             continue
-        for c in args.concurrency:
+        for c in levels:
             cell = measure_cell(run, system, scenario, c)
             for _ in range(args.noisy_retries):
                 if not cell.other_pct > FOREIGN_LOAD_PCT:  # also when not measured (nan)

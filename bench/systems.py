@@ -53,6 +53,19 @@ class System(Protocol):
         ...
 
 
+# Limits far above what a run reaches: every check is made, none refuses.
+LIMITED_KEY_FLAGS = (
+    "--rpm",
+    "1000000000",
+    "--tpm",
+    "1000000000000",
+    "--budget-usd",
+    "1000000000",
+    "--budget-period",
+    "month",
+)
+
+
 # -- the fake upstream ----------------------------------------------------------------
 @dataclass
 class Upstream:
@@ -153,6 +166,7 @@ class Gateway:
     workers: int = 1
     port: int = 0
     key: str = ""
+    limited_key: str = ""  # a key with rpm, tpm and a budget, none of them reached
     child: Child | None = None
 
     def _env(self) -> dict[str, str]:
@@ -185,8 +199,13 @@ class Gateway:
             log_path=self.workdir / "gateway.log",
         )
         wait_http(self.child, f"http://127.0.0.1:{self.port}/readyz", timeout=60)
+        self.key = self._create_key(env, "bench")
+        self.limited_key = self._create_key(env, "bench-limited", *LIMITED_KEY_FLAGS)
+
+    def _create_key(self, env: dict[str, str], name: str, *flags: str) -> str:
+        exe = self.bin_dir / "gateway"
         proc = subprocess.run(
-            [str(exe), "keys", "create", "--name", "bench", "--json"],
+            [str(exe), "keys", "create", "--name", name, "--json", *flags],
             env=env,
             capture_output=True,
             text=True,
@@ -195,7 +214,7 @@ class Gateway:
         )
         if proc.returncode != 0:
             raise BenchError(f"`gateway keys create` failed: {proc.stderr.strip()}")
-        self.key = str(orjson.loads(proc.stdout)["key"])
+        return str(orjson.loads(proc.stdout)["key"])
 
     def stop(self) -> None:
         if self.child is not None:
@@ -204,7 +223,8 @@ class Gateway:
 
     def target(self, scenario: Scenario, *, paced: bool = False) -> Target:
         body = scenario.body_for(scenario.paced_model if paced else scenario.model)
-        return Target(self.port, scenario.path, request_headers(scenario, self.key), body)
+        key = self.limited_key if scenario.limited else self.key
+        return Target(self.port, scenario.path, request_headers(scenario, key), body)
 
     def pids(self) -> list[int]:
         return descendants(self.child.pid) if self.child is not None else []

@@ -20,6 +20,7 @@ from tokgateway.common.bus import InProcessBus
 from tokgateway.common.errors import GatewayError
 from tokgateway.common.settings import Settings
 from tokgateway.common.sqlite import SQLiteDB
+from tokgateway.router.providers.proxy import is_loopback
 
 
 class AdminError(Exception):
@@ -74,13 +75,22 @@ def answer(resp: httpx.Response) -> Any:
     return resp.json()
 
 
+def trust_env(url: str) -> bool:
+    """Whether httpx may take a proxy from the environment for ``url``: never
+    for the loopback (a corporate HTTPS_PROXY would get the admin calls)."""
+    return not is_loopback(httpx.URL(url).host)
+
+
 class HttpAdmin:
     def __init__(self, url: str, token: str, bases: dict[str, str] | None = None) -> None:
         """``bases`` maps an area (auth, ledger, registry) to its own service URL."""
         self.where = url
         self._bases = {k: v.rstrip("/") for k, v in (bases or {}).items() if v}
         self._client = httpx.Client(
-            base_url=url, headers={"authorization": f"Bearer {token}"}, timeout=30.0
+            base_url=url,
+            headers={"authorization": f"Bearer {token}"},
+            timeout=30.0,
+            trust_env=trust_env(url),
         )
 
     def _call(self, method: str, path: str, area: str = "", **kw: Any) -> Any:
@@ -292,7 +302,9 @@ def connect(settings: Settings) -> Admin:
         return LocalAdmin(settings)
     url = gateway_url(settings)
     try:
-        alive = httpx.get(url + "/healthz", timeout=1.0).status_code == 200
+        alive = (
+            httpx.get(url + "/healthz", timeout=1.0, trust_env=trust_env(url)).status_code == 200
+        )
     except httpx.HTTPError:
         alive = False
     if not alive:

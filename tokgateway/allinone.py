@@ -11,7 +11,7 @@ import os
 import secrets
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -34,13 +34,22 @@ from tokgateway.common.contracts import REGISTRY_CHANGED_SUBJECT
 from tokgateway.common.crypto import CredentialBox
 from tokgateway.common.errors import GatewayError, NotFound
 from tokgateway.common.http import AdminGuard, FastRoutes, error_response
+from tokgateway.common.metrics import RouterMetrics
 from tokgateway.common.settings import ConfigError, Settings, load_settings
 from tokgateway.common.sqlite import SQLiteDB
 from tokgateway.common.tracing import TraceMiddleware, Tracing
 from tokgateway.ledger.service import LedgerAdminAPI, LedgerService
+from tokgateway.market_minter import AuthMinter
+from tokgateway.registry.market_store import SQLiteMarketStore
+from tokgateway.registry.marketplace import Marketplace
 from tokgateway.registry.service import RegistryAdminAPI, RegistryService
 from tokgateway.registry.store_sqlite import SQLiteRegistryStore
+from tokgateway.router.governor import Governor, LocalGovernor
+from tokgateway.router.governor_sqlite import SQLiteGovernor, reset_counters
+from tokgateway.router.providers.options import ClientOptions
+from tokgateway.router.providers.proxy import proxies_from_env
 from tokgateway.router.service import RouterOptions, RouterService
+from tokgateway.ui import ui_routes
 
 log = logging.getLogger("tokgateway")
 
@@ -75,6 +84,23 @@ def registry_service(settings: Settings, bus: InProcessBus) -> RegistryService:
     )
 
 
+def client_options(settings: Settings) -> ClientOptions:
+    """The upstream client's settings; a malformed proxy variable stops the start."""
+    try:
+        proxies = proxies_from_env(settings.proxy_env)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    return ClientOptions(
+        keepalive=float(settings.get("gateway.upstream_keepalive")),
+        pool_timeout=float(settings.get("gateway.upstream_pool_timeout")),
+        max_body=int(settings.get("gateway.upstream_max_body_mb")) << 20,
+        max_event=int(settings.get("gateway.upstream_max_event_mb")) << 20,
+        happy_eyeballs_delay=float(settings.get("gateway.upstream_happy_eyeballs_ms")) / 1000,
+        proxies=proxies,
+        networks={name: p.network for name, p in settings.providers.items()},
+    )
+
+
 def router_options(settings: Settings) -> RouterOptions:
     return RouterOptions(
         max_body_bytes=int(settings.get("gateway.max_body_mb")) << 20,
@@ -84,6 +110,8 @@ def router_options(settings: Settings) -> RouterOptions:
         key_cache_ttl=float(settings.get("gateway.key_cache_ttl")),
         access_log=bool(settings.get("gateway.access_log")),
         work_mode=str(settings.get("gateway.work_mode")),
+        default_max_tokens=int(settings.get("gateway.default_max_tokens")),
+        client=client_options(settings),
     )
 
 
@@ -136,6 +164,12 @@ async def bootstrap(settings: Settings) -> str | None:
     try:
         await ledger.store.migrate()
         await registry.store.migrate()
+        counters = SQLiteDB(db_path)
+        await counters.run(reset_counters)  # limits and budgets start afresh
+        await counters.close()
+        market = Marketplace(settings, SQLiteMarketStore(SQLiteDB(db_path)), registry, None)
+        await market.start(poll=False)  # the registry's signing key, made once
+        await market.close()
         return await auth.start(str(settings.get("gateway.admin_key")) or None)
     finally:
         await registry.close()
@@ -180,26 +214,41 @@ class AllInOne:
             queue_limit=int(settings.get("ledger.queue_limit")),
         )
         self.registry = registry_service(settings, self.bus)
+        self.market = Marketplace(
+            settings, SQLiteMarketStore(SQLiteDB(db_path)), self.registry, AuthMinter(self.auth)
+        )
         redis_url = str(settings.get("gateway.redis_url"))
         self.tracing = Tracing("gateway", otlp_endpoint=str(settings.get("gateway.otlp_endpoint")))
-        limiter = None
+        ledger = self.ledger
+        governor: Callable[[RouterMetrics], Governor]
         if redis_url:
             # the redis driver comes with the [mesh] extra: imported only when used
             try:
-                from tokgateway.router.limits_redis import RedisLimiter
+                from tokgateway.router.governor_redis import RedisGovernor
             except ModuleNotFoundError:
                 raise ConfigError(
                     "gateway.redis_url: the redis driver is not installed "
                     "(pip install 'tokgateway[mesh]')"
                 ) from None
 
-            limiter = RedisLimiter(redis_url)
+            def governor(m: RouterMetrics) -> Governor:
+                return RedisGovernor(redis_url, ledger, m)
+        elif worker:
+            # workers share their counters through the data-dir database
+
+            def governor(m: RouterMetrics) -> Governor:
+                return SQLiteGovernor(SQLiteDB(db_path), ledger, m)
+        else:
+
+            def governor(m: RouterMetrics) -> Governor:
+                return LocalGovernor(ledger, m)
+
         self.router = RouterService(
             table=self.registry.snapshot(),
             verifier=self.auth,
             bus=self.bus,
             options=router_options(settings),
-            limiter=limiter,
+            governor=governor,
             usage_sink=self.ledger.submit,  # same process: no bytes in between
             tracing=self.tracing,
         )
@@ -231,6 +280,8 @@ class AllInOne:
             *HooksAdminAPI(self.hooks, guard).routes(),
             *LedgerAdminAPI(self.ledger, guard).routes(),
             *RegistryAdminAPI(self.registry, guard).routes(),
+            *self.market.routes(guard),
+            *ui_routes(),
         ]
 
     @contextlib.asynccontextmanager
@@ -238,6 +289,7 @@ class AllInOne:
         settings = self.settings
         await self.ledger.start()
         await self.registry.start()
+        await self.market.start()
         # what the API added before (any worker, any earlier run) is in the store
         self.router.table = self.registry.snapshot()
         if self.worker:
@@ -279,6 +331,7 @@ class AllInOne:
             await self.events.close()
             await self.router.close()
             await self.bus.close()
+            await self.market.close()
             await self.registry.close()
             await self.ledger.close()
             await self.auth.close()

@@ -193,6 +193,12 @@ def cmd_usage(args: argparse.Namespace) -> int:
     if args.group_by:
         params["group_by"] = args.group_by
     admin = connect(_load())
+    if args.summary:
+        from tokgateway.cli_market import print_usage_summary, usage_summary
+
+        summary = usage_summary(admin, args.since)
+        _print_json(summary) if args.json else print_usage_summary(summary)
+        return 0
     with Output.for_stdout().progress(f"reading the ledger at {admin.where}"):
         rows = admin.usage(params)
     if args.json:
@@ -302,6 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     usage.add_argument("--key", help="only this key id")
     usage.add_argument("--since", help="ISO 8601 time, e.g. 2026-11-01 or 2026-11-01T12:00Z")
     usage.add_argument("--group-by", choices=("model", "provider", "key", "day", "user", "team"))
+    usage.add_argument("--summary", action="store_true")
     usage.add_argument("--json", action="store_true")
     usage.set_defaults(func=cmd_usage)
 
@@ -315,6 +322,9 @@ def build_parser() -> argparse.ArgumentParser:
     from tokgateway.cli_hooks import add_commands as add_hook_commands
 
     add_hook_commands(sub)
+    from tokgateway.cli_market import add_commands as add_market_commands
+
+    add_market_commands(sub)
     document(p)
     return p
 

@@ -77,6 +77,22 @@ EXAMPLES: Mapping[str, str] = MappingProxyType(
         "hooks test": "gateway hooks test rag",
         "hooks log": "gateway hooks log --failed --limit 20",
         "hooks replay": "gateway hooks replay evt_1234abcd",
+        "market": "gateway market list --model llama3.1-8b --sort price",
+        "market publish": (
+            "GATEWAY_ENABLE_PROVIDER=true gateway start\n"
+            "  gateway market publish --model llama3.1-8b --price-in 0.05 --price-out 0.10"
+        ),
+        "market unpublish": "gateway market unpublish lst_1234abcd5678ef90",
+        "market list": "gateway market list --sort latency --json",
+        "market compare": "gateway market compare llama3.1-8b",
+        "market use": "gateway market use lst_1234abcd5678ef90 --as llama3",
+        "market subscriptions": "gateway market subscriptions --json",
+        "market approve": "gateway market approve sub_1234abcd5678ef90",
+        "market peers": "gateway market peers add https://registry.example.org",
+        "market peers add": "gateway market peers add https://registry.example.org --token s3cret",
+        "market peers list": "gateway market peers list --json",
+        "market peers remove": "gateway market peers remove https://registry.example.org",
+        "market peers poll": "gateway market peers poll",
     }
 )
 
@@ -138,6 +154,35 @@ OPTIONS: Mapping[tuple[str, str], str] = MappingProxyType(
         ("hooks log", "--event"): "only this event id, e.g. --event evt_1234abcd",
         ("hooks log", "--limit"): "at most this many rows (default 50), e.g. --limit 20",
         ("hooks replay", "event_id"): "the event id from `gateway hooks log`, e.g. evt_1234abcd",
+        ("usage", "--summary"): "marketplace tokens and cost consumed, supplied and net, "
+        "e.g. --summary",
+        ("market publish", "--model"): "a model this gateway serves, repeatable (default "
+        "GATEWAY_MODEL_FAMILY), e.g. --model llama3.1-8b",
+        ("market publish", "--price-in"): "USD per million input tokens (default: the price "
+        "table), e.g. --price-in 0.05",
+        ("market publish", "--price-out"): "USD per million output tokens, e.g. --price-out 0.10",
+        ("market publish", "--price-cached"): "USD per million cached input tokens, "
+        "e.g. --price-cached 0.01",
+        ("market publish", "--name"): "display name (default GATEWAY_PUBLISH_NAME), "
+        "e.g. --name 'Acme GPU farm'",
+        ("market publish", "--region"): "where it runs, e.g. --region eu-west",
+        ("market publish", "--api-format"): "the API the endpoint speaks, e.g. --api-format openai",
+        ("market unpublish", "id"): "the listing's id, e.g. lst_1234abcd5678ef90",
+        ("market use", "id"): "the listing's id from `gateway market list`, "
+        "e.g. lst_1234abcd5678ef90",
+        ("market approve", "id"): "the subscription's id from `gateway market subscriptions`, "
+        "e.g. sub_1234abcd5678ef90",
+        ("market list", "--model"): "only listings offering this model, e.g. --model llama3.1-8b",
+        ("market list", "--sort"): "cheapest, fastest or most available first, e.g. --sort price",
+        ("market compare", "model"): "the model to compare listings of, e.g. llama3.1-8b",
+        ("market use", "--as"): "the model name agents call (default: the listed name), "
+        "e.g. --as llama3",
+        ("market peers add", "url"): "the peer registry's base URL, "
+        "e.g. https://registry.example.org",
+        ("market peers add", "--token"): "bearer token the peer's operator gave you, "
+        "e.g. --token s3cret",
+        ("market peers remove", "url"): "the peer's URL as listed, "
+        "e.g. https://registry.example.org",
     }
 )
 

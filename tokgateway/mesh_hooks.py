@@ -83,7 +83,9 @@ class MeshEvents:
                 rows = await self.outbox.unpublished()
                 done = []
                 for row in rows:
-                    await self.bus.publish_stored(row.event.subject, row.body, row.event.id)
+                    await self.bus.publish_stored(
+                        row.event.subject, row.body, row.event.id, row.trace
+                    )
                     done.append(row.seq)
                 await self.outbox.mark_published(done)
                 self.relayed += len(done)

@@ -17,6 +17,8 @@ from tokgateway.common.postgres import LazyPool, is_postgres_url
 from tokgateway.common.settings import ConfigError, Settings
 from tokgateway.common.tracing import Tracing
 from tokgateway.mesh_common import StateCollector, require
+from tokgateway.registry.market_store_pg import PgMarketStore
+from tokgateway.registry.marketplace import Marketplace
 from tokgateway.registry.service import RegistryAdminAPI, RegistryInternalAPI, RegistryService
 from tokgateway.registry.store_pg import PgRegistryStore
 
@@ -38,6 +40,9 @@ class RegistryNode:
             store=PgRegistryStore(self.pool),
             box=CredentialBox(cfg["secret_key"]),
         )
+        # listings, peers and the signing key on the same database; keys for
+        # subscribers are minted by the all-in-one gateway only (no minter here)
+        self.market = Marketplace(settings, PgMarketStore(self.pool), self.service, None)
         self.token = service_token(cfg["secret_key"])
         self.auth = ServiceClient("auth", cfg["auth_url"], self.token)
         self.started = False
@@ -55,6 +60,7 @@ class RegistryNode:
         return [
             *RegistryInternalAPI(self.service, self.token).routes(),
             *RegistryAdminAPI(self.service, guard).routes(),
+            *self.market.routes(guard),
         ]
 
     async def start(self) -> None:
@@ -64,6 +70,7 @@ class RegistryNode:
 
     async def _load(self) -> None:
         await self.service.start()
+        await self.market.start()
         self.started = True
         # The INI layers may have changed since the routers loaded their snapshot.
         event = {"v": 1, "what": "config", "version": self.service.version}
@@ -74,5 +81,6 @@ class RegistryNode:
 
     async def stop(self) -> None:
         await self.bus.close()
+        await self.market.close()
         await self.pool.close()
         await self.auth.close()

@@ -20,20 +20,22 @@ from starlette.routing import BaseRoute
 from tokgateway.allinone import router_options
 from tokgateway.common.clients import (
     HttpKeyVerifier,
+    HttpSpendSource,
     RegistryClient,
     ServiceClient,
     ServiceUnavailable,
 )
-from tokgateway.common.contracts import REGISTRY_CHANGED_SUBJECT
+from tokgateway.common.contracts import REGISTRY_CHANGED_SUBJECT, SpendSource
 from tokgateway.common.crypto import CredentialBox, SecretError, service_token
+from tokgateway.common.metrics import RouterMetrics
 from tokgateway.common.nats_bus import NatsBus
 from tokgateway.common.pricing import PriceTable
 from tokgateway.common.routing import RouteTable
 from tokgateway.common.settings import Settings
 from tokgateway.common.tracing import Tracing
 from tokgateway.mesh_common import StateCollector, require
-from tokgateway.router.limits import Limiter
-from tokgateway.router.limits_redis import RedisLimiter
+from tokgateway.router.governor import Governor, LocalGovernor
+from tokgateway.router.governor_redis import RedisGovernor
 from tokgateway.router.service import RouterService
 
 log = logging.getLogger("tokgateway.router")
@@ -70,14 +72,24 @@ class RouterNode:
             CredentialBox(cfg["secret_key"]),
         )
         redis_url = str(settings.get("gateway.redis_url"))
-        self.redis: RedisLimiter | None = RedisLimiter(redis_url) if redis_url else None
-        limiter: Limiter | None = self.redis
+        # budget counters start from the ledger's spend
+        ledger_url = str(settings.get("gateway.ledger_url"))
+        self.ledger = ServiceClient("ledger", ledger_url, token) if ledger_url else None
+        spend: SpendSource | None = HttpSpendSource(self.ledger) if self.ledger else None
+        self.redis: RedisGovernor | None = None
+
+        def governor(m: RouterMetrics) -> Governor:
+            if not redis_url:
+                return LocalGovernor(spend, m)  # one replica: its own counters
+            self.redis = RedisGovernor(redis_url, spend, m)
+            return self.redis
+
         self.router = RouterService(
             table=empty_table(),
             verifier=HttpKeyVerifier(self.auth),
             bus=self.bus,
             options=router_options(settings),
-            limiter=limiter,
+            governor=governor,
             header_hooks=[inject_trace_context],
             tracing=self.tracing,
         )
@@ -168,4 +180,6 @@ class RouterNode:
         await self.bus.close(grace=10.0)
         await self.router.close()
         await self.auth.close()
+        if self.ledger is not None:
+            await self.ledger.close()
         await self.registry.client.close()

@@ -83,7 +83,7 @@ def start(settings: Settings, host: str | None = None, port: int | None = None) 
         mine = runfiles.read(data)
         if mine is not None and mine.pid == proc.pid:
             try:
-                if httpx.get(mine.url + "/readyz", timeout=1.0).status_code == 200:
+                if httpx.get(mine.url + "/readyz", timeout=1.0, trust_env=False).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass

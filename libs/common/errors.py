@@ -13,6 +13,7 @@
     ├── UpstreamError          the provider failed or could not be reached
     │   ├── UpstreamStatusError  the provider answered non-2xx (status kept)
     │   ├── UpstreamUnavailable  502/503: connect failure, no healthy deployment
+    │   ├── UpstreamBusy         503: every connection to the origin stayed busy
     │   └── UpstreamTimeout      504
     └── InternalError          500, a bug in the gateway
 
@@ -195,6 +196,14 @@ class UpstreamStatusError(UpstreamError):
 class UpstreamUnavailable(UpstreamError):
     status = 502
     error_type = "upstream_unavailable"
+
+
+class UpstreamBusy(UpstreamError):
+    """The provider's connection pool had no free slot within the pool-wait
+    time: the gateway, not the provider, said no; a retry later may pass."""
+
+    status = 503
+    error_type = "upstream_busy"
 
 
 class UpstreamTimeout(UpstreamError):

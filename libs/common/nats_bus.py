@@ -286,12 +286,16 @@ class NatsBus:
         except nats.errors.Error as exc:
             log.error("event not sent", extra={"subject": subject, "err": repr(exc)})
 
-    async def publish_stored(self, subject: str, payload: bytes, msg_id: str) -> None:
+    async def publish_stored(
+        self, subject: str, payload: bytes, msg_id: str, traceparent: str = ""
+    ) -> None:
         """Publish to the stream that keeps ``subject`` and wait for its ack
         (raises while NATS is away, so the caller keeps the event and retries);
         ``msg_id`` makes a retried publish inside the duplicate window count once.
-        Plain subscribers of the subject receive it as well."""
-        hdrs = {**inject(), "Nats-Msg-Id": msg_id}
+        Plain subscribers of the subject receive it as well. ``traceparent``
+        (stored with the event) continues the trace of the call that emitted it."""
+        trace = {"traceparent": traceparent} if traceparent else inject()
+        hdrs = {**trace, "Nats-Msg-Id": msg_id}
         js = self.nc.jetstream(timeout=self.publish_timeout)
         await js.publish(subject, payload, headers=hdrs)
 

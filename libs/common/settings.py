@@ -45,6 +45,11 @@ def _parse_bool(raw: str) -> bool:
     raise ValueError(f"expected true or false, got {raw!r}")
 
 
+_BOOL_WORDS = frozenset({"1", "true", "yes", "on", "0", "false", "no", "off"})
+# old name -> new dotted name; the old one is still read, with a warning
+DEPRECATED_KEYS = {("gateway", "enable_providers"): "gateway.provider_filter"}
+
+
 def _parse_int(raw: str) -> int:
     try:
         return int(raw.strip())
@@ -138,11 +143,55 @@ KEYS: tuple[KeySpec, ...] = (
     ),
     KeySpec(
         "gateway",
-        "enable_providers",
+        "provider_filter",
         "",
-        env=("GATEWAY_ENABLE_PROVIDER",),
-        doc="comma list; empty enables every configured provider",
+        env=("GATEWAY_PROVIDER_FILTER",),
+        doc="comma list of configured providers to use; empty uses all (was enable_providers)",
     ),
+    KeySpec(
+        "gateway",
+        "enable_provider",
+        "false",
+        _parse_bool,
+        ("GATEWAY_ENABLE_PROVIDER",),
+        doc="offer this gateway's models on the marketplace (publishing is refused otherwise)",
+    ),
+    KeySpec(
+        "gateway",
+        "publish_name",
+        "",
+        env=("GATEWAY_PUBLISH_NAME",),
+        doc="display name of this gateway's marketplace listings",
+    ),
+    KeySpec(
+        "gateway",
+        "model_family",
+        "",
+        env=("GATEWAY_MODEL_FAMILY",),
+        doc="comma list of models published when `market publish` names none",
+    ),
+    KeySpec(
+        "market",
+        "public_url",
+        "",
+        env=("GATEWAY_PUBLIC_URL",),
+        doc="this gateway's URL as other operators reach it (default http://host:port)",
+    ),
+    KeySpec(
+        "market",
+        "auto_approve",
+        "false",
+        _parse_bool,
+        ("GATEWAY_MARKET_AUTO_APPROVE",),
+        doc="grant subscriptions at once (else `gateway market approve`)",
+    ),
+    KeySpec("market", "poll_s", "30", _parse_float, doc="how often peers' listings are pulled"),
+    KeySpec("market", "listing_days", "30", _parse_float, doc="a listing expires after this"),
+    KeySpec(
+        "market", "feed_token", "", secret=True, doc="bearer token peers need to read the feed"
+    ),
+    KeySpec("market", "subscriber_rpm", "0", _parse_int, doc="rpm of keys minted (0: none)"),
+    KeySpec("market", "subscriber_budget_usd", "0", _parse_float, doc="monthly budget (0: none)"),
     KeySpec("gateway", "work_mode", "auto", _choice(WORK_MODES), ("GATEWAY_WORK_MODE",)),
     KeySpec("gateway", "log_level", "info", _choice(("debug", "info", "warning", "error"))),
     KeySpec("gateway", "access_log", "true", _parse_bool, ("GATEWAY_ACCESS_LOG",)),
@@ -157,8 +206,53 @@ KEYS: tuple[KeySpec, ...] = (
     KeySpec("gateway", "drain_seconds", "30", _parse_float, doc="graceful stop: time to finish"),
     KeySpec("gateway", "connect_timeout", "10", _parse_float),
     KeySpec("gateway", "upstream_timeout", "600", _parse_float),
-    KeySpec("gateway", "upstream_max_connections", "1000", _parse_int),
+    KeySpec(
+        "gateway",
+        "upstream_max_connections",
+        "256",
+        _parse_int,
+        doc="connections per upstream origin (a provider's max_connections overrides it)",
+    ),
+    KeySpec(
+        "gateway",
+        "upstream_pool_timeout",
+        "30",
+        _parse_float,
+        doc="seconds a request waits for a free connection to its origin, then 503",
+    ),
+    KeySpec(
+        "gateway",
+        "upstream_max_body_mb",
+        "64",
+        _parse_int,
+        doc="largest upstream answer (decompressed) that is not streamed; larger is a 502",
+    ),
+    KeySpec(
+        "gateway",
+        "upstream_max_event_mb",
+        "8",
+        _parse_int,
+        doc="largest single server-sent event of an upstream stream; larger is an error",
+    ),
+    KeySpec(
+        "gateway", "upstream_keepalive", "60", _parse_float, doc="idle seconds a connection is kept"
+    ),
+    KeySpec(
+        "gateway",
+        "upstream_happy_eyeballs_ms",
+        "250",
+        _parse_float,
+        doc="delay before the next address (IPv6/IPv4) is tried (RFC 8305)",
+    ),
     KeySpec("gateway", "key_cache_ttl", "300", _parse_float),
+    KeySpec(
+        "gateway",
+        "default_max_tokens",
+        "4096",
+        _parse_int,
+        ("GATEWAY_DEFAULT_MAX_TOKENS",),
+        doc="output tokens a limited request is assumed to ask for when it sets no max_tokens",
+    ),
     KeySpec("gateway", "secret_key", "", env=("GATEWAY_SECRET_KEY",), secret=True),
     KeySpec("gateway", "database_url", "", env=("GATEWAY_DATABASE_URL",), secret=True),
     KeySpec("gateway", "nats_url", "", env=("GATEWAY_NATS_URL",)),
@@ -219,6 +313,7 @@ KEYS: tuple[KeySpec, ...] = (
     ),
 )
 
+PROXY_VARS = ("https_proxy", "http_proxy", "no_proxy")
 PROVIDER_KEYS: dict[str, Callable[[str], Any]] = {
     "kind": _choice(PROVIDER_KINDS),
     "base_url": _text,
@@ -227,6 +322,14 @@ PROVIDER_KEYS: dict[str, Callable[[str], Any]] = {
     "timeout": _parse_float,
     "anthropic_version": _text,
     "api_version": _text,
+    "proxy": _text,
+    "ca_file": _text,
+    "tls_verify": _parse_bool,
+    "cert_file": _text,
+    "key_file": _text,
+    "headers": _text,
+    "max_connections": _parse_int,
+    "forward_org_headers": _parse_bool,
 }
 HOOK_KEYS: dict[str, Callable[[str], Any]] = {
     "kind": _choice(HOOK_KINDS),
@@ -240,6 +343,37 @@ HOOK_KEYS: dict[str, Callable[[str], Any]] = {
 _KEY_INDEX = {(k.section, k.name): k for k in KEYS}
 
 
+def parse_header_list(text: str) -> tuple[tuple[str, str], ...]:
+    """``"X-Team: search, X-Env: prod"`` as ``(("x-team", "search"), ...)``."""
+    out: list[tuple[str, str]] = []
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        name, sep, value = item.partition(":")
+        name = name.strip().lower()
+        if not sep or not name or any(c in name for c in " \t\r\n") or "\n" in value:
+            raise ValueError(f"{item.strip()!r} is not 'Name: value'")
+        out.append((name, value.strip()))
+    return tuple(out)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProviderNetwork:
+    """How a provider is reached beyond its URL: proxy (None follows
+    HTTPS_PROXY/HTTP_PROXY/NO_PROXY, "none" goes direct), TLS files, extra
+    headers, its own pool limit, and whether clients' OpenAI organisation and
+    project headers are passed on (off: the key's owner decides what is billed)."""
+
+    proxy: str | None = field(default=None, repr=False)  # may carry user:password
+    ca_file: str = ""
+    tls_verify: bool = True
+    cert_file: str = ""
+    key_file: str = ""
+    headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    max_connections: int = 0
+    forward_org_headers: bool = False
+
+
 @dataclass(frozen=True, kw_only=True)
 class ProviderConfig:
     name: str
@@ -250,6 +384,7 @@ class ProviderConfig:
     anthropic_version: str = "2023-06-01"
     api_version: str = ""
     api_key_env: str = ""  # the variable the key was read from, if any
+    network: ProviderNetwork = field(default_factory=ProviderNetwork)
 
     @property
     def missing_key(self) -> str:
@@ -339,6 +474,9 @@ class Settings:
     config_dir: Path
     files: tuple[Path, ...]
     hooks: Mapping[str, HookConfig] = field(default_factory=dict)
+    # HTTPS_PROXY, HTTP_PROXY, NO_PROXY (either case) as found; the upstream client's
+    proxy_env: Mapping[str, str] = field(default_factory=dict, repr=False)
+    deprecations: tuple[str, ...] = ()
 
     def get(self, dotted: str) -> Any:
         return self.values[dotted].value
@@ -398,7 +536,7 @@ class Settings:
             "its requests will fail upstream"
             for p in self.providers.values()
             if p.missing_key
-        ]
+        ] + list(self.deprecations)
 
 
 class _Layer:
@@ -497,6 +635,7 @@ def load_settings(
     aliases: dict[str, str] = {}
     prices: dict[str, PriceOverride] = {}
     hook_raw: dict[str, dict[str, tuple[str, str]]] = {}
+    deprecations: list[str] = []
 
     for layer in layers:
         for section in layer.sections():
@@ -540,10 +679,27 @@ def load_settings(
                     prices[model] = _parse_price(value, f"{where_s} {model}")
             else:
                 for key, value in items:
+                    if (section, key) in DEPRECATED_KEYS:
+                        new_key = DEPRECATED_KEYS[(section, key)]
+                        deprecations.append(
+                            f"{layer.path}: [{section}] {key} is deprecated; "
+                            f"call it {new_key.split('.')[1]}"
+                        )
+                        raw[new_key] = (value, layer.label, f"{where_s} {key}")
+                        continue
                     if (section, key) not in _KEY_INDEX:
                         raise ConfigError(f"{where_s} {key}: unknown key")
                     raw[f"{section}.{key}"] = (value, layer.label, f"{where_s} {key}")
 
+    legacy = env.get("GATEWAY_ENABLE_PROVIDER", "").strip()
+    if legacy and legacy.lower() not in _BOOL_WORDS:
+        # before the marketplace, GATEWAY_ENABLE_PROVIDER held the provider filter
+        deprecations.append(
+            "GATEWAY_ENABLE_PROVIDER as a provider list is deprecated; "
+            "use GATEWAY_PROVIDER_FILTER (GATEWAY_ENABLE_PROVIDER=true publishes on the market)"
+        )
+        env.pop("GATEWAY_ENABLE_PROVIDER")
+        env.setdefault("GATEWAY_PROVIDER_FILTER", legacy)
     for spec in KEYS:
         for var in spec.env:
             if var in env and env[var].strip() != "":
@@ -566,13 +722,13 @@ def load_settings(
     if "echo" not in provider_raw:
         layers_by_provider["echo"] = LAYER_DEFAULT
 
-    enabled = [p.strip() for p in str(values["gateway.enable_providers"].value).split(",")]
+    enabled = [p.strip() for p in str(values["gateway.provider_filter"].value).split(",")]
     enabled = [p for p in enabled if p]
     if enabled:
         unknown = [p for p in enabled if p not in providers]
         if unknown:
             raise ConfigError(
-                f"gateway.enable_providers: unknown provider {', '.join(unknown)} "
+                f"gateway.provider_filter: unknown provider {', '.join(unknown)} "
                 f"(configured: {', '.join(providers)})"
             )
         providers = {n: p for n, p in providers.items() if n in enabled}
@@ -604,6 +760,8 @@ def load_settings(
         config_dir=cfg_dir,
         files=tuple(layer.path for layer in layers),
         hooks=_build_hooks(hook_raw, env),
+        proxy_env={k: v for k, v in env.items() if k.lower() in PROXY_VARS},
+        deprecations=tuple(deprecations),
     )
 
 
@@ -694,6 +852,7 @@ def _build_providers(
             anthropic_version=str(fields.get("anthropic_version") or "2023-06-01"),
             api_version=str(fields.get("api_version") or ""),
             api_key_env=key_env,
+            network=_provider_network(name, fields),
         )
     if not provider_raw:
         if env.get("OPENAI_API_KEY"):
@@ -714,6 +873,29 @@ def _build_providers(
             )
     providers.setdefault("echo", ProviderConfig(name="echo", kind="echo", base_url=""))
     return providers
+
+
+def _provider_network(name: str, fields: Mapping[str, Any]) -> ProviderNetwork:
+    try:
+        headers = parse_header_list(str(fields.get("headers", "")))
+    except ValueError as exc:
+        raise ConfigError(f"[provider.{name}] headers: {exc}") from None
+    if fields.get("key_file") and not fields.get("cert_file"):
+        raise ConfigError(f"[provider.{name}] key_file: needs cert_file")
+    limit = int(fields.get("max_connections", 0))
+    if limit < 0:
+        raise ConfigError(f"[provider.{name}] max_connections: must be 0 or more")
+    proxy = fields.get("proxy")
+    return ProviderNetwork(
+        proxy=str(proxy) if proxy else None,
+        ca_file=str(fields.get("ca_file", "")),
+        tls_verify=bool(fields.get("tls_verify", True)),
+        cert_file=str(fields.get("cert_file", "")),
+        key_file=str(fields.get("key_file", "")),
+        headers=headers,
+        max_connections=limit,
+        forward_org_headers=bool(fields.get("forward_org_headers", False)),
+    )
 
 
 def _default_routes(providers: Mapping[str, ProviderConfig], taken: set[str]) -> list[RouteRule]:

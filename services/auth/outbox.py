@@ -38,6 +38,7 @@ class OutboxRow:
     origin: str
     event: AuthEvent
     body: bytes
+    trace: str = ""  # W3C traceparent of the call that emitted it ('' when untraced)
 
 
 class Outbox(Protocol):
@@ -61,8 +62,8 @@ class Outbox(Protocol):
         """Drop events older than ``before`` (seconds since the epoch)."""
 
 
-def _row(seq: int, origin: str, body: bytes) -> OutboxRow:
-    return OutboxRow(int(seq), str(origin), AuthEvent.from_json(body), bytes(body))
+def _row(seq: int, origin: str, body: bytes, trace: str = "") -> OutboxRow:
+    return OutboxRow(int(seq), str(origin), AuthEvent.from_json(body), bytes(body), trace or "")
 
 
 class SQLiteOutbox:

@@ -9,6 +9,7 @@ from typing import Any
 from tokgateway.auth.outbox import OutboxRow, _row
 from tokgateway.common.contracts import AuthEvent
 from tokgateway.common.postgres import Migration, migrate
+from tokgateway.common.tracing import inject
 
 PG_MIGRATIONS = (
     Migration(
@@ -31,6 +32,11 @@ PG_MIGRATIONS = (
         );
         """,
     ),
+    Migration(
+        2,
+        "trace context of each event, so its publish continues the call that emitted it",
+        "ALTER TABLE auth_events ADD COLUMN IF NOT EXISTS trace TEXT NOT NULL DEFAULT ''",
+    ),
 )
 
 
@@ -45,13 +51,14 @@ class PgOutbox:
 
     async def append(self, event: AuthEvent, origin: str) -> int:
         seq = await self.pool.fetchval(
-            "INSERT INTO auth_events (id, type, ts, origin, body) VALUES ($1, $2, $3, $4, $5)"
-            " RETURNING seq",
+            "INSERT INTO auth_events (id, type, ts, origin, body, trace)"
+            " VALUES ($1, $2, $3, $4, $5, $6) RETURNING seq",
             event.id,
             event.type,
             event.ts,
             origin,
             event.to_json(),
+            inject().get("traceparent", ""),
         )
         return int(seq)
 
@@ -90,11 +97,11 @@ class PgOutbox:
 
     async def unpublished(self, limit: int = 200) -> list[OutboxRow]:
         rows = await self.pool.fetch(
-            "SELECT seq, origin, body FROM auth_events WHERE published_at IS NULL"
+            "SELECT seq, origin, body, trace FROM auth_events WHERE published_at IS NULL"
             " ORDER BY seq LIMIT $1",
             limit,
         )
-        return [_row(r["seq"], r["origin"], r["body"]) for r in rows]
+        return [_row(r["seq"], r["origin"], r["body"], r["trace"]) for r in rows]
 
     async def mark_published(self, seqs: list[int]) -> None:
         if seqs:

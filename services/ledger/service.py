@@ -114,6 +114,19 @@ class LedgerService:
             team_id=team_id,
         )
 
+    async def latency(
+        self,
+        *,
+        key_id: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        user_id: str | None = None,
+        team_id: str | None = None,
+    ) -> dict[str, Any]:
+        return await self.store.latency(
+            key_id=key_id, since=since, until=until, user_id=user_id, team_id=team_id
+        )
+
     # -- the SpendSource contract ---------------------------------------------------
     async def spend_since(self, kind: str, id: str, since: float) -> float:
         """USD recorded for one key, user or team (``kind`` in SCOPE_KINDS) in
@@ -149,6 +162,7 @@ class LedgerAdminAPI:
     def routes(self) -> list[Route]:
         return [
             Route("/admin/usage", self.usage, methods=["GET"]),
+            Route("/admin/usage/latency", self.latency, methods=["GET"]),
             Route("/admin/usage/{request_id}", self.record, methods=["GET"]),
         ]
 
@@ -179,6 +193,27 @@ class LedgerAdminAPI:
         except GatewayError as err:
             return error_response(err)
         return JSONResponse({"object": "list", "group_by": group_by, "data": rows})
+
+    async def latency(self, request: Request) -> Response:
+        """p50/p99 latency of the requests in a window, scoped like ``usage``."""
+        try:
+            who = await self.guard.identify(request)
+            q = request.query_params
+            user_id = q.get("user") or None
+            if not who.sees_all:
+                if user_id is not None and user_id != who.user_id:
+                    raise BadRequest("A member's key sees only its own usage.", param="user")
+                user_id = who.user_id or "-"
+            stats = await self.service.latency(
+                key_id=q.get("key") or None,
+                since=parse_time(q.get("since"), "since"),
+                until=parse_time(q.get("until"), "until"),
+                user_id=user_id,
+                team_id=q.get("team") or None,
+            )
+        except GatewayError as err:
+            return error_response(err)
+        return JSONResponse({"object": "latency", **stats})
 
     async def record(self, request: Request) -> Response:
         try:

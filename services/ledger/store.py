@@ -3,8 +3,11 @@ the usage queries."""
 
 from __future__ import annotations
 
+import math
 import sqlite3
 from typing import Any
+
+import orjson
 
 from tokgateway.common.contracts import UsageEvent
 from tokgateway.common.sqlite import transaction
@@ -34,6 +37,7 @@ COLUMNS = (
     "ttft_ms",
     "overhead_ms",
     "attempts",
+    "attempt_log",
 )
 
 SCHEMA = """
@@ -61,7 +65,8 @@ CREATE TABLE IF NOT EXISTS usage_events (
     upstream_ms REAL,
     ttft_ms REAL,
     overhead_ms REAL,
-    attempts INTEGER NOT NULL DEFAULT 0
+    attempts INTEGER NOT NULL DEFAULT 0,
+    attempt_log TEXT
 );
 CREATE INDEX IF NOT EXISTS usage_key_ts ON usage_events(key_id, ts);
 CREATE INDEX IF NOT EXISTS usage_model_ts ON usage_events(model, ts);
@@ -69,7 +74,7 @@ CREATE INDEX IF NOT EXISTS usage_ts ON usage_events(ts);
 """
 
 # Added after the first release; older ledgers get them in ``migrate``.
-LATER_COLUMNS = (("team_id", "TEXT"),)
+LATER_COLUMNS = (("team_id", "TEXT"), ("attempt_log", "TEXT"))
 INDEXES = """
 CREATE INDEX IF NOT EXISTS usage_user_ts ON usage_events(user_id, ts);
 CREATE INDEX IF NOT EXISTS usage_team_ts ON usage_events(team_id, ts);
@@ -135,7 +140,14 @@ def _row(ev: UsageEvent) -> tuple[Any, ...]:
         ev.ttft_ms,
         ev.overhead_ms,
         ev.attempts,
+        attempt_log(ev),
     )
+
+
+def attempt_log(ev: UsageEvent) -> str | None:
+    """Every upstream attempt (provider, status, latency_ms) as JSON text."""
+    tried = ev.extra.get("attempts")
+    return orjson.dumps(tried).decode() if tried else None
 
 
 def insert_batch(conn: sqlite3.Connection, events: list[UsageEvent]) -> int:
@@ -204,6 +216,57 @@ def query_usage(
 def recent(conn: sqlite3.Connection, limit: int = 100) -> list[dict[str, Any]]:
     rows = conn.execute("SELECT * FROM usage_events ORDER BY ts DESC LIMIT ?", (limit,))
     return [dict(r) for r in rows]
+
+
+def _scope_where(
+    key_id: str | None,
+    user_id: str | None,
+    team_id: str | None,
+    since: float | None,
+    until: float | None,
+) -> tuple[list[str], list[Any]]:
+    where: list[str] = []
+    args: list[Any] = []
+    for column, value in (("key_id", key_id), ("user_id", user_id), ("team_id", team_id)):
+        if value:
+            where.append(f"{column} = ?")
+            args.append(value)
+    if since is not None:
+        where.append("ts >= ?")
+        args.append(since)
+    if until is not None:
+        where.append("ts < ?")
+        args.append(until)
+    return where, args
+
+
+def nearest_rank(count: int, fraction: float) -> int:
+    """The 0-based position of the ``fraction`` percentile in ``count``
+    ascending values (nearest rank: the same as PostgreSQL's percentile_disc)."""
+    return max(math.ceil(fraction * count) - 1, 0)
+
+
+def latency(
+    conn: sqlite3.Connection,
+    *,
+    key_id: str | None = None,
+    since: float | None = None,
+    until: float | None = None,
+    user_id: str | None = None,
+    team_id: str | None = None,
+) -> dict[str, Any]:
+    """p50 and p99 of the total latency of the requests in the window."""
+    where, args = _scope_where(key_id, user_id, team_id, since, until)
+    where.append("latency_ms IS NOT NULL")
+    cond = " WHERE " + " AND ".join(where)
+    count = int(conn.execute(f"SELECT COUNT(*) FROM usage_events{cond}", args).fetchone()[0])
+    out: dict[str, Any] = {"requests": count, "p50_ms": None, "p99_ms": None}
+    if count:
+        sql = f"SELECT latency_ms FROM usage_events{cond} ORDER BY latency_ms LIMIT 1 OFFSET ?"
+        for name, fraction in (("p50_ms", 0.5), ("p99_ms", 0.99)):
+            row = conn.execute(sql, [*args, nearest_rank(count, fraction)]).fetchone()
+            out[name] = float(row[0])
+    return out
 
 
 def by_request(conn: sqlite3.Connection, request_id: str) -> dict[str, Any] | None:

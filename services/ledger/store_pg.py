@@ -15,7 +15,7 @@ from typing import Any
 
 from tokgateway.common.contracts import UsageEvent
 from tokgateway.common.postgres import Migration, affected, migrate, ping
-from tokgateway.ledger.store import COLUMNS, GROUPS, SCOPE_COLUMNS
+from tokgateway.ledger.store import COLUMNS, GROUPS, SCOPE_COLUMNS, attempt_log
 
 log = logging.getLogger("tokgateway.ledger")
 
@@ -67,6 +67,11 @@ MIGRATIONS = (
         CREATE INDEX IF NOT EXISTS usage_team_ts ON usage_events (team_id, ts);
         """,
     ),
+    Migration(
+        3,
+        "every upstream attempt of a request (provider, status, latency)",
+        "ALTER TABLE usage_events ADD COLUMN IF NOT EXISTS attempt_log TEXT;",
+    ),
 )
 
 _TYPES = {
@@ -94,6 +99,7 @@ _TYPES = {
     "ttft_ms": "float8",
     "overhead_ms": "float8",
     "attempts": "int4",
+    "attempt_log": "text",
 }
 
 # One statement per batch: columns arrive as arrays and unnest into rows.
@@ -167,7 +173,7 @@ class PgLedgerStore:
         columns: list[list[Any]] = [[] for _ in COLUMNS]
         for ev in events:
             for i, name in enumerate(COLUMNS):
-                columns[i].append(getattr(ev, name))
+                columns[i].append(attempt_log(ev) if name == "attempt_log" else getattr(ev, name))
         status = await self.pool.execute(_INSERT, *columns)
         return affected(status)
 
@@ -224,6 +230,41 @@ class PgLedgerStore:
                 }
             )
         return out
+
+    async def latency(
+        self,
+        *,
+        key_id: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        user_id: str | None = None,
+        team_id: str | None = None,
+    ) -> dict[str, Any]:
+        where = ["latency_ms IS NOT NULL"]
+        args: list[Any] = []
+        for column, value in (("key_id", key_id), ("user_id", user_id), ("team_id", team_id)):
+            if value:
+                args.append(value)
+                where.append(f"{column} = ${len(args)}")
+        if since is not None:
+            args.append(since)
+            where.append(f"ts >= ${len(args)}")
+        if until is not None:
+            args.append(until)
+            where.append(f"ts < ${len(args)}")
+        row = await self.pool.fetchrow(
+            "SELECT COUNT(*) AS n,"
+            " percentile_disc(0.5) WITHIN GROUP (ORDER BY latency_ms) AS p50,"
+            " percentile_disc(0.99) WITHIN GROUP (ORDER BY latency_ms) AS p99"
+            " FROM usage_events WHERE " + " AND ".join(where),
+            *args,
+        )
+        count = int(row["n"]) if row is not None else 0
+        return {
+            "requests": count,
+            "p50_ms": float(row["p50"]) if count and row is not None else None,
+            "p99_ms": float(row["p99"]) if count and row is not None else None,
+        }
 
     async def spend_since(self, kind: str, scope_id: str, since: float) -> float:
         column = SCOPE_COLUMNS[kind]

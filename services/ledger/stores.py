@@ -28,6 +28,17 @@ class LedgerStore(Protocol):
         team_id: str | None = None,
     ) -> list[dict[str, Any]]: ...
 
+    async def latency(
+        self,
+        *,
+        key_id: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        user_id: str | None = None,
+        team_id: str | None = None,
+    ) -> dict[str, Any]:
+        """{"requests", "p50_ms", "p99_ms"} of the total latency in the window."""
+
     async def spend_since(self, kind: str, scope_id: str, since: float) -> float:
         """Sum of cost_usd of the key, user or team since ``since``."""
 
@@ -75,6 +86,21 @@ class SQLiteLedgerStore:
                 group_by=group_by,
                 user_id=user_id,
                 team_id=team_id,
+            )
+        )
+
+    async def latency(
+        self,
+        *,
+        key_id: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        user_id: str | None = None,
+        team_id: str | None = None,
+    ) -> dict[str, Any]:
+        return await self.db.run(
+            lambda c: store.latency(
+                c, key_id=key_id, since=since, until=until, user_id=user_id, team_id=team_id
             )
         )
 

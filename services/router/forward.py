@@ -47,6 +47,18 @@ def upstream_body(
     return out, strip
 
 
+def _tried(info: RequestInfo, provider: str, status: int, started: float) -> None:
+    attempt: dict[str, object] = {
+        "provider": provider,
+        "status": status,
+        "latency_ms": round((time.perf_counter() - started) * 1000.0, 3),
+    }
+    if info.tried is None:
+        info.tried = [attempt]
+    else:
+        info.tried.append(attempt)
+
+
 async def forward(
     resolution: Resolution,
     providers: Mapping[str, Provider],
@@ -84,13 +96,16 @@ async def forward(
         try:
             resp = await provider.send(UpstreamCall(plan.endpoint, call_body, info.stream, headers))
         except GatewayError as err:  # unreachable, timed out
+            _tried(info, dep.provider.name, err.http_status, meter.upstream_started)
             last = err
             failover(metrics, spans, info, dep.provider.name, err, i + 1 < len(deployments))
             continue
         meter.upstream_headers = time.perf_counter()
+        _tried(info, dep.provider.name, resp.status, meter.upstream_started)
         if resp.status >= 400:
             message, kind, code = body_error(resp.body or b"")
             passed = {h: resp.headers[h] for h in PASSED_RETRY_HEADERS if h in resp.headers}
+            passed.update(resp.client_headers())
             status_err = UpstreamStatusError(
                 f"Upstream provider `{dep.provider.name}` answered {resp.status}: {message}",
                 upstream_status=resp.status,

@@ -7,6 +7,7 @@ reaches a handler settles exactly once, whatever happens."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import secrets
@@ -28,16 +29,15 @@ from tokgateway.common.errors import (
     GatewayError,
     InternalError,
     NotFound,
-    RateLimited,
 )
 from tokgateway.common.http import JSONResponse, error_response, read_json
 from tokgateway.common.keys import bearer_token
-from tokgateway.common.routing import RouteTable
+from tokgateway.common.routing import Resolution, RouteTable
 from tokgateway.router import validate
 from tokgateway.router.bridge import CLIENT_FORMAT, StreamContext
 from tokgateway.router.forward import Forwarded, forward
+from tokgateway.router.governor import Governor
 from tokgateway.router.keycache import KeyCache
-from tokgateway.router.limits import Limiter
 from tokgateway.router.relay import (
     Meter,
     relay_anthropic,
@@ -82,17 +82,29 @@ class RequestIds:
 
 
 def _ids(info: RequestInfo) -> dict[str, str]:
-    return {"x-request-id": info.request_id, "request-id": info.request_id}
+    headers = {"x-request-id": info.request_id, "request-id": info.request_id}
+    if info.reservation is not None:
+        headers.update(info.reservation.headers)
+    return headers
+
+
+def _max_output(body: dict[str, Any]) -> int | None:
+    for name in ("max_tokens", "max_completion_tokens", "max_output_tokens"):
+        value = body.get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+    return None
 
 
 @dataclass
 class PipelineDeps:
     keys: KeyCache
-    limiter: Limiter
+    governor: Governor
     settler: Settler
     responses: ResponseStore
     max_body_bytes: int
     work_mode: str
+    default_max_tokens: int = 4096
     spans: GenAISpans | None = None
 
 
@@ -126,16 +138,31 @@ class Pipeline:
                 code="model_not_allowed",
                 param="model",
             )
-        if key.rpm:
-            wait = await self.deps.limiter.hit(key.id, key.rpm)
-            if wait is not None:
-                self.deps.settler.metrics.reject("key", key.id, "rpm")
-                raise RateLimited(
-                    f"Rate limit of {key.rpm} requests per minute reached for this key "
-                    f"(gateway limit). Retry in {wait:.0f} s.",
-                    code="gateway_rate_limit",
-                    headers={"retry-after": str(max(1, round(wait)))},
-                )
+
+    async def reserve(
+        self, info: RequestInfo, endpoint: str, body: dict[str, Any], resolution: Resolution
+    ) -> None:
+        """Book the request on the limits of its key, user and team: tokens are
+        the local prompt count plus the output cap, the cost those tokens at the
+        first deployment's prices (what the ledger would charge)."""
+        key = info.key
+        assert key is not None
+        cap = _max_output(body)
+        if endpoint == "embeddings":
+            cap = 0
+        elif cap is None:
+            cap = self.deps.default_max_tokens
+        tokens = info.prompt_estimate + cap
+        cost = 0.0
+        dep = resolution.deployments[0]
+        prices = self._table().prices
+        if dep.provider.kind == "echo":
+            price = prices.override(dep.upstream_model) or prices.override(info.model)
+        else:
+            price = prices.lookup(dep.upstream_model) or prices.lookup(info.model)
+        if price is not None:
+            cost = price.cost(info.prompt_estimate, cap)
+        info.reservation = await self.deps.governor.reserve(key, tokens, cost)
 
     def _history(self, endpoint: str, body: dict[str, Any]) -> list[dict[str, Any]] | None:
         if endpoint != "responses":
@@ -177,6 +204,8 @@ class Pipeline:
                 local = self._count_locally(resolution.deployments[0].provider.name, providers)
                 if local:
                     return self._local_count(body, info, meter)
+            elif info.key.scopes:
+                await self.reserve(info, endpoint, body, resolution)
             history = self._history(endpoint, body)
             fwd = await forward(
                 resolution,
@@ -193,6 +222,12 @@ class Pipeline:
             )
         except GatewayError as err:
             return self._fail(err, fmt, info, meter, table)
+        except asyncio.CancelledError:
+            # the client went away while the upstream was being asked
+            meter.client_gone = True
+            info.status = 499
+            self.deps.settler.settle(info, meter, table.prices)
+            raise
         except Exception as exc:  # a bug: never leave a request unsettled
             log.exception("internal error", extra={"request_id": info.request_id})
             internal = InternalError(f"Internal gateway error ({type(exc).__name__}).")
@@ -271,6 +306,7 @@ class Pipeline:
     ) -> Response:
         event = self.deps.settler.settle(info, meter, table.prices)
         headers = _ids(info)
+        headers.update(fwd.response.client_headers())  # upstream rate limits and request id
         headers["x-gateway-overhead-ms"] = f"{event.overhead_ms or 0:.3f}"
         return Response(
             raw, status_code=fwd.response.status, headers=headers, media_type="application/json"
@@ -330,6 +366,7 @@ class Pipeline:
                 self.deps.settler.settle(info, meter, table.prices)
 
         headers = _ids(info)
+        headers.update(fwd.response.client_headers())  # upstream rate limits and request id
         now = time.perf_counter()
         up = (meter.upstream_headers or now) - (meter.upstream_started or now)
         headers["x-gateway-overhead-ms"] = f"{(now - meter.started - up) * 1000:.3f}"

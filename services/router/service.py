@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -23,11 +23,12 @@ from tokgateway.common.tracing import Tracing
 from tokgateway.router.catalogue import ModelCatalogue
 from tokgateway.router.catalogue import anthropic_model as _anthropic_model
 from tokgateway.router.catalogue import openai_model as _openai_model
+from tokgateway.router.governor import Governor, LocalGovernor
 from tokgateway.router.keycache import KeyCache
-from tokgateway.router.limits import Limiter, LocalLimiter
 from tokgateway.router.pipeline import Pipeline, PipelineDeps
 from tokgateway.router.providers import Provider, build_provider
-from tokgateway.router.providers.client import HeaderHook, HTTPClient
+from tokgateway.router.providers.client import HTTPClient
+from tokgateway.router.providers.options import ClientOptions, HeaderHook
 from tokgateway.router.responses_store import ResponseStore
 from tokgateway.router.settle import Settler, UsageSink
 from tokgateway.router.spans import GenAISpans
@@ -40,10 +41,12 @@ class RouterOptions:
     max_body_bytes: int = 32 << 20
     connect_timeout: float = 10.0
     read_timeout: float = 600.0
-    max_connections: int = 1000
+    max_connections: int = 256
     key_cache_ttl: float = 300.0
     access_log: bool = True
     work_mode: str = "auto"
+    default_max_tokens: int = 4096  # output cap assumed by limits when a request sets none
+    client: ClientOptions = field(default_factory=ClientOptions)
 
 
 class RouterService:
@@ -54,7 +57,7 @@ class RouterService:
         verifier: KeyVerifier,
         bus: Bus,
         options: RouterOptions,
-        limiter: Limiter | None = None,
+        governor: Callable[[RouterMetrics], Governor] | None = None,
         metrics: RouterMetrics | None = None,
         header_hooks: list[HeaderHook] | None = None,
         usage_sink: UsageSink | None = None,
@@ -65,20 +68,24 @@ class RouterService:
         self.bus = bus
         self.options = options
         self.keys = KeyCache(verifier, options.key_cache_ttl)
-        self.limiter: Limiter = limiter or LocalLimiter()
         self.metrics = metrics or RouterMetrics()
+        self.governor: Governor = (
+            governor(self.metrics) if governor is not None else LocalGovernor(None, self.metrics)
+        )
         self.settler = Settler(bus, self.metrics, AccessLog(options.access_log), usage_sink)
+        self.settler.governor = self.governor
         self.providers: dict[str, Provider] = {}
         tracer = tracing.tracer if tracing is not None else None
         self.settler.spans = GenAISpans(tracer) if tracer is not None else None
         self.pipeline = Pipeline(
             PipelineDeps(
                 keys=self.keys,
-                limiter=self.limiter,
+                governor=self.governor,
                 settler=self.settler,
                 responses=ResponseStore(),
                 max_body_bytes=options.max_body_bytes,
                 work_mode=options.work_mode,
+                default_max_tokens=options.default_max_tokens,
                 spans=self.settler.spans,
             ),
             table=lambda: self.table,
@@ -90,11 +97,8 @@ class RouterService:
 
     # -- lifecycle ------------------------------------------------------------------
     async def start(self) -> None:
-        self._client = HTTPClient(
-            connect_timeout=self.options.connect_timeout,
-            keepalive=60.0,
-            max_connections=self.options.max_connections,
-            header_hooks=self._header_hooks,
+        self._client = self.options.client.build(
+            self.options.connect_timeout, self.options.max_connections, self._header_hooks
         )
         self.metrics.watch_pool(self._client.pool_stats)
         self._build_providers(self.table)
@@ -104,7 +108,9 @@ class RouterService:
     def _build_providers(self, table: RouteTable) -> None:
         assert self._client is not None
         self.providers = {
-            name: build_provider(cfg, self._client, self.options.read_timeout)
+            name: build_provider(
+                self.options.client.with_network(cfg), self._client, self.options.read_timeout
+            )
             for name, cfg in table.providers.items()
         }
 
@@ -122,7 +128,7 @@ class RouterService:
             self.metrics.unwatch_pool(self._client.pool_stats)
             await self._client.close()
             self._client = None
-        await self.limiter.close()
+        await self.governor.close()
         self.settler.access.flush()
 
     # -- routes ---------------------------------------------------------------------

@@ -13,6 +13,7 @@ from tokgateway.common.errors import GatewayError, summary
 from tokgateway.common.logs import AccessLog
 from tokgateway.common.metrics import RouterMetrics
 from tokgateway.common.pricing import PriceTable
+from tokgateway.router.governor import Governor, Reservation
 from tokgateway.router.relay import Meter
 from tokgateway.router.spans import GenAISpans
 from tokgateway.router.usage import Usage, estimate_tokens
@@ -35,6 +36,8 @@ class RequestInfo:
     attempts: int = 0
     status: int = 200
     prompt_estimate: int = 0
+    reservation: Reservation | None = None
+    tried: list[dict[str, object]] | None = None  # every upstream attempt
 
 
 UsageSink = Callable[[UsageEvent], None]
@@ -53,6 +56,7 @@ class Settler:
         sink: UsageSink | None = None,
     ) -> None:
         self.spans: GenAISpans | None = None  # set by the router when it exports traces
+        self.governor: Governor | None = None  # set by the router: limits and budgets
         self.bus = bus
         self.metrics = metrics
         self.access = access
@@ -125,11 +129,15 @@ class Settler:
                 self.metrics.unpriced.labels(model).inc()
 
         key = info.key
+        reservation = info.reservation
+        if reservation is not None and self.governor is not None:
+            self.governor.settle(reservation, usage.total, cost)
         event = UsageEvent(
             request_id=info.request_id,
             ts=time.time(),
             key_id=key.id if key else None,
             user_id=key.user_id if key else None,
+            team_id=key.team_id if key else None,
             route=info.route,
             model=info.model,
             provider=info.provider,
@@ -150,6 +158,8 @@ class Settler:
             overhead_ms=round(overhead, 3),
             attempts=info.attempts,
         )
+        if info.tried:
+            event.extra["attempts"] = info.tried
         self._observe(event)
         if key is not None:
             # Requests refused before a key was known are logged, not billed.

@@ -76,7 +76,7 @@ def test_gateway_rate_limit_is_distinguishable(_client: Maker, gateway: GatewayP
     with pytest.raises(openai.RateLimitError) as exc:
         client.chat.completions.create(model="echo", messages=MSG)
     assert exc.value.code == "gateway_rate_limit"
-    assert exc.value.response.headers["x-gateway-error"] == "policy"
+    assert exc.value.response.headers["x-gateway-error"] == "rate_limit"
     assert int(exc.value.response.headers["retry-after"]) >= 1
 
 

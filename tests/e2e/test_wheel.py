@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support.console_build import ensure_built
 from tests.support.mock_upstream import free_port
 
 pytestmark = pytest.mark.e2e
@@ -20,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_wheel_installs_and_serves(tmp_path: Path) -> None:
+    ensure_built()  # the wheel carries the web console
     dist = tmp_path / "dist"
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(ROOT)],
@@ -91,6 +93,9 @@ def test_wheel_installs_and_serves(tmp_path: Path) -> None:
         # nothing lands in the directory it was started from: state goes to XDG
         assert not (work / "config").exists() and not (work / "data").exists()
         assert (tmp_path / "state" / "tokgateway" / "gateway.db").exists()
+        for path in ("/ui/", "/ui/h5/"):  # served from the installed package
+            page = httpx.get(f"http://127.0.0.1:{port}{path}", timeout=5)
+            assert page.status_code == 200 and '<div id="root">' in page.text, path
     finally:
         proc.terminate()
         proc.communicate(timeout=30)

@@ -137,3 +137,25 @@ async def test_usage_queries_and_their_indexes(pool: Any) -> None:
             )
         )
         assert "Index" in plan and "model" in plan
+
+
+async def test_latency_percentiles_match_the_sqlite_store(pool: Any) -> None:
+    store = PgLedgerStore(pool)
+    await store.migrate()
+    now = time.time()
+    events = []
+    for i in range(100):
+        ev = _ev(i, now - 30)
+        ev.latency_ms = float((i * 37) % 100 + 1)  # 1..100 ms, shuffled
+        events.append(ev)
+    old = _ev(500, now - 2 * DAY)
+    old.latency_ms = 5000.0
+    await store.insert_batch([*events, old])
+    assert await store.latency(key_id="key_a", since=now - 60) == {
+        "requests": 100,
+        "p50_ms": 50.0,
+        "p99_ms": 99.0,
+    }
+    # nearest rank over 101 rows: the 51st and the 100th value
+    assert await store.latency() == {"requests": 101, "p50_ms": 51.0, "p99_ms": 100.0}
+    assert await store.latency(since=now + 1) == {"requests": 0, "p50_ms": None, "p99_ms": None}

@@ -319,7 +319,7 @@ class MockUpstream:
             "input_tokens": 20,
             "output_tokens": 9,
             "cache_read_input_tokens": 5,
-            "cache_creation_input_tokens": 0,
+            "cache_creation_input_tokens": 4 if model.endswith("-cachewrite") else 0,
         }
         tools = body.get("tools")
         if not body.get("stream"):

@@ -10,6 +10,10 @@ from typing import Any, Literal
 from tokgateway.common.errors import ApiFormat
 from tokgateway.common.settings import ProviderConfig
 
+RATE_LIMIT_PREFIXES = ("x-ratelimit-", "anthropic-ratelimit-")
+MAX_PASSED = 32
+MAX_VALUE = 256
+
 Endpoint = Literal["chat", "completions", "embeddings", "messages", "count_tokens", "responses"]
 
 
@@ -36,6 +40,19 @@ class UpstreamResponse:
     body: bytes | None = None
     chunks: AsyncIterator[bytes] | None = None
     close: Callable[[], Awaitable[None]] = _noop
+
+    def client_headers(self) -> dict[str, str]:
+        """The upstream headers the client sees too: rate limits (``x-ratelimit-*``,
+        Anthropic's ``anthropic-ratelimit-*``) and the upstream's request id as
+        ``x-upstream-request-id``; at most :data:`MAX_PASSED` of them, values cut."""
+        out: dict[str, str] = {}
+        for name, value in self.headers.items():
+            if name.startswith(RATE_LIMIT_PREFIXES) and len(out) < MAX_PASSED:
+                out[name] = value[:MAX_VALUE]
+        rid = self.headers.get("x-request-id") or self.headers.get("request-id")
+        if rid:
+            out["x-upstream-request-id"] = rid[:MAX_VALUE]
+        return out
 
 
 class Provider(ABC):

@@ -2,16 +2,28 @@
 protocols, responses parsed by httptools.
 
 It does what the provider adapters need and nothing else: POST/GET with a body
-in one write, keep-alive per origin (scheme, host, port), TLS, a connect
-timeout, a read timeout between received bytes, gzip/deflate answers, bodies
-read whole or streamed chunk by chunk with back-pressure, and one retry on a
-fresh connection when a reused one turns out to have been closed by the peer
-before it answered. Errors are the ``ClientError`` tree below; the adapters
-translate them into the gateway's own."""
+in one write; a pool per origin (scheme, host, port and connection options)
+with its own limit and a bounded wait for a free slot, so one hung provider
+cannot starve the others; Happy Eyeballs (:mod:`.dial`); HTTP proxies from the
+environment or per provider, CONNECT-tunnelled for https (:mod:`.proxy`); TLS
+with a provider's own CA file, client certificate or no verification; a connect
+timeout, a read timeout between received bytes; gzip/deflate answers
+decompressed incrementally and bounded in size like plain ones; bodies read
+whole or streamed chunk by chunk with back-pressure; and one retry on a fresh
+connection when a reused one turns out to have been closed by the peer before
+it answered. Errors are the ``ClientError`` tree below; the adapters translate
+them into the gateway's own.
+
+``br`` and ``zstd`` are not offered: Python 3.11 has no decoder for either, and
+the gateway's upstreams all speak gzip; the client asks only for what it decodes
+(:data:`ACCEPT_ENCODING`), and an answer in another coding is a protocol error."""
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
+import socket
 import ssl
 import zlib
 from collections.abc import AsyncIterator, Callable, MutableMapping
@@ -21,10 +33,15 @@ from urllib.parse import urlsplit
 
 import httptools
 
+from tokgateway.router.providers.dial import DEFAULT_DELAY, dial
+from tokgateway.router.providers.proxy import EnvProxies, Proxy, ProxyError, tunnel
+
 HeaderHook = Callable[[MutableMapping[str, str]], None]
 
 PAUSE_AT = 256 * 1024  # buffered body bytes before reading from the socket pauses
 MAX_CACHED_TARGETS = 256
+ACCEPT_ENCODING = "gzip, deflate"
+DECODED_PIECE = 1 << 20  # a streamed compressed chunk is inflated at most this much at a time
 
 
 class ClientError(Exception):
@@ -51,6 +68,32 @@ class ProtocolError(ClientError):
     pass
 
 
+class PoolTimeout(ClientError):
+    """Every connection of the origin's pool stayed busy for the pool-wait time."""
+
+
+class BodyTooLarge(ClientError):
+    """The answer (decompressed) passed the client's size limit."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConnectOptions:
+    """How one provider reaches its origin. Hashable: together with the origin
+    it names the pool, so providers with different TLS or proxy settings never
+    share a connection. ``proxy`` None follows the environment, ``"none"``
+    (or "") goes direct, anything else is the proxy URL."""
+
+    proxy: str | None = None
+    ca_file: str = ""
+    tls_verify: bool = True
+    cert_file: str = ""
+    key_file: str = ""
+    max_connections: int = 0  # 0: the client's per-origin default
+
+
+DIRECT = ConnectOptions()
+
+
 @dataclass(frozen=True, slots=True)
 class Origin:
     scheme: str
@@ -62,6 +105,7 @@ class Origin:
 class _Target:
     origin: Origin
     request_line_tail: bytes  # b" /path?query HTTP/1.1\r\nhost: ...\r\n"
+    absolute_tail: bytes  # the same with the absolute URI, for a plain-http proxy
 
 
 def _target(url: str) -> _Target:
@@ -82,15 +126,16 @@ def _target(url: str) -> _Target:
     if parts.query:
         path = f"{path}?{parts.query}"
     tail = f" {path} HTTP/1.1\r\nhost: {host_header}\r\n"
-    return _Target(Origin(scheme, host, port), tail.encode("latin-1"))
+    absolute = f" {scheme}://{host_header}{path} HTTP/1.1\r\nhost: {host_header}\r\n"
+    return _Target(Origin(scheme, host, port), tail.encode("latin-1"), absolute.encode("latin-1"))
 
 
 class _Connection(asyncio.Protocol):
     """One HTTP/1.1 connection and the one exchange running on it."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, origin: Origin) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, pool: _Pool) -> None:
         self._loop = loop
-        self.origin = origin
+        self.pool = pool
         self.transport: asyncio.Transport | None = None
         self._parser = httptools.HttpResponseParser(self)
         self.closed = False
@@ -247,6 +292,60 @@ class _Connection(asyncio.Protocol):
         return self.complete and self.keep_alive and not self.closed and self.error is None
 
 
+class _Pool:
+    """The connections of one origin under one set of options: at most ``limit``
+    exchanges at a time, the rest wait in line (FIFO) for at most the pool-wait
+    time. A waiter that is cancelled leaves the line, and gives back a slot
+    that was handed to it just before."""
+
+    def __init__(self, origin: Origin, options: ConnectOptions, limit: int) -> None:
+        self.origin = origin
+        self.options = options
+        self.limit = max(1, limit)
+        self.in_use = 0
+        self.idle: list[_Connection] = []
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    @property
+    def label(self) -> str:
+        o = self.origin
+        return f"{o.scheme}://{o.host}:{o.port}"
+
+    async def acquire(self, wait: float) -> None:
+        if self.in_use < self.limit and not self._waiters:
+            self.in_use += 1
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            async with asyncio.timeout(wait if wait > 0 else None):
+                await waiter
+        except TimeoutError:
+            self._leave(waiter)
+            raise PoolTimeout(
+                f"all {self.limit} connections to {self.label} stayed busy for {wait:g}s"
+            ) from None
+        except BaseException:
+            self._leave(waiter)
+            raise
+
+    def _leave(self, waiter: asyncio.Future[None]) -> None:
+        if waiter.done() and not waiter.cancelled():
+            self.release()  # the slot came just as we gave up: pass it on
+        else:
+            waiter.cancel()
+            with contextlib.suppress(ValueError):
+                self._waiters.remove(waiter)
+
+    def release(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # the slot goes straight to the next in line
+                return
+        self.in_use -= 1
+
+
 class Response:
     """An answer whose status line and headers have arrived. Read it with
     ``read()`` or ``iter_chunks()``, then ``close()`` it (both readers close it
@@ -256,6 +355,7 @@ class Response:
         self._conn: _Connection | None = conn
         self._client = client
         self.status = conn.status
+        self.max_body = client.max_body
         encoding = conn.headers.get("content-encoding", "").strip().lower()
         self._inflate: Any = None
         if encoding in ("gzip", "deflate", "x-gzip"):
@@ -267,34 +367,66 @@ class Response:
             }
         else:
             self.headers = conn.headers
+        self._unknown_encoding = encoding not in ("", "identity") and self._inflate is None
+
+    def _check_encoding(self) -> None:
+        if self._unknown_encoding:
+            self.close(abort=True)
+            raise ProtocolError("the upstream answered in a content coding the gateway cannot read")
 
     async def read(self) -> bytes:
+        """The whole body, decompressed as it arrives; ``BodyTooLarge`` as soon
+        as it passes ``max_body`` (the connection is then dropped)."""
         conn = self._conn
         if conn is None:
             raise ConnectionClosed("the response was already closed")
-        try:
-            while not conn.complete:
-                if conn.error is not None:
-                    raise conn.error
-                await conn.wait()
-            data = conn.take_body()
-        finally:
-            self.close()
-        return self._decode(data, final=True)
-
-    async def iter_chunks(self) -> AsyncIterator[bytes]:
-        conn = self._conn
-        if conn is None:
-            raise ConnectionClosed("the response was already closed")
+        self._check_encoding()
+        out: list[bytes] = []
+        size = 0
+        limit = self.max_body
         try:
             while True:
                 if conn.body:
-                    data = self._decode(conn.take_body(), final=False)
-                    if data:
-                        yield data
+                    piece = self._decode(conn.take_body(), final=False, limit=limit - size)
+                    size += len(piece)
+                    out.append(piece)
                     continue
                 if conn.complete:
-                    tail = self._decode(b"", final=True)
+                    piece = self._decode(b"", final=True, limit=limit - size)
+                    out.append(piece)
+                    break
+                if conn.error is not None:
+                    raise conn.error
+                await conn.wait()
+        except BaseException:
+            self.close(abort=True)
+            raise
+        self.close()
+        return out[0] if len(out) == 1 else b"".join(out)
+
+    async def iter_chunks(self) -> AsyncIterator[bytes]:
+        """The body as it arrives. A compressed chunk is inflated in pieces of at
+        most :data:`DECODED_PIECE`, so a bomb never sits in memory whole; the
+        caller bounds the stream (per event)."""
+        conn = self._conn
+        if conn is None:
+            raise ConnectionClosed("the response was already closed")
+        self._check_encoding()
+        try:
+            while True:
+                if conn.body:
+                    data = conn.take_body()
+                    if self._inflate is None:
+                        yield data
+                        continue
+                    while data:
+                        piece = self._inflate_some(data)
+                        data = self._inflate.unconsumed_tail
+                        if piece:
+                            yield piece
+                    continue
+                if conn.complete:
+                    tail = self._decode(b"", final=True, limit=DECODED_PIECE)
                     if tail:
                         yield tail
                     return
@@ -304,45 +436,92 @@ class Response:
         finally:
             self.close()
 
-    def _decode(self, data: bytes, *, final: bool) -> bytes:
-        if self._inflate is None:
-            return data
+    def _inflate_some(self, data: bytes) -> bytes:
         try:
-            out: bytes = self._inflate.decompress(data)
-            if final:
-                out += self._inflate.flush()
+            out: bytes = self._inflate.decompress(data, DECODED_PIECE)
         except zlib.error:
             raise ProtocolError("the upstream sent a body that does not decompress") from None
         return out
 
-    def close(self) -> None:
+    def _decode(self, data: bytes, *, final: bool, limit: int) -> bytes:
+        if self._inflate is None:
+            if len(data) > limit:
+                raise BodyTooLarge(f"the answer is larger than {self.max_body} bytes")
+            return data
+        try:
+            out: bytes = self._inflate.decompress(data, limit + 1)
+            if len(out) > limit or self._inflate.unconsumed_tail:
+                raise BodyTooLarge(f"the decompressed answer is larger than {self.max_body} bytes")
+            if final:
+                out += self._inflate.flush(limit + 1 - len(out))
+                if len(out) > limit:
+                    raise BodyTooLarge(
+                        f"the decompressed answer is larger than {self.max_body} bytes"
+                    )
+        except zlib.error:
+            raise ProtocolError("the upstream sent a body that does not decompress") from None
+        return out
+
+    def close(self, *, abort: bool = False) -> None:
         conn = self._conn
         if conn is None:
             return
         self._conn = None
+        if abort:
+            conn.abort()
         self._client.release(conn)
 
 
 class HTTPClient:
-    """Keep-alive connections per origin, at most ``max_connections`` in use."""
+    """Keep-alive connections in a pool per origin and options, each with at
+    most ``max_connections`` exchanges at a time (``ConnectOptions`` may set
+    another limit) and a wait of at most ``pool_timeout`` for a free one."""
 
     def __init__(
         self,
         *,
         connect_timeout: float = 10.0,
         keepalive: float = 60.0,
-        max_connections: int = 1000,
+        max_connections: int = 100,
+        pool_timeout: float = 30.0,
+        max_body: int = 64 << 20,
+        max_event: int = 8 << 20,
+        happy_eyeballs_delay: float = DEFAULT_DELAY,
+        proxies: EnvProxies | None = None,
         header_hooks: list[HeaderHook] | None = None,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.connect_timeout = connect_timeout
         self.keepalive = keepalive
-        self._slots = asyncio.Semaphore(max_connections)
+        self.max_connections = max_connections
+        self.pool_timeout = pool_timeout
+        self.max_body = max_body
+        self.max_event = max_event  # read by the adapters, which see the events
+        self.happy_eyeballs_delay = happy_eyeballs_delay
+        self._proxies = proxies or EnvProxies()
         self._hooks = list(header_hooks or ())
         self._ssl = ssl_context
-        self._idle: dict[Origin, list[_Connection]] = {}
+        self._contexts: dict[tuple[str, bool, str, str], ssl.SSLContext] = {}
+        self._pools: dict[tuple[Origin, ConnectOptions], _Pool] = {}
         self._targets: dict[str, _Target] = {}
         self._closed = False
+
+    def _pool(self, origin: Origin, options: ConnectOptions) -> _Pool:
+        pool = self._pools.get((origin, options))
+        if pool is None:
+            limit = options.max_connections or self.max_connections
+            pool = self._pools[(origin, options)] = _Pool(origin, options, limit)
+        return pool
+
+    def _proxy(self, origin: Origin, options: ConnectOptions) -> Proxy | None:
+        if options.proxy is None:
+            return self._proxies.for_origin(origin.scheme, origin.host)
+        if options.proxy.strip().lower() in ("", "none"):
+            return None
+        try:
+            return Proxy.parse(options.proxy)
+        except ValueError as exc:
+            raise ConnectError(str(exc)) from None
 
     async def request(
         self,
@@ -352,6 +531,7 @@ class HTTPClient:
         body: bytes = b"",
         *,
         read_timeout: float = 0.0,
+        options: ConnectOptions = DIRECT,
     ) -> Response:
         if self._closed:
             raise ConnectError("the HTTP client is closed")
@@ -363,12 +543,19 @@ class HTTPClient:
             self._targets[url] = target
         for hook in self._hooks:
             hook(headers)
-        data = _request_bytes(method, target, headers, body)
-        await self._slots.acquire()
+        proxy = self._proxy(target.origin, options)
+        if proxy is not None and target.origin.scheme == "http":
+            if proxy.authorization:
+                headers["proxy-authorization"] = proxy.authorization
+            data = _request_bytes(method, target.absolute_tail, headers, body)
+        else:
+            data = _request_bytes(method, target.request_line_tail, headers, body)
+        pool = self._pool(target.origin, options)
+        await pool.acquire(self.pool_timeout)
         conn: _Connection | None = None
         try:
             for attempt in (1, 2):
-                conn, reused = await self._connection(target.origin)
+                conn, reused = await self._connection(pool, proxy)
                 conn.send(data, read_timeout)
                 while not conn.headers_done:
                     if conn.error is not None:
@@ -387,21 +574,22 @@ class HTTPClient:
         except BaseException:
             if conn is not None:
                 conn.abort()
-            self._slots.release()
+            pool.release()
             raise
 
     def release(self, conn: _Connection) -> None:
         """Called once per exchange by ``Response.close``."""
-        self._slots.release()
+        pool = conn.pool
+        pool.release()
         if conn.reusable() and not self._closed:
             conn.idle_since = asyncio.get_running_loop().time()
-            self._idle.setdefault(conn.origin, []).append(conn)
+            pool.idle.append(conn)
         else:
             conn.abort()
 
-    async def _connection(self, origin: Origin) -> tuple[_Connection, bool]:
+    async def _connection(self, pool: _Pool, proxy: Proxy | None) -> tuple[_Connection, bool]:
         loop = asyncio.get_running_loop()
-        stack = self._idle.get(origin)
+        stack = pool.idle
         if stack:
             now = loop.time()
             while stack:
@@ -409,51 +597,85 @@ class HTTPClient:
                 if not conn.closed and now - conn.idle_since < self.keepalive:
                     return conn, True
                 conn.abort()
-        return await self._connect(loop, origin), False
+        return await self._connect(loop, pool, proxy), False
 
-    async def _connect(self, loop: asyncio.AbstractEventLoop, origin: Origin) -> _Connection:
-        context: ssl.SSLContext | None = None
-        if origin.scheme == "https":
-            if self._ssl is None:
-                self._ssl = ssl.create_default_context()
-            context = self._ssl
+    def _ssl_context(self, options: ConnectOptions) -> ssl.SSLContext:
+        key = (options.ca_file, options.tls_verify, options.cert_file, options.key_file)
+        if key == ("", True, "", "") and self._ssl is not None:
+            return self._ssl
+        context = self._contexts.get(key)
+        if context is None:
+            try:
+                context = ssl.create_default_context(cafile=options.ca_file or None)
+                if not options.tls_verify:
+                    context.check_hostname = False
+                    context.verify_mode = ssl.CERT_NONE
+                if options.cert_file:
+                    context.load_cert_chain(options.cert_file, options.key_file or None)
+            except (OSError, ssl.SSLError) as exc:
+                why = getattr(exc, "strerror", None) or type(exc).__name__
+                raise ConnectError(f"the TLS files could not be loaded ({why})") from None
+            self._contexts[key] = context
+        return context
+
+    async def _connect(
+        self, loop: asyncio.AbstractEventLoop, pool: _Pool, proxy: Proxy | None
+    ) -> _Connection:
+        origin = pool.origin
+        context = self._ssl_context(pool.options) if origin.scheme == "https" else None
+        sock: socket.socket | None = None
         try:
             async with asyncio.timeout(self.connect_timeout):
+                if proxy is None:
+                    sock = await dial(origin.host, origin.port, delay=self.happy_eyeballs_delay)
+                else:
+                    sock = await dial(proxy.host, proxy.port, delay=self.happy_eyeballs_delay)
+                    if origin.scheme == "https":
+                        await tunnel(sock, proxy, origin.host, origin.port)
                 _, conn = await loop.create_connection(
-                    lambda: _Connection(loop, origin),
-                    origin.host,
-                    origin.port,
+                    lambda: _Connection(loop, pool),
+                    sock=sock,
                     ssl=context,
                     server_hostname=origin.host if context is not None else None,
                 )
-        except TimeoutError:
-            raise ConnectTimeout(f"connecting took longer than {self.connect_timeout:g}s") from None
-        except ssl.SSLError as exc:
-            why = exc.reason or type(exc).__name__
-            raise ConnectError(f"TLS handshake failed ({why})") from None
-        except OSError as exc:
-            why = exc.strerror or type(exc).__name__
-            raise ConnectError(f"connection failed ({why})") from None
+        except BaseException as exc:
+            if sock is not None:
+                sock.close()
+            if isinstance(exc, TimeoutError):
+                raise ConnectTimeout(
+                    f"connecting took longer than {self.connect_timeout:g}s"
+                ) from None
+            if isinstance(exc, ssl.SSLError):
+                why = exc.reason or type(exc).__name__
+                raise ConnectError(f"TLS handshake failed ({why})") from None
+            if isinstance(exc, ProxyError):
+                raise ConnectError(str(exc)) from None
+            if isinstance(exc, OSError):
+                why = exc.strerror or str(exc) or type(exc).__name__
+                via = f" through the proxy {proxy.url}" if proxy is not None else ""
+                raise ConnectError(f"connection failed{via} ({why})") from None
+            raise
         return conn
 
     def pool_stats(self) -> list[tuple[str, int | None, int]]:
-        """``(origin, in_use, idle)`` per origin for /metrics; this pool does not
-        count connections in use per origin (None), only the idle ones."""
-        return [
-            (f"{o.scheme}://{o.host}:{o.port}", None, sum(not c.closed for c in stack))
-            for o, stack in list(self._idle.items())
-        ]
+        """``(origin, in_use, idle)`` per origin for /metrics."""
+        totals: dict[str, list[int]] = {}
+        for pool in list(self._pools.values()):
+            row = totals.setdefault(pool.label, [0, 0])
+            row[0] += pool.in_use
+            row[1] += sum(not c.closed for c in pool.idle)
+        return [(label, used, idle) for label, (used, idle) in totals.items()]
 
     async def close(self) -> None:
         self._closed = True
-        for stack in self._idle.values():
-            for conn in stack:
+        for pool in self._pools.values():
+            for conn in pool.idle:
                 conn.abort()
-        self._idle.clear()
+            pool.idle.clear()
 
 
 def _request_bytes(
-    method: str, target: _Target, headers: MutableMapping[str, str], body: bytes
+    method: str, tail: bytes, headers: MutableMapping[str, str], body: bytes
 ) -> bytes:
     lines = []
     for k, v in headers.items():
@@ -466,4 +688,4 @@ def _request_bytes(
     except UnicodeEncodeError:
         raise ProtocolError("a request header is not Latin-1 text") from None
     length = b"content-length: %d\r\n\r\n" % len(body) if body or method != "GET" else b"\r\n"
-    return method.encode("ascii") + target.request_line_tail + head + length + body
+    return method.encode("ascii") + tail + head + length + body

@@ -1,7 +1,9 @@
 """HTTP adapters: OpenAI (and every OpenAI-compatible server) and Anthropic.
 
 The HTTP client's exceptions are converted to the gateway's tree here and
-nowhere else."""
+nowhere else, and so is the first look at what came back: a 2xx answer that is
+not a JSON object, or a stream without one valid event, is the provider's
+failure (502), never a success passed on."""
 
 from __future__ import annotations
 
@@ -10,18 +12,46 @@ from typing import Any
 
 import orjson
 
-from tokgateway.common.errors import UpstreamTimeout, UpstreamUnavailable
+from tokgateway.common.errors import UpstreamBusy, UpstreamTimeout, UpstreamUnavailable
 from tokgateway.common.settings import ProviderConfig
 from tokgateway.router.providers.base import Provider, UpstreamCall, UpstreamResponse
 from tokgateway.router.providers.client import (
+    ACCEPT_ENCODING,
+    BodyTooLarge,
     ClientError,
+    ConnectOptions,
     ConnectTimeout,
     HTTPClient,
+    PoolTimeout,
     ReadTimeout,
     Response,
 )
+from tokgateway.router.providers.events import EventCheck
 
-FORWARDED_HEADERS = ("anthropic-beta", "openai-organization", "openai-project")
+FORWARDED_HEADERS = ("anthropic-beta",)
+# They choose which organisation or project the provider key bills: only when
+# the provider's config says so (forward_org_headers).
+ORG_HEADERS = ("openai-organization", "openai-project")
+NOT_STREAMS = ("application/json", "text/html")
+
+
+def connect_options(config: ProviderConfig) -> ConnectOptions:
+    n = config.network
+    return ConnectOptions(
+        proxy=n.proxy,
+        ca_file=n.ca_file,
+        tls_verify=n.tls_verify,
+        cert_file=n.cert_file,
+        key_file=n.key_file,
+        max_connections=n.max_connections,
+    )
+
+
+def is_json_object(body: bytes) -> bool:
+    """Cheap: the text starts with ``{`` and ends with ``}``; the pipeline parses
+    it in full later, so HTML, plain text and arrays are what this catches."""
+    text = body.strip()
+    return text[:1] == b"{" and text[-1:] == b"}"
 
 
 class HttpProvider(Provider):
@@ -31,9 +61,15 @@ class HttpProvider(Provider):
         super().__init__(config)
         self._client = client
         self._read_timeout = config.timeout or read_timeout
-        self._base_headers = self.auth_headers()
+        self._options = connect_options(config)
+        self._max_event = client.max_event
+        self._forwarded = FORWARDED_HEADERS + (
+            ORG_HEADERS if config.network.forward_org_headers else ()
+        )
+        self._base_headers = dict(config.network.headers)  # the provider's extra headers
+        self._base_headers.update(self.auth_headers())
         self._base_headers["content-type"] = "application/json"
-        self._base_headers["accept-encoding"] = "gzip, deflate"
+        self._base_headers["accept-encoding"] = ACCEPT_ENCODING
 
     def auth_headers(self) -> dict[str, str]:
         return {}
@@ -43,15 +79,24 @@ class HttpProvider(Provider):
 
     async def send(self, call: UpstreamCall) -> UpstreamResponse:
         headers = dict(self._base_headers)
-        for name in FORWARDED_HEADERS:
+        for name in self._forwarded:
             value = call.headers.get(name)
             if value:
                 headers[name] = value
         data = orjson.dumps(call.body)
         try:
             resp = await self._client.request(
-                "POST", self.url(call), headers, data, read_timeout=self._read_timeout
+                "POST",
+                self.url(call),
+                headers,
+                data,
+                read_timeout=self._read_timeout,
+                options=self._options,
             )
+        except PoolTimeout as exc:
+            raise UpstreamBusy(
+                f"Provider {self.name!r} is busy: {exc}.", headers={"retry-after": "1"}
+            ) from None
         except (ConnectTimeout, ReadTimeout):
             raise UpstreamTimeout(f"Provider {self.name!r} did not answer in time.") from None
         except ClientError as exc:
@@ -59,29 +104,52 @@ class HttpProvider(Provider):
                 f"Provider {self.name!r} could not be reached: {exc}."
             ) from None
         status = resp.status
-        if not call.stream or status >= 300:
-            try:
-                body = await resp.read()
-            except ReadTimeout:
-                raise UpstreamTimeout(f"Provider {self.name!r} stopped answering.") from None
-            except ClientError as exc:
+        kind = resp.headers.get("content-type", "").lower()
+        not_stream = call.stream and status < 300 and kind.startswith(NOT_STREAMS)
+        if not call.stream or status >= 300 or not_stream:
+            body = await self._read(resp)
+            if status < 300 and (not_stream or not is_json_object(body)):
+                what = "a stream" if call.stream else "a JSON object"
                 raise UpstreamUnavailable(
-                    f"Provider {self.name!r} broke off its answer: {exc}."
-                ) from None
+                    f"Provider {self.name!r} answered {status} with {_describe(kind, body)}, "
+                    f"not {what}."
+                )
             return UpstreamResponse(status, resp.headers, body=body)
 
         async def close() -> None:
             resp.close()
 
-        return UpstreamResponse(
-            status, resp.headers, chunks=_iter_chunks(resp, self.name), close=close
-        )
+        chunks = _iter_chunks(resp, self.name, EventCheck(self._max_event))
+        return UpstreamResponse(status, resp.headers, chunks=chunks, close=close)
+
+    async def _read(self, resp: Response) -> bytes:
+        try:
+            return await resp.read()
+        except ReadTimeout:
+            raise UpstreamTimeout(f"Provider {self.name!r} stopped answering.") from None
+        except BodyTooLarge as exc:
+            raise UpstreamUnavailable(f"Provider {self.name!r} answered too much: {exc}.") from None
+        except ClientError as exc:
+            raise UpstreamUnavailable(
+                f"Provider {self.name!r} broke off its answer: {exc}."
+            ) from None
 
 
-async def _iter_chunks(resp: Response, name: str) -> AsyncIterator[bytes]:
+def _describe(content_type: str, body: bytes) -> str:
+    kind = content_type.split(";", 1)[0].strip()[:60] or "no content type"
+    head = body.lstrip()[:1]
+    shape = "an array" if head == b"[" else "an empty body" if not head else "other text"
+    return f"{kind} ({shape})" if kind != "text/html" else "an HTML page"
+
+
+async def _iter_chunks(resp: Response, name: str, check: EventCheck) -> AsyncIterator[bytes]:
     try:
         async for chunk in resp.iter_chunks():
+            check.feed(chunk)
             yield chunk
+        check.finish()
+    except ValueError as exc:
+        raise UpstreamUnavailable(f"Provider {name!r} sent a broken stream: {exc}.") from None
     except ReadTimeout:
         raise UpstreamTimeout(f"Provider {name!r} stopped streaming.") from None
     except ClientError as exc:
@@ -110,7 +178,11 @@ class OpenAIProvider(HttpProvider):
         headers.pop("content-type", None)
         try:
             resp = await self._client.request(
-                "GET", self.config.base_url + "/models", headers, read_timeout=10.0
+                "GET",
+                self.config.base_url + "/models",
+                headers,
+                read_timeout=10.0,
+                options=self._options,
             )
             body = await resp.read()
         except ClientError as exc:

@@ -1,0 +1,314 @@
+// The console end to end in a real headless Chromium (Debian's, driven by
+// playwright-core). Run by tests/e2e/test_console.py, which talks to this
+// script over a line protocol: this script prints one JSON object per line on
+// stdout when it needs the test to act through the gateway (with the official
+// openai SDK) and reads the test's JSON answer from stdin.
+//
+// env: GATEWAY_URL, ADMIN_KEY, SHOTS (a directory), CHROMIUM (default /usr/bin/chromium)
+import { chromium } from "playwright-core";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+
+const BASE = process.env.GATEWAY_URL;
+const ADMIN_KEY = process.env.ADMIN_KEY;
+const SHOTS = process.env.SHOTS;
+const MODEL = process.env.MODEL ?? "console-model";
+const NAV = ["Overview", "Usage", "Keys", "Providers", "Routes", "Marketplace", "Hooks", "Settings"];
+const TIMEOUT = 15000;
+
+const answers = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
+function say(obj) {
+  process.stdout.write(JSON.stringify(obj) + "\n");
+}
+async function ask(obj) {
+  say(obj);
+  const next = await answers.next();
+  if (next.done) throw new Error("the test closed stdin");
+  const reply = JSON.parse(next.value);
+  if (!reply.ok) throw new Error(`the test reports: ${reply.error}`);
+  return reply;
+}
+function check(cond, message) {
+  if (!cond) throw new Error(message);
+}
+async function shot(page, name) {
+  const path = join(SHOTS, `${name}.png`);
+  await page.screenshot({ path, fullPage: true });
+  say({ step: "screenshot", path });
+}
+/** Polls ``read`` until ``ok(value)``; reloads the page's data with ``refresh``. */
+async function until(read, ok, what, refresh) {
+  const deadline = Date.now() + TIMEOUT;
+  let last;
+  while (Date.now() < deadline) {
+    last = await read().catch((e) => `(${e.message})`);
+    if (ok(last)) return last;
+    if (refresh) await refresh();
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new Error(`${what}: last saw ${JSON.stringify(last)}`);
+}
+async function go(page, name) {
+  await page.getByRole("navigation").getByRole("link", { name, exact: true }).click();
+  await page.getByRole("heading", { level: 1, name }).waitFor({ timeout: TIMEOUT });
+}
+/** The rows of the table with this caption, as arrays of cell texts. */
+async function rows(page, caption) {
+  const table = page.getByRole("table", { name: caption });
+  await table.waitFor({ timeout: TIMEOUT });
+  return table.locator("tbody tr").evaluateAll((trs) =>
+    trs.map((tr) => [...tr.querySelectorAll("td")].map((td) => td.textContent.trim())),
+  );
+}
+async function headers(page, caption) {
+  return page.getByRole("table", { name: caption }).getByRole("columnheader").allTextContents();
+}
+
+async function signInByKeyboard(page, url) {
+  await page.goto(url);
+  await page.getByLabel("API key").waitFor({ timeout: TIMEOUT });
+  // keyboard only: Tab to the field, type, Enter submits
+  await page.keyboard.press("Tab");
+  check(
+    await page.getByLabel("API key").evaluate((el) => el === document.activeElement),
+    "Tab does not reach the API key field first",
+  );
+  await page.keyboard.type(ADMIN_KEY);
+  await page.keyboard.press("Enter");
+  const nav = page.getByRole("navigation");
+  await nav.waitFor({ timeout: TIMEOUT });
+  for (const name of NAV) {
+    await nav.getByRole("link", { name, exact: true }).waitFor({ timeout: TIMEOUT });
+  }
+  check(!page.url().includes(ADMIN_KEY), "the key is in the URL");
+  const storage = await page.evaluate(() => ({
+    session: Object.values(sessionStorage),
+    local: Object.keys(localStorage).length,
+    cookies: document.cookie,
+  }));
+  check(storage.session.includes(ADMIN_KEY), "the key is not in sessionStorage");
+  check(storage.local === 0 && storage.cookies === "", "the key leaked into localStorage or cookies");
+}
+
+async function desktop(browser) {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const page = await context.newPage();
+  const external = [];
+  page.on("request", (r) => {
+    if (!r.url().startsWith(BASE) && !r.url().startsWith("data:") && !r.url().startsWith("blob:"))
+      external.push(r.url());
+  });
+  const failures = [];
+  page.on("pageerror", (e) => failures.push(e.message));
+
+  // a wrong key is refused on the form
+  await page.goto(`${BASE}/ui/`);
+  await page.getByLabel("API key").fill("tgk-not-a-key");
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByRole("alert").waitFor({ timeout: TIMEOUT });
+
+  await signInByKeyboard(page, `${BASE}/ui/`);
+  await shot(page, "01-overview-empty");
+
+  // Keys: create one; the secret appears once, in a status element
+  await go(page, "Keys");
+  await page.getByLabel("Name", { exact: true }).fill("console-e2e");
+  await page.getByLabel("Models", { exact: true }).fill(MODEL);
+  await page.getByLabel("Budget (USD)", { exact: true }).fill("5");
+  await page.getByRole("button", { name: "Create key" }).click();
+  const status = page.getByRole("status").filter({ hasText: "shown only once" });
+  await status.waitFor({ timeout: TIMEOUT });
+  const secret = (await status.locator("code").textContent()).trim();
+  check(/^tgk-/.test(secret), `no secret in the status element: ${secret}`);
+  const keyRows = await until(
+    () => rows(page, "API keys"),
+    (rs) => rs.some((r) => r[0] === "console-e2e"),
+    "the new key is not listed",
+  );
+  const keyRow = keyRows.find((r) => r[0] === "console-e2e");
+  const keyId = keyRow[1];
+  check(!keyRows.flat().some((c) => c.includes(secret)), "the secret is shown in the key list");
+  check((await headers(page, "API keys")).includes("Budget"), "the key table has no Budget column");
+  await shot(page, "02-key-created");
+
+  // the test uses the key through the gateway with the openai SDK
+  const first = await ask({ step: "key_created", key: secret, key_id: keyId, model: MODEL });
+
+  // Usage: the request, by model, by key and by provider
+  await go(page, "Usage");
+  const refresh = () => page.getByRole("button", { name: "Refresh" }).click();
+  await until(
+    () => rows(page, "Usage by model"),
+    (rs) => rs.some((r) => r[0] === MODEL && r[1] === "1"),
+    "Usage by model does not show the request",
+    refresh,
+  );
+  await page.getByLabel("Group by").selectOption("key");
+  await until(
+    () => rows(page, "Usage by key"),
+    (rs) => rs.some((r) => r[0] === keyId && r[1] === "1"),
+    "Usage by key does not show the new key's request",
+    refresh,
+  );
+  await page.getByLabel("Group by").selectOption("provider");
+  await until(
+    () => rows(page, "Usage by provider"),
+    (rs) => rs.some((r) => r[0] === first.provider && r[1] === "1"),
+    "Usage by provider does not show the first provider",
+    refresh,
+  );
+  const download = page.waitForEvent("download");
+  await page.getByRole("button", { name: "Export CSV" }).click();
+  const csvPath = join(SHOTS, "usage-by-provider.csv");
+  await (await download).saveAs(csvPath);
+  say({ step: "csv", path: csvPath });
+  await shot(page, "03-usage");
+
+  // Overview: the totals count it
+  await go(page, "Overview");
+  const total = await until(
+    () => page.getByTestId("total-requests").textContent(),
+    (t) => t === String(first.requests_total),
+    "Overview's request total",
+    () => page.getByRole("button", { name: "Refresh" }).click(),
+  );
+  const p50 = await page.getByTestId("total-p50").textContent();
+  check(/^\d+(\.\d+)? ms$/.test(p50), `Overview's p50 latency is ${p50}`);
+  const models = await rows(page, "Usage by model, this period against the previous one");
+  check(models.some((r) => r[0] === MODEL), "Overview's by-model table lacks the model");
+  check(
+    (await page.getByRole("img", { name: /^Requests:/ }).count()) === 1,
+    "no requests chart on the Overview",
+  );
+  await shot(page, "04-overview");
+
+  // Routes: swap the provider behind the model in one action
+  await go(page, "Routes");
+  const before = await rows(page, "Routes in match order");
+  const route = before.find((r) => r[0] === MODEL);
+  check(route && route[1].startsWith(first.provider), `route for ${MODEL} is not on ${first.provider}`);
+  await page.getByLabel("Model or pattern").fill(MODEL);
+  await page.getByLabel("Provider", { exact: true }).selectOption(first.swap_to);
+  await page.getByRole("button", { name: "Swap provider" }).click();
+  await page.getByRole("status").filter({ hasText: `now goes to ${first.swap_to}` }).waitFor({ timeout: TIMEOUT });
+  await until(
+    () => rows(page, "Routes in match order"),
+    (rs) => rs.some((r) => r[0] === MODEL && r[1] === first.swap_to),
+    "the route table does not show the swap",
+  );
+  await shot(page, "05-routes-swapped");
+  const second = await ask({ step: "swapped", model: MODEL, provider: first.swap_to });
+
+  await go(page, "Usage");
+  await page.getByLabel("Group by").selectOption("provider");
+  await until(
+    () => rows(page, "Usage by provider"),
+    (rs) => rs.some((r) => r[0] === second.provider && r[1] === "1"),
+    "Usage by provider does not show the request on the new provider",
+    refresh,
+  );
+
+  // Keys: rotate (a new secret, once; the old one is refused), then revoke
+  await go(page, "Keys");
+  await page.getByRole("button", { name: "Rotate console-e2e" }).click();
+  const rotated = page.getByRole("status").filter({ hasText: "rotated" });
+  await rotated.waitFor({ timeout: TIMEOUT });
+  const newSecret = (await rotated.locator("code").textContent()).trim();
+  check(/^tgk-/.test(newSecret) && newSecret !== secret, "rotation showed no new secret");
+  await ask({ step: "rotated", old: secret, key: newSecret });
+  page.once("dialog", (d) => d.accept());
+  await page.getByRole("button", { name: "Revoke console-e2e" }).click();
+  await until(
+    () => rows(page, "API keys"),
+    (rs) => rs.some((r) => r[0] === "console-e2e" && r[7] === "revoked"),
+    "the key is not shown revoked",
+  );
+  await ask({ step: "revoked", key: newSecret });
+  await shot(page, "06-key-revoked");
+
+  // Providers: health, and a test request through the gateway
+  await go(page, "Providers");
+  const provs = await rows(page, "Providers and their health");
+  check(provs.some((r) => r[0] === first.provider && r[4].startsWith("ok")), "provider health missing");
+  await page.getByLabel("Model to send").fill(MODEL);
+  await page.getByRole("button", { name: "Send test request" }).click();
+  await page
+    .getByRole("status")
+    .filter({ hasText: `by provider ${first.swap_to}` })
+    .waitFor({ timeout: TIMEOUT });
+  await shot(page, "07-providers");
+
+  // the other pages: real tables, or an honest "not available"
+  await go(page, "Hooks");
+  check((await headers(page, "Deliveries, newest first")).includes("Event"), "Hooks table headers");
+  await go(page, "Marketplace");
+  await page.getByText(/no marketplace API yet|Listings as the registry offers them/).waitFor({ timeout: TIMEOUT });
+  await shot(page, "08-marketplace");
+  await go(page, "Settings");
+  await page.getByText(/gateway config show|effective configuration/).first().waitFor({ timeout: TIMEOUT });
+  await go(page, "Users and Teams");
+  const users = await rows(page, "Users");
+  check(users.some((r) => r[0] === "admin@localhost"), "the admin user is not listed");
+
+  check(external.length === 0, `requests left the gateway's origin: ${external.join(", ")}`);
+  check(failures.length === 0, `page errors: ${failures.join("; ")}`);
+  await context.close();
+  return { total, second };
+}
+
+async function phone(browser) {
+  const context = await browser.newContext({
+    viewport: { width: 390, height: 844 },
+    deviceScaleFactor: 2,
+    isMobile: true,
+    hasTouch: true,
+  });
+  const page = await context.newPage();
+  await signInByKeyboard(page, `${BASE}/ui/h5/`);
+  check(
+    await page.locator(".shell").evaluate((el) => el.classList.contains("layout-h5")),
+    "/ui/h5/ is not the h5 layout",
+  );
+  await go(page, "Keys");
+  await page.getByRole("button", { name: "Create key" }).waitFor({ timeout: TIMEOUT });
+  const width = await page.evaluate(() => ({
+    doc: document.documentElement.scrollWidth,
+    view: window.innerWidth,
+  }));
+  check(width.doc <= width.view, `the h5 Keys page scrolls sideways: ${width.doc} > ${width.view}`);
+  const keyRows = await rows(page, "API keys");
+  check(keyRows.some((r) => r[0] === "console-e2e"), "h5 key list lacks the key");
+  await shot(page, "09-h5-keys");
+  await go(page, "Overview");
+  await page.getByTestId("total-requests").waitFor({ timeout: TIMEOUT });
+  await shot(page, "10-h5-overview");
+  await context.close();
+}
+
+// launch() starts Chromium on a fresh, empty profile (--user-data-dir) of its own.
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+  headless: true,
+  args: [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+  ],
+});
+let code = 0;
+try {
+  const result = await desktop(browser);
+  await phone(browser);
+  say({ step: "done", ...result });
+} catch (err) {
+  say({ step: "failed", error: String(err && err.stack ? err.stack : err) });
+  code = 1;
+} finally {
+  await browser.close();
+}
+process.exit(code);
