@@ -32,6 +32,7 @@ from tokgateway.common.errors import (
 )
 from tokgateway.common.http import JSONResponse, error_response, read_json
 from tokgateway.common.keys import bearer_token
+from tokgateway.common.lifecycle import SHUTDOWN_STATE
 from tokgateway.common.routing import Resolution, RouteTable
 from tokgateway.router import validate
 from tokgateway.router.bridge import CLIENT_FORMAT, StreamContext
@@ -189,6 +190,7 @@ class Pipeline:
         meter = Meter()
         table = self._table()
         info = RequestInfo(request_id=self._ids.next(), route=request.scope["path"])
+        info.shutdown = request.scope.get("state", {}).get(SHUTDOWN_STATE)
         if self.deps.spans is not None:
             self.deps.spans.bind(info)
         body: dict[str, Any] = {}
