@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 IMAGE ?= tokgateway
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 
-.PHONY: help setup run start stop status check test lint unit integration e2e bench clean d-build d-test ui console
+.PHONY: help setup run start stop status check test test-fast lint unit integration e2e bench clean d-build d-test ui console
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -43,6 +43,9 @@ lint: setup ## ruff (lint + format) and mypy --strict
 
 test: lint ## lint, types and every test (what CI runs)
 	$(PY) -m pytest -q
+
+test-fast: lint ## lint, types and every test but the local-model ones (no llama.cpp builds)
+	$(PY) -m pytest -q --deselect tests/integration/test_local_model.py
 
 unit: setup ## the unit tests only
 	$(PY) -m pytest -q tests/unit

@@ -58,6 +58,7 @@ GGUF_MAGIC = b"GGUF"
 BUILD_JOBS = os.environ.get("TOKGATEWAY_BUILD_JOBS", "2")
 BUILD_TIMEOUT = 3600.0
 DOWNLOAD_TIMEOUT = 900.0
+HEARTBEAT = 60.0  # seconds between "still running" lines of a long step
 SERVER_CHECK = (
     "import llama_cpp, llama_cpp.server.app, uvicorn, sse_starlette; print(llama_cpp.__version__)"
 )
@@ -99,20 +100,31 @@ def run(
         out.flush()
         start = out.tell()
         try:
-            proc = subprocess.run(
+            proc = subprocess.Popen(
                 list(cmd),
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 env={**os.environ, **(env or {})},
                 cwd=cwd,
-                timeout=timeout,
-                check=False,
             )
-        except subprocess.TimeoutExpired as exc:
-            raise BuildError(f"{step}: timed out after {timeout:.0f}s (log: {log_file})") from exc
         except OSError as exc:
             raise BuildError(f"{step}: cannot run {cmd[0]}: {exc}") from exc
+        began = time.monotonic()
+        while True:
+            try:
+                proc.wait(timeout=HEARTBEAT)
+                break
+            except subprocess.TimeoutExpired:
+                waited = time.monotonic() - began
+                if waited > timeout:
+                    proc.kill()
+                    proc.wait()
+                    raise BuildError(
+                        f"{step}: timed out after {timeout:.0f}s (log: {log_file})"
+                    ) from None
+                # a cold build is minutes of compiler output in the log: say it lives
+                log(f"{step}: still running ({waited / 60:.0f} min so far; log: {log_file})")
     if proc.returncode != 0:
         with log_file.open("rb") as f:
             f.seek(start)

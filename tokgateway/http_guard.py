@@ -59,6 +59,10 @@ class Limits:
     drain_seconds: float = 30.0
 
 
+# which deadline runs: none, idle (a new connection), head, body
+_NO_TIMER, _IDLE, _HEAD, _BODY = 0, 1, 2, 3
+
+
 class _HeadTooLarge(Exception):
     """Raised inside a parser callback: too many header fields."""
 
@@ -117,6 +121,7 @@ class GuardedProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._header_count = 0
         self._deadline: asyncio.TimerHandle | None = None
+        self._timer = _NO_TIMER
         self._head_start = b""
         self._active = time.monotonic()
         state = app_state.get(SHUTDOWN_STATE)
@@ -125,18 +130,21 @@ class GuardedProtocol(HttpToolsProtocol):
         self._shutdown = state
 
     # -- timers -----------------------------------------------------------------
-    def _arm(self, seconds: float, status: int | None) -> None:
+    def _arm(self, kind: int, seconds: float, status: int | None) -> None:
         self._disarm()
         if seconds > 0:
             self._deadline = self.loop.call_later(seconds, self._expire, status)
+            self._timer = kind
 
     def _disarm(self) -> None:
         if self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None
+        self._timer = _NO_TIMER
 
     def _expire(self, status: int | None) -> None:
         self._deadline = None
+        self._timer = _NO_TIMER
         if self.transport.is_closing():
             return
         if status is not None and (self.cycle is None or self.cycle.response_complete):
@@ -158,7 +166,7 @@ class GuardedProtocol(HttpToolsProtocol):
         if len(self.connections) > cap and not self._make_room(cap):
             self.transport.close()
             return
-        self._arm(self._limits.idle_timeout, None)
+        self._arm(_IDLE, self._limits.idle_timeout, None)
 
     def _make_room(self, cap: int) -> bool:
         """Past the cap: close the longest-idle connections, down to 90 % of
@@ -186,7 +194,6 @@ class GuardedProtocol(HttpToolsProtocol):
         self._unset_keepalive_if_required()
         if self._in_head:
             if self._head_bytes == 0:
-                self._arm(self._limits.header_timeout, 408)
                 self._head_start = data[:512]
             self._head_bytes += len(data)
             if self._head_bytes > self._limits.max_header_bytes and not self._head_done(data):
@@ -199,13 +206,26 @@ class GuardedProtocol(HttpToolsProtocol):
                 self._reject(431, "The request has too many header fields.")
             else:
                 self._reject(400, "Invalid HTTP request received.")
+            return
         except httptools.HttpParserError:
             self._reject(400, "Invalid HTTP request received.")
+            return
         except httptools.HttpParserUpgrade:
             if self._should_upgrade():
                 self.handle_websocket_upgrade()
             else:
                 self._unsupported_upgrade_warning()
+            return
+        # The deadline follows the phase the parser is in after this packet; a
+        # request that arrives whole in one packet arms none.
+        if not self._in_head:
+            if self._timer != _BODY:
+                self._arm(_BODY, self._limits.body_timeout, None)
+        elif self._head_bytes:
+            if self._timer != _HEAD:
+                self._arm(_HEAD, self._limits.header_timeout, 408)
+        elif self._timer != _NO_TIMER:
+            self._disarm()
 
     def _head_done(self, data: bytes) -> bool:
         """Whether the head ends in this packet within the limit (a body may
@@ -227,20 +247,16 @@ class GuardedProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._in_head = False
         self._head_bytes = 0
-        self._arm(self._limits.body_timeout, None)
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
-        self._disarm()
         self._in_head = True
         super().on_message_complete()
 
     def on_response_complete(self) -> None:
+        # uvicorn arms its keep-alive timer (idle_timeout) for the next request
         self._active = time.monotonic()
         super().on_response_complete()
-        # uvicorn armed its own keep-alive timer; ours covers the head that follows
-        if self._in_head and self._head_bytes == 0:
-            self._disarm()
 
     def shutdown(self) -> None:
         """uvicorn's graceful stop reached this connection: the first one

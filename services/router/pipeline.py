@@ -32,6 +32,7 @@ from tokgateway.common.errors import (
 )
 from tokgateway.common.http import JSONResponse, error_response, read_json
 from tokgateway.common.keys import bearer_token
+from tokgateway.common.lifecycle import SHUTDOWN_STATE
 from tokgateway.common.pricing import PriceTable
 from tokgateway.common.routing import Deployment, Resolution, RouteTable
 from tokgateway.router import validate
@@ -204,6 +205,7 @@ class Pipeline:
         table = snap.table
         info = RequestInfo(request_id=self._ids.next(), route=request.scope["path"])
         info.snapshot = snap
+        info.shutdown = request.scope.get("state", {}).get(SHUTDOWN_STATE)
         if self.deps.spans is not None:
             self.deps.spans.bind(info)
         body: dict[str, Any] = {}

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from tokgateway.common.contracts import USAGE_SUBJECT, Bus, KeyInfo, UsageEvent
 from tokgateway.common.errors import GatewayError, summary
+from tokgateway.common.lifecycle import ShutdownState
 from tokgateway.common.logs import AccessLog
 from tokgateway.common.metrics import RouterMetrics
 from tokgateway.common.pricing import PriceTable
@@ -40,6 +41,7 @@ class RequestInfo:
     reservation: Reservation | None = None
     tried: list[dict[str, object]] | None = None  # every upstream attempt
     snapshot: RoutingSnapshot | None = None  # the routing snapshot the request holds
+    shutdown: ShutdownState | None = None  # set by the server: a cut at the drain end
 
 
 UsageSink = Callable[[UsageEvent], None]
@@ -96,12 +98,16 @@ class Settler:
 
         err = error or meter.error
         status = info.status
-        error_class = None
+        error_class: str | None = None
         message = None
         if err is not None:
             status = err.http_status if info.status < 400 or error is not None else info.status
             error_class = err.error_class
             message = summary(err.message)
+        elif meter.client_gone and info.shutdown is not None and info.shutdown.cut:
+            status = 503  # the server stopped it at the end of the drain time
+            error_class = "shutdown"
+            message = "gateway shutdown: the drain time ran out"
         elif meter.client_gone:
             status = CLIENT_CLOSED
             error_class = "client"

@@ -97,6 +97,10 @@ def check_completions(body: dict[str, Any]) -> tuple[str, bool]:
     return model, _stream(body)
 
 
+def _token(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
 def check_embeddings(body: dict[str, Any]) -> tuple[str, bool]:
     model = _model(body)
     value = body.get("input")
@@ -106,6 +110,16 @@ def check_embeddings(body: dict[str, Any]) -> tuple[str, bool]:
     elif isinstance(value, list):
         if not value:
             raise BadRequest("'input' must not be an empty array.", param="input")
+        if not (
+            all(isinstance(x, str) for x in value)
+            or all(_token(x) for x in value)
+            or all(isinstance(x, list) and all(_token(t) for t in x) for x in value)
+        ):
+            raise BadRequest(
+                "'input' must be a string, an array of strings, an array of token ids "
+                "(integers) or an array of such arrays.",
+                param="input",
+            )
     else:
         raise BadRequest("'input' must be a string or an array.", param="input")
     fmt = body.get("encoding_format")

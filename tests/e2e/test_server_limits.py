@@ -234,6 +234,14 @@ def test_drain_time_is_a_setting(
         assert "data: [DONE]" not in rest
         assert cut_after < 5, f"the stream ran {cut_after:.1f} s past the stop"
         assert gw.proc.wait(10) in (0, -signal.SIGTERM)
+        # recorded as what it was: a shutdown, not a client that hung up
+        rows = [
+            orjson.loads(line)
+            for line in gw.stderr_text().splitlines()
+            if line.startswith("{") and '"tokgateway.access"' in line
+        ]
+        cut = [r for r in rows if r.get("route") == "/v1/chat/completions"]
+        assert [(r["status"], r.get("error_class")) for r in cut] == [(503, "shutdown")]
     finally:
         gw.stop()
 

@@ -27,8 +27,9 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -94,26 +95,57 @@ class LocalBuild:
     llama_server: Path | None
 
 
-def run_build(*flags: str) -> LocalBuild:
-    """Runs the build script: a no-op when everything is cached."""
+def run_build(*flags: str, echo: Callable[[str], None] | None = None) -> LocalBuild:
+    """Runs the build script: a no-op when everything is cached. Its progress
+    lines go to ``echo`` as they come (the terminal, see ``progress``): a cold
+    build takes minutes and must not look like a hang."""
+    proc = subprocess.Popen(
+        [sys.executable, str(BUILD_SCRIPT), "--json", *flags],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
+    watchdog = threading.Timer(BUILD_TIMEOUT, proc.kill)
+    watchdog.start()
+    lines: list[str] = []
     try:
-        res = subprocess.run(
-            [sys.executable, str(BUILD_SCRIPT), "--json", *flags],
-            capture_output=True,
-            text=True,
-            timeout=BUILD_TIMEOUT,
-            check=False,
-            stdin=subprocess.DEVNULL,
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise AssertionError(f"{BUILD_SCRIPT.name} took longer than {BUILD_TIMEOUT:.0f}s") from exc
-    sys.stderr.write(res.stderr)
-    if res.returncode != 0:
+        assert proc.stderr is not None and proc.stdout is not None
+        for line in proc.stderr:
+            lines.append(line)
+            if echo is not None:
+                echo(line.rstrip("\n"))
+        stdout = proc.stdout.read()
+        code = proc.wait()
+    finally:
+        watchdog.cancel()
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
+    stderr = "".join(lines)
+    if echo is None:
+        sys.stderr.write(stderr)
+    if code < 0:
+        raise AssertionError(f"{BUILD_SCRIPT.name} took longer than {BUILD_TIMEOUT:.0f}s")
+    if code != 0:
         command = " ".join([BUILD_SCRIPT.name, *flags])
-        raise AssertionError(f"{command} failed ({res.returncode}):\n{res.stderr[-4000:]}")
-    out = json.loads(res.stdout.strip().splitlines()[-1])
+        raise AssertionError(f"{command} failed ({code}):\n{stderr[-4000:]}")
+    out = json.loads(stdout.strip().splitlines()[-1])
     server = out.get("llama_server")
     return LocalBuild(Path(out["model"]), Path(out["python"]), Path(server) if server else None)
+
+
+def progress(config: pytest.Config) -> Callable[[str], None]:
+    """Writes a line to the terminal past pytest's output capture."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+
+    def write(line: str) -> None:
+        if reporter is None:
+            return
+        reporter.ensure_newline()
+        reporter.write_line(line)
+
+    return write
 
 
 class ServerProcess:
@@ -348,8 +380,8 @@ CHAT = "/v1/chat/completions"
 
 
 @pytest.fixture(scope="module")
-def llama(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    build = run_build()
+def llama(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) -> Iterator[Stack]:
+    build = run_build(echo=progress(pytestconfig))
     port = free_port()
     cmd = [
         str(build.python),
@@ -708,8 +740,10 @@ MESSAGES_PATH = "/v1/messages"
 
 
 @pytest.fixture(scope="module")
-def native(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    build = run_build("--llama-server")
+def native(
+    tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config
+) -> Iterator[Stack]:
+    build = run_build("--llama-server", echo=progress(pytestconfig))
     assert build.llama_server is not None
     port = free_port()
     cmd = [

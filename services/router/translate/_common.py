@@ -31,6 +31,12 @@ def shown(value: Any) -> str:
     return summary(repr(value), 60)
 
 
+def items(value: Any) -> list[Any]:
+    """``value`` when it is an array, else no items (a bad type from outside
+    is skipped where it is optional, never iterated)."""
+    return value if isinstance(value, list) else []
+
+
 def new_id(prefix: str) -> str:
     return prefix + secrets.token_hex(12)
 

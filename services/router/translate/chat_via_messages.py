@@ -20,6 +20,7 @@ from tokgateway.router.translate._common import (
     opt_number,
     opt_positive_int,
     parse_arguments,
+    shown,
     split_data_url,
     text_of_parts,
     tool_use_id,
@@ -305,9 +306,10 @@ def _tool(function: JSON, i: int) -> JSON:
 def _thinking(effort: Any, out: JSON) -> None:
     if effort is None or effort == "none":
         return
-    if effort not in THINKING_BUDGETS:
+    if not isinstance(effort, str) or effort not in THINKING_BUDGETS:
         raise BadRequest(
-            f"reasoning_effort: expected one of {', '.join(THINKING_BUDGETS)}; got {effort!r}.",
+            f"reasoning_effort: expected one of {', '.join(THINKING_BUDGETS)}; "
+            f"got {shown(effort)}.",
             param="reasoning_effort",
         )
     budget = THINKING_BUDGETS[effort]

@@ -20,6 +20,7 @@ from tokgateway.router.translate._common import (
     as_str,
     chat_text,
     chat_usage,
+    items,
     new_id,
     obj,
     opt_number,
@@ -53,7 +54,7 @@ def responses_request_to_chat(body: JSON, history: list[JSON] | None = None) -> 
     known_calls: set[str] = set()
     for msg in history or ():
         messages.append(dict(msg))
-        for call in msg.get("tool_calls") or ():
+        for call in items(msg.get("tool_calls")):
             if isinstance(call, dict) and isinstance(call.get("id"), str):
                 known_calls.add(call["id"])
     raw_input = body.get("input")
@@ -274,7 +275,7 @@ def _response_format(text: Any) -> JSON | None:
 def response_tools(request_body: JSON) -> list[JSON]:
     """The request's function tools in the shape a Response object echoes."""
     tools: list[JSON] = []
-    for raw in request_body.get("tools") or ():
+    for raw in items(request_body.get("tools")):
         if not isinstance(raw, dict) or raw.get("type") != "function":
             continue
         tools.append(
@@ -395,7 +396,7 @@ def chat_response_to_response(
     refusal = refusal if isinstance(refusal, str) else ""
     if text or refusal:
         output.append(message_item(ids("msg_"), text, refusal))
-    for call in message.get("tool_calls") or ():
+    for call in items(message.get("tool_calls")):
         if not isinstance(call, dict):
             continue
         function = obj(call.get("function"))
@@ -430,7 +431,7 @@ def output_to_chat_messages(output: list[Any]) -> list[JSON]:
         if not isinstance(item, dict):
             continue
         if item.get("type") == "message":
-            for part in item.get("content") or ():
+            for part in items(item.get("content")):
                 if isinstance(part, dict) and part.get("type") == "output_text":
                     texts.append(str(part.get("text") or ""))
                 elif isinstance(part, dict) and part.get("type") == "refusal":
