@@ -11,6 +11,7 @@ import os
 import secrets
 import signal
 import sys
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, TextIO
@@ -43,6 +44,7 @@ from tokgateway.ledger.service import LedgerAdminAPI, LedgerService
 from tokgateway.market_minter import AuthMinter
 from tokgateway.registry.market_store import SQLiteMarketStore
 from tokgateway.registry.marketplace import Marketplace
+from tokgateway.registry.openapi import routes as openapi_routes
 from tokgateway.registry.service import RegistryAdminAPI, RegistryService
 from tokgateway.registry.store_sqlite import SQLiteRegistryStore
 from tokgateway.router.governor import Governor, LocalGovernor
@@ -253,6 +255,8 @@ class AllInOne:
             usage_sink=self.ledger.submit,  # same process: no bytes in between
             tracing=self.tracing,
         )
+        breaker = self.router.pipeline.chooser.breaker
+        self.registry.routing_health = lambda: breaker.states(time.monotonic())
         hook_store = SQLiteHookStore(SQLiteDB(db_path))
         self.hooks = Hooks(
             hook_store,
@@ -282,6 +286,7 @@ class AllInOne:
             *LedgerAdminAPI(self.ledger, guard).routes(),
             *RegistryAdminAPI(self.registry, guard).routes(),
             *self.market.routes(guard),
+            *openapi_routes(),
             *config_routes(lambda: self.settings, guard),
             *ui_routes(),
         ]

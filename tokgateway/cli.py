@@ -325,6 +325,9 @@ def build_parser() -> argparse.ArgumentParser:
     from tokgateway.cli_market import add_commands as add_market_commands
 
     add_market_commands(sub)
+    from tokgateway.cli_prices import add_commands as add_price_commands
+
+    add_price_commands(sub)
     document(p)
     return p
 

@@ -93,6 +93,10 @@ EXAMPLES: Mapping[str, str] = MappingProxyType(
         "market peers list": "gateway market peers list --json",
         "market peers remove": "gateway market peers remove https://registry.example.org",
         "market peers poll": "gateway market peers poll",
+        "prices": "gateway prices list --model gpt-4o",
+        "prices list": "gateway prices list --json | jq .as_of",
+        "prices set": "gateway prices set my-model --input 0.10 --output 0.40",
+        "prices refresh": "gateway prices refresh --from ./prices-2026-12.json",
     }
 )
 
@@ -172,6 +176,13 @@ OPTIONS: Mapping[tuple[str, str], str] = MappingProxyType(
         "e.g. lst_1234abcd5678ef90",
         ("market approve", "id"): "the subscription's id from `gateway market subscriptions`, "
         "e.g. sub_1234abcd5678ef90",
+        ("prices list", "--model"): "only models whose name contains this, e.g. --model gpt-4o",
+        ("prices set", "model"): "the model name, e.g. my-model",
+        ("prices set", "--input"): "USD per million input tokens, e.g. --input 0.10",
+        ("prices set", "--output"): "USD per million output tokens, e.g. --output 0.40",
+        ("prices set", "--cached"): "USD per million cached input tokens, e.g. --cached 0.05",
+        ("prices refresh", "--from"): "a JSON table like the shipped one (as_of, models), file "
+        "or URL, e.g. --from https://example.org/prices.json",
         ("market list", "--model"): "only listings offering this model, e.g. --model llama3.1-8b",
         ("market list", "--sort"): "cheapest, fastest or most available first, e.g. --sort price",
         ("market compare", "model"): "the model to compare listings of, e.g. llama3.1-8b",

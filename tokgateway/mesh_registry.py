@@ -19,6 +19,7 @@ from tokgateway.common.tracing import Tracing
 from tokgateway.mesh_common import StateCollector, require
 from tokgateway.registry.market_store_pg import PgMarketStore
 from tokgateway.registry.marketplace import Marketplace
+from tokgateway.registry.openapi import routes as openapi_routes
 from tokgateway.registry.service import RegistryAdminAPI, RegistryInternalAPI, RegistryService
 from tokgateway.registry.store_pg import PgRegistryStore
 
@@ -61,6 +62,7 @@ class RegistryNode:
             *RegistryInternalAPI(self.service, self.token).routes(),
             *RegistryAdminAPI(self.service, guard).routes(),
             *self.market.routes(guard),
+            *openapi_routes(),
         ]
 
     async def start(self) -> None:

@@ -149,4 +149,8 @@ def table_from_snapshot(data: dict[str, Any], box: CredentialBox) -> RouteTable:
         providers=providers,
         primary=data.get("primary_provider"),
         prices=PriceTable(prices, data.get("price_overrides") or ()),
+        strategies={
+            pattern: (s["strategy"], dict(s.get("weights") or {}))
+            for pattern, s in (data.get("strategies") or {}).items()
+        },
     )

@@ -41,9 +41,38 @@ class Price:
 
 
 def _shipped() -> dict[str, Price]:
+    return parse_table(shipped_table())[1]
+
+
+def shipped_table() -> dict[str, object]:
     raw = resources.files("tokgateway.common").joinpath("data/prices.json").read_bytes()
-    models = orjson.loads(raw)["models"]
-    return {name: Price(*vals) for name, vals in models.items()}
+    return dict(orjson.loads(raw))
+
+
+def parse_table(raw: object) -> tuple[str, dict[str, Price]]:
+    """A price table document (the shape of data/prices.json: ``as_of`` and
+    ``models`` name -> [input, output, cached, cache write]) -> its date and
+    prices. Raises ValueError naming what is wrong."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("models"), dict):
+        raise ValueError("a price table is an object with 'models' (and 'as_of')")
+    as_of = raw.get("as_of")
+    if not isinstance(as_of, str) or not as_of:
+        raise ValueError("the price table needs 'as_of', the date its prices were read")
+    prices = {}
+    for name, vals in raw["models"].items():
+        if (
+            not isinstance(vals, list)
+            or not 2 <= len(vals) <= 4
+            or not all(
+                v is None or (isinstance(v, int | float) and not isinstance(v, bool) and v >= 0)
+                for v in vals
+            )
+            or vals[0] is None
+            or vals[1] is None
+        ):
+            raise ValueError(f"model {name!r}: expected [input, output, cached?, cache_write?]")
+        prices[str(name)] = Price(*(float(v) if v is not None else None for v in vals))  # type: ignore[arg-type]
+    return as_of, prices
 
 
 class PriceTable:
@@ -57,8 +86,13 @@ class PriceTable:
         self._memo: dict[str, Price | None] = {}
 
     @classmethod
-    def default(cls, overrides: Mapping[str, PriceOverride] | None = None) -> PriceTable:
-        prices = _shipped()
+    def default(
+        cls,
+        overrides: Mapping[str, PriceOverride] | None = None,
+        base: Mapping[str, Price] | None = None,
+    ) -> PriceTable:
+        """``base``: a refreshed table (`gateway prices refresh`) instead of the shipped one."""
+        prices = dict(base) if base is not None else _shipped()
         for model, o in (overrides or {}).items():
             prices[model] = Price(o.input, o.output, o.cached)
         return cls(prices, overrides or ())

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
+from typing import Any
 
 from tokgateway.common.errors import NotFound
 from tokgateway.common.pricing import PriceTable
@@ -38,12 +39,15 @@ class RouteTable:
         providers: Mapping[str, ProviderConfig],
         primary: str | None,
         prices: PriceTable,
+        strategies: Mapping[str, tuple[str, Mapping[str, float]]] | None = None,
     ) -> None:
         self.rules = tuple(rules)
         self.aliases = dict(aliases)
         self.providers = dict(providers)
         self.primary = primary or None
         self.prices = prices
+        # route pattern -> (strategy, provider weights); see router/strategies.py
+        self.strategies = dict(strategies or {})
         self._memo: dict[str, Resolution] = {}
 
     def resolve(self, model: str) -> Resolution:
@@ -77,6 +81,14 @@ class RouteTable:
         if len(self._memo) < 10_000:
             self._memo[model] = res
         return res
+
+    def routing(self, target: str) -> dict[str, Any]:
+        """How a route's deployments are ordered: the first [strategies]
+        pattern matching ``target``, else priority (the listed order)."""
+        for pattern, (strategy, weights) in self.strategies.items():
+            if pattern == target or fnmatchcase(target, pattern):
+                return {"strategy": strategy, "weights": weights, "prices": self.prices}
+        return {"strategy": "priority", "weights": {}, "prices": self.prices}
 
     def listed_models(self) -> list[tuple[str, str]]:
         """(model id, owner) for /v1/models: exact route names, aliases and

@@ -477,6 +477,8 @@ class Settings:
     # HTTPS_PROXY, HTTP_PROXY, NO_PROXY (either case) as found; the upstream client's
     proxy_env: Mapping[str, str] = field(default_factory=dict, repr=False)
     deprecations: tuple[str, ...] = ()
+    # [strategies] route pattern -> (strategy, provider weights)
+    strategies: Mapping[str, tuple[str, Mapping[str, float]]] = field(default_factory=dict)
 
     def get(self, dotted: str) -> Any:
         return self.values[dotted].value
@@ -585,6 +587,26 @@ def _parse_targets(raw: str, where: str) -> tuple[RouteTarget, ...]:
     return tuple(targets)
 
 
+ROUTING_STRATEGIES = ("priority", "weighted", "cheapest", "fastest", "least-busy")
+
+
+def _parse_strategy(raw: str, where: str) -> tuple[str, dict[str, float]]:
+    """'weighted a=3 b=1', 'cheapest', ...: a strategy and optional weights."""
+    parts = raw.split()
+    if not parts or parts[0] not in ROUTING_STRATEGIES:
+        raise ConfigError(f"{where}: expected one of {', '.join(ROUTING_STRATEGIES)}")
+    weights: dict[str, float] = {}
+    for piece in parts[1:]:
+        name, _, value = piece.partition("=")
+        try:
+            weights[name] = float(value)
+        except ValueError:
+            raise ConfigError(f"{where}: weights are provider=number, got {piece!r}") from None
+        if weights[name] < 0:
+            raise ConfigError(f"{where}: a weight must not be negative")
+    return parts[0], weights
+
+
 def _parse_price(raw: str, where: str) -> PriceOverride:
     parts = [p.strip() for p in raw.split(",") if p.strip()]
     try:
@@ -645,6 +667,7 @@ def load_settings(
     prices: dict[str, PriceOverride] = {}
     hook_raw: dict[str, dict[str, tuple[str, str]]] = {}
     deprecations: list[str] = []
+    strategies: dict[str, tuple[str, dict[str, float]]] = {}
 
     for layer in layers:
         for section in layer.sections():
@@ -683,6 +706,9 @@ def load_settings(
                     if not target.strip():
                         raise ConfigError(f"{where_s} {alias}: empty alias target")
                     aliases[alias] = target.strip()
+            elif section == "strategies":
+                for pattern, value in items:
+                    strategies[pattern] = _parse_strategy(value, f"{where_s} {pattern}")
             elif section == "prices":
                 for model, value in items:
                     prices[model] = _parse_price(value, f"{where_s} {model}")
@@ -771,6 +797,7 @@ def load_settings(
         hooks=_build_hooks(hook_raw, env),
         proxy_env={k: v for k, v in env.items() if k.lower() in PROXY_VARS},
         deprecations=tuple(deprecations),
+        strategies=strategies,
     )
 
 

@@ -43,6 +43,9 @@ class Federation:
         self.store = market.store
         self._client = client or httpx.AsyncClient(timeout=10.0)
         self._task: asyncio.Task[None] | None = None
+        # one poll, add or remove at a time: a poll that was fetching while a
+        # peer was removed must not write the peer (or its listings) back
+        self._lock = asyncio.Lock()
 
     async def close(self) -> None:
         if self._task is not None:
@@ -94,6 +97,10 @@ class Federation:
         return 200, body, resp.headers.get("etag", ""), ms
 
     async def add(self, url: str, token: str = "") -> Doc:
+        async with self._lock:
+            return await self._add(url, token)
+
+    async def _add(self, url: str, token: str) -> Doc:
         url = url.rstrip("/")
         if not url.startswith(("http://", "https://")):
             raise BadRequest("'url' must be an http(s) URL.", param="url")
@@ -116,14 +123,16 @@ class Federation:
         }
         await self.store.put(PEER, url, peer)
         log.info("peer added", extra={"peer": url, "registry_id": reg["registry_id"]})
-        await self.poll(url)
+        await self._poll(url)
         return self.public(await self.store.get(PEER, url) or peer)
 
     async def remove(self, url: str) -> Doc:
         url = url.rstrip("/")
-        if not await self.store.delete(PEER, url):
-            raise NotFound(f"No peer {url!r}.", code="peer_not_found")
-        await self.store.replace_via(LISTING, url, {})
+        async with self._lock:
+            if not await self.store.delete(PEER, url):
+                raise NotFound(f"No peer {url!r}.", code="peer_not_found")
+            await self.store.replace_via(LISTING, url, {})
+        log.info("peer removed", extra={"peer": url})
         return {"url": url, "deleted": True}
 
     async def list(self) -> list[Doc]:
@@ -150,11 +159,24 @@ class Federation:
 
     # -- polling ------------------------------------------------------------------------
     async def poll_all(self) -> None:
-        for url, _, _ in await self.store.list(PEER):
-            await self.poll(url)
+        async with self._lock:
+            for url, _, _ in await self.store.list(PEER):
+                await self._poll(url)
         await self._probe_gateways()
 
     async def poll(self, url: str) -> Doc:
+        async with self._lock:
+            return await self._poll(url)
+
+    async def _save(self, url: str, peer: Doc) -> bool:
+        """Write the peer back unless it was removed meanwhile (another
+        worker process shares the store)."""
+        if await self.store.get(PEER, url) is None:
+            return False
+        await self.store.put(PEER, url, peer)
+        return True
+
+    async def _poll(self, url: str) -> Doc:
         peer = await self.store.get(PEER, url)
         if peer is None:
             raise NotFound(f"No peer {url!r}.", code="peer_not_found")
@@ -166,26 +188,28 @@ class Federation:
         except PeerError as err:
             peer.update(last_status="error", last_error=err.message)
             log.warning("peer poll failed", extra={"peer": url, "error": err.message})
-            await self.store.put(PEER, url, peer)
+            await self._save(url, peer)
             return peer
         peer.update(latency_ms=ms, last_error=None)
         if status == 304:
             peer["last_status"] = "not modified"
-            await self.store.put(PEER, url, peer)
+            await self._save(url, peer)
             return peer
         assert body is not None
         if body["registry"].get("public_key") != peer["public_key"]:
             peer.update(last_status="error", last_error="the peer's key is not the pinned one")
             log.error("peer key changed: its listings are refused", extra={"peer": url})
             await self.store.replace_via(LISTING, url, {})
-            await self.store.put(PEER, url, peer)
+            await self._save(url, peer)
             return peer
         accepted, refused = self._verify(url, peer, body.get("listings"))
+        if await self.store.get(PEER, url) is None:
+            return peer  # removed while we fetched: import nothing
         await self.store.replace_via(LISTING, url, accepted)
         peer.update(
             etag=etag, last_status="ok", listings=len(accepted), refused=refused, fetched=ms
         )
-        await self.store.put(PEER, url, peer)
+        await self._save(url, peer)
         return peer
 
     def _verify(self, url: str, peer: Doc, raw: Any) -> tuple[dict[str, Doc], int]:

@@ -15,6 +15,7 @@ from tokgateway.registry.market import MarketService
 from tokgateway.registry.market_access import KeyMinter, MarketAccess
 from tokgateway.registry.market_api import MarketAPI
 from tokgateway.registry.market_store import MarketStore
+from tokgateway.registry.prices_api import PriceTables
 from tokgateway.registry.service import RegistryService
 
 
@@ -31,23 +32,28 @@ class Marketplace:
         self.market = MarketService(settings, store, registry.box)
         self.peers = Federation(self.market)
         self.access = MarketAccess(settings, self.market, registry, minter)
+        self.prices = PriceTables(registry, store)
 
     def routes(self, guard: AdminGuard) -> list[Route]:
-        return MarketAPI(
-            self.market,
-            self.peers,
-            self.access,
-            guard,
-            prices=self._prices,
-            feed_token=str(self.settings.get("market.feed_token")),
-            registry=self.registry,
-        ).routes()
+        return (
+            self.prices.routes(guard)
+            + MarketAPI(
+                self.market,
+                self.peers,
+                self.access,
+                guard,
+                prices=self._prices,
+                feed_token=str(self.settings.get("market.feed_token")),
+                registry=self.registry,
+            ).routes()
+        )
 
     def _prices(self) -> Any:
         return self.registry.snapshot().prices
 
     async def start(self, *, poll: bool = True) -> None:
         await self.market.start()
+        await self.prices.start()
         if poll:
             self.peers.start_polling(float(self.settings.get("market.poll_s")))
 

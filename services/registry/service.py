@@ -11,6 +11,7 @@ routers still sealed."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import orjson
@@ -23,7 +24,7 @@ from tokgateway.common.crypto import token_matches
 from tokgateway.common.errors import BadRequest, GatewayError, NotFound, Unauthenticated
 from tokgateway.common.http import AdminGuard, JSONResponse, error_response, read_json
 from tokgateway.common.keys import bearer_token
-from tokgateway.common.pricing import PriceTable
+from tokgateway.common.pricing import Price, PriceTable
 from tokgateway.common.routing import RouteTable
 from tokgateway.common.settings import (
     DEFAULT_BASE_URLS,
@@ -105,7 +106,13 @@ def config_definitions(settings: Settings, box: Sealer) -> Definitions:
     return Definitions(providers, routes, tuple(models.values()))
 
 
-def build_table(defs: Definitions, primary: str | None, box: Sealer) -> RouteTable:
+def build_table(
+    defs: Definitions,
+    primary: str | None,
+    box: Sealer,
+    strategies: Mapping[str, tuple[str, Mapping[str, float]]] | None = None,
+    base: Mapping[str, Price] | None = None,
+) -> RouteTable:
     providers = {
         p.name: ProviderConfig(
             name=p.name,
@@ -126,7 +133,8 @@ def build_table(defs: Definitions, primary: str | None, box: Sealer) -> RouteTab
         aliases={m.name: m.alias_of for m in defs.models if m.alias_of},
         providers=providers,
         primary=primary if primary in providers else None,
-        prices=PriceTable.default(_overrides(defs)),
+        prices=PriceTable.default(_overrides(defs), base),
+        strategies=strategies,
     )
 
 
@@ -153,7 +161,12 @@ class RegistryService:
         self._settings = settings
         self.version = 0
         self._defs = config_definitions(settings, self.box)
-        self._table = build_table(self._defs, self._primary(), self.box)
+        # a refreshed price table (`gateway prices refresh`), else the shipped one
+        self.base_prices: Mapping[str, Price] | None = None
+        self._table = build_table(self._defs, self._primary(), self.box, settings.strategies)
+        # the router's breaker states by deployment ("provider:model"), where
+        # the wiring can see the router (all-in-one); see router/strategies.py
+        self.routing_health: Callable[[], dict[str, dict[str, Any]]] = dict
 
     def _primary(self) -> str | None:
         return str(self._settings.get("gateway.primary_provider")) or None
@@ -169,7 +182,9 @@ class RegistryService:
 
     async def refresh(self) -> Definitions:
         self._defs = await self.store.load()
-        self._table = build_table(self._defs, self._primary(), self.box)
+        self._table = build_table(
+            self._defs, self._primary(), self.box, self._settings.strategies, self.base_prices
+        )
         self.version += 1
         return self._defs
 
@@ -181,6 +196,31 @@ class RegistryService:
         await self.store.sync_config(config_definitions(settings, self.box))
         await self._changed("config")
 
+    async def set_base_prices(self, prices: Mapping[str, Price] | None) -> None:
+        """Use a refreshed price table (None: the shipped one) from now on."""
+        self.base_prices = prices
+        await self._changed("prices")
+
+    def unpriced(self) -> list[str]:
+        """Models clients can ask for by name that no price covers: they would be
+        metered at 0. Echo-served names are free on purpose."""
+        table = self._table
+        out = []
+        for model, owner in table.listed_models():
+            provider = table.providers.get(owner)
+            if provider is not None and provider.kind == "echo":
+                continue
+            try:
+                res = table.resolve(model)
+            except NotFound:
+                continue
+            if all(
+                table.prices.lookup(d.upstream_model) is None and table.prices.lookup(model) is None
+                for d in res.deployments
+            ):
+                out.append(model)
+        return out
+
     async def _changed(self, what: str) -> None:
         await self.refresh()
         event = {"v": 1, "what": what, "version": self.version}
@@ -188,7 +228,20 @@ class RegistryService:
 
     # -- reads ------------------------------------------------------------------------
     def providers_public(self) -> list[dict[str, Any]]:
-        return [{**p.public(), "health": self.provider_health(p)} for p in self._defs.providers]
+        breakers = self.routing_health()
+        out = []
+        for p in self._defs.providers:
+            health = self.provider_health(p)
+            cooling = sorted(
+                k for k, s in breakers.items() if k.split(":")[0] == p.name and s["cooling"]
+            )
+            if cooling and health["status"] == "ok":
+                health = {
+                    "status": "cooldown",
+                    "problem": "circuit breaker open after failures: " + ", ".join(cooling),
+                }
+            out.append({**p.public(), "health": health})
+        return out
 
     def provider_health(self, rec: ProviderRecord) -> dict[str, str]:
         """What can be known without calling the provider: a key that was
@@ -249,6 +302,10 @@ class RegistryService:
                 for name, p in table.prices.models().items()
             },
             "price_overrides": sorted(table.prices.overridden),
+            "strategies": {
+                pattern: {"strategy": strategy, "weights": dict(weights)}
+                for pattern, (strategy, weights) in table.strategies.items()
+            },
         }
 
     # -- writes -----------------------------------------------------------------------

@@ -52,6 +52,7 @@ from tokgateway.router.responses_store import ResponseStore
 from tokgateway.router.settle import CLIENT_CLOSED, RequestInfo, Settler
 from tokgateway.router.snapshot import RoutingSnapshot, Snapshots
 from tokgateway.router.spans import GenAISpans
+from tokgateway.router.strategies import Chooser
 from tokgateway.router.streaming import StreamResponse
 from tokgateway.router.translate import conversation_after, responses_request_to_chat
 from tokgateway.router.usage import estimate_tokens, from_anthropic, from_openai, usage_object
@@ -121,6 +122,7 @@ class Pipeline:
         self.deps = deps
         self._ids = RequestIds()
         self._snapshots = snapshots
+        self.chooser = Chooser.with_metrics(deps.settler.metrics)  # strategies, breaker
         # Untraced, a request costs no wrapper at all.
         self.handle: Callable[[Request, Endpoint], Awaitable[ASGIApp]] = (
             self._handle if deps.spans is None else self._traced
@@ -214,6 +216,9 @@ class Pipeline:
             info.model, info.stream = CHECKS[endpoint](body)
             resolution = table.resolve(info.model)
             await self.authorize(info.key, info.model, resolution.target)
+            resolution, body = self.chooser.choose(
+                resolution, body, **table.routing(resolution.target)
+            )
             info.prompt_estimate = estimate_tokens(validate.prompt_chars(body))
             providers = snap.providers
             if endpoint == "count_tokens":
@@ -240,7 +245,10 @@ class Pipeline:
                 )
             finally:
                 gone = watch.stop()
+            self.chooser.done(resolution, info.attempts, fwd.response.status < 400, meter)
         except GatewayError as err:
+            if info.attempts:
+                self.chooser.done(resolution, info.attempts, False, meter)
             return self._fail(err, fmt, info, meter, table)
         except asyncio.CancelledError:
             # The client went away while the upstream was being asked (the
