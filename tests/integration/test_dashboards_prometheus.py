@@ -34,10 +34,7 @@ RATE_INTERVAL = "30s"  # what Grafana puts for $__rate_interval at a 1 s scrape
 # Panels (by title) and alerts (by name) whose series need traffic the gateway
 # does not make yet. Remove an entry once its traffic exists (and drive it in
 # ``traffic`` below); the test fails while a listed query already has data.
-AWAITING = {
-    "Providers in cooldown": "the providers' circuit breaker",
-    "GatewayProviderCooldown": "the providers' circuit breaker",
-}
+AWAITING: dict[str, str] = {}
 
 THRESHOLD = re.compile(r"^(?P<signal>.+?)\s*(?:>=|<=|==|!=|>|<)\s*[0-9.eE+-]+$", re.S)
 
@@ -240,7 +237,9 @@ def traffic(gateway: GatewayProcess, mesh: Mesh, prometheus: Prometheus) -> None
         # Counters must move between scrapes for rate() to see them: more of the
         # same a few scrapes later.
         time.sleep(2.5)
-        assert _chat(client, gateway.url, key, "deadonly").status_code >= 500
+        # three failures in a row of `dead` open its circuit breaker (cooldown panel)
+        for _ in range(3):
+            assert _chat(client, gateway.url, key, "deadonly").status_code >= 500
         assert _chat(client, gateway.url, key, "gpt-4o").status_code == 200
     deadline = time.monotonic() + 20
     while not mesh.usage():  # the ledger consumed the mesh's usage events
@@ -320,6 +319,8 @@ def test_prometheus_evaluates_every_rule_without_error(
         time.sleep(0.5)
     down = prometheus.series(signals["GatewayUpstreamDown"])
     assert {s["metric"]["provider"] for s in down} >= {"dead"}
+    cooling = prometheus.series('gateway_provider_cooldown{provider="dead"}')
+    assert cooling and float(cooling[0]["value"][1]) == 1.0, cooling
 
 
 def test_promtool_checks_the_rules(tmp_path: Path) -> None:
