@@ -64,14 +64,18 @@ def gateway_url(settings: Settings) -> str:
     return f"http://{host}:{settings.port}"
 
 
+def error_message(resp: httpx.Response) -> str:
+    """The message of an error answer: its JSON error's, else the start of its text."""
+    try:
+        return str(resp.json()["error"]["message"])
+    except (ValueError, KeyError, TypeError):
+        return resp.text[:300]
+
+
 def answer(resp: httpx.Response) -> Any:
     """The JSON of an admin answer, or its error message as an AdminError."""
     if resp.status_code >= 400:
-        try:
-            message = resp.json()["error"]["message"]
-        except (ValueError, KeyError, TypeError):
-            message = resp.text[:300]
-        raise AdminError(f"{resp.status_code}: {message}")
+        raise AdminError(f"{resp.status_code}: {error_message(resp)}")
     return resp.json()
 
 
@@ -103,11 +107,9 @@ class HttpAdmin:
         except httpx.HTTPError as exc:
             raise AdminError(f"cannot reach {what} at {where}: {exc}") from None
         if resp.status_code >= 400:
-            try:
-                message = resp.json()["error"]["message"]
-            except (ValueError, KeyError, TypeError):
-                message = resp.text[:300]
-            raise AdminError(f"{what} at {where} answered {resp.status_code}: {message}")
+            raise AdminError(
+                f"{what} at {where} answered {resp.status_code}: {error_message(resp)}"
+            )
         return resp.json()
 
     def request(
@@ -119,10 +121,6 @@ class HttpAdmin:
         params: dict[str, str] | None = None,
     ) -> Any:
         return self._call(method, path, area, json=body, params=params)
-
-    def call(self, method: str, path: str, area: str = "", **kw: Any) -> Any:
-        """Any admin route (``area`` picks the mesh service that serves it)."""
-        return self._call(method, path, area, **kw)
 
     def create_key(self, params: dict[str, Any]) -> dict[str, Any]:
         return dict(self._call("POST", "/admin/keys", "auth", json=params))

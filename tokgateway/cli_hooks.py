@@ -35,8 +35,7 @@ def _call(method: str, path: str, body: dict[str, Any] | None = None) -> Any:
     settings = _load()
     admin = connect(settings)
     if isinstance(admin, HttpAdmin):
-        kw: dict[str, Any] = {"json": body} if body is not None else {}
-        return admin.call(method, path, "auth", **kw)
+        return admin.request(method, path, "auth", body)
     return asyncio.run(_local_call(settings, method, path, body))
 
 
