@@ -101,7 +101,7 @@ class HookStore(Protocol):
     async def requeue(self, event_id: str) -> int: ...
 
 
-def _hook_row(row: Any) -> StoredHook:
+def hook_row(row: Any) -> StoredHook:
     cfg = HookConfig(
         name=row["name"],
         kind=row["kind"],
@@ -115,7 +115,7 @@ def _hook_row(row: Any) -> StoredHook:
     return StoredHook(cfg, row["secret"])
 
 
-def _log_row(row: Any) -> dict[str, Any]:
+def log_row(row: Any) -> dict[str, Any]:
     return {
         "hook": row["hook"],
         "event_id": row["event_id"],
@@ -130,11 +130,11 @@ def _log_row(row: Any) -> dict[str, Any]:
     }
 
 
-_LOG_COLUMNS = (
+LOG_COLUMNS = (
     "hook, event_id, type, state, attempts, next_at, last_status, last_error,"
     " created_at, updated_at"
 )
-_FAILED = "(state = 'dead' OR (state = 'pending' AND last_error IS NOT NULL))"
+FAILED_WHERE = "(state = 'dead' OR (state = 'pending' AND last_error IS NOT NULL))"
 
 
 class SQLiteHookStore:
@@ -146,7 +146,7 @@ class SQLiteHookStore:
 
     async def list_hooks(self) -> list[StoredHook]:
         def op(conn: sqlite3.Connection) -> list[StoredHook]:
-            return [_hook_row(r) for r in conn.execute("SELECT * FROM hooks ORDER BY name")]
+            return [hook_row(r) for r in conn.execute("SELECT * FROM hooks ORDER BY name")]
 
         return await self.db.run(op)
 
@@ -239,17 +239,17 @@ class SQLiteHookStore:
         where: list[str] = []
         args: list[Any] = []
         if failed:
-            where.append(_FAILED)
+            where.append(FAILED_WHERE)
         if event_id:
             where.append("event_id = ?")
             args.append(event_id)
-        sql = f"SELECT {_LOG_COLUMNS} FROM hook_deliveries"
+        sql = f"SELECT {LOG_COLUMNS} FROM hook_deliveries"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY updated_at DESC LIMIT ?"
 
         def op(conn: sqlite3.Connection) -> list[dict[str, Any]]:
-            return [_log_row(r) for r in conn.execute(sql, (*args, limit))]
+            return [log_row(r) for r in conn.execute(sql, (*args, limit))]
 
         return await self.db.run(op)
 

@@ -10,12 +10,12 @@ from typing import Any
 import orjson
 
 from tokgateway.auth.hook_store import (
-    _FAILED,
-    _LOG_COLUMNS,
+    FAILED_WHERE,
+    LOG_COLUMNS,
     Delivery,
     StoredHook,
-    _hook_row,
-    _log_row,
+    hook_row,
+    log_row,
 )
 from tokgateway.common.contracts import AuthEvent
 from tokgateway.common.postgres import Migration, migrate
@@ -67,7 +67,7 @@ class PgHookStore:
         await migrate(self.pool, "hooks", PG_MIGRATIONS)
 
     async def list_hooks(self) -> list[StoredHook]:
-        return [_hook_row(r) for r in await self.pool.fetch("SELECT * FROM hooks ORDER BY name")]
+        return [hook_row(r) for r in await self.pool.fetch("SELECT * FROM hooks ORDER BY name")]
 
     async def put_hook(self, hook: HookConfig, stored_secret: str) -> None:
         await self.pool.execute(
@@ -143,16 +143,16 @@ class PgHookStore:
         where: list[str] = []
         args: list[Any] = []
         if failed:
-            where.append(_FAILED)
+            where.append(FAILED_WHERE)
         if event_id:
             args.append(event_id)
             where.append(f"event_id = ${len(args)}")
-        sql = f"SELECT {_LOG_COLUMNS} FROM hook_deliveries"
+        sql = f"SELECT {LOG_COLUMNS} FROM hook_deliveries"
         if where:
             sql += " WHERE " + " AND ".join(where)
         args.append(limit)
         sql += f" ORDER BY updated_at DESC LIMIT ${len(args)}"
-        return [_log_row(r) for r in await self.pool.fetch(sql, *args)]
+        return [log_row(r) for r in await self.pool.fetch(sql, *args)]
 
     async def requeue(self, event_id: str) -> int:
         rows = await self.pool.fetch(

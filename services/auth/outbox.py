@@ -62,7 +62,7 @@ class Outbox(Protocol):
         """Drop events older than ``before`` (seconds since the epoch)."""
 
 
-def _row(seq: int, origin: str, body: bytes, trace: str = "") -> OutboxRow:
+def outbox_row(seq: int, origin: str, body: bytes, trace: str = "") -> OutboxRow:
     return OutboxRow(int(seq), str(origin), AuthEvent.from_json(body), bytes(body), trace or "")
 
 
@@ -93,7 +93,7 @@ class SQLiteOutbox:
                 "SELECT seq, origin, body FROM auth_events WHERE seq > ? ORDER BY seq LIMIT ?",
                 (seq, limit),
             ).fetchall()
-            return [_row(r["seq"], r["origin"], r["body"]) for r in rows]
+            return [outbox_row(r["seq"], r["origin"], r["body"]) for r in rows]
 
         return await self.db.run(op)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from tokgateway.auth.outbox import OutboxRow, _row
+from tokgateway.auth.outbox import OutboxRow, outbox_row
 from tokgateway.common.contracts import AuthEvent
 from tokgateway.common.postgres import Migration, migrate
 from tokgateway.common.tracing import inject
@@ -68,7 +68,7 @@ class PgOutbox:
             seq,
             limit,
         )
-        return [_row(r["seq"], r["origin"], r["body"]) for r in rows]
+        return [outbox_row(r["seq"], r["origin"], r["body"]) for r in rows]
 
     async def last_seq(self) -> int:
         return int(await self.pool.fetchval("SELECT COALESCE(MAX(seq), 0) FROM auth_events"))
@@ -101,7 +101,7 @@ class PgOutbox:
             " ORDER BY seq LIMIT $1",
             limit,
         )
-        return [_row(r["seq"], r["origin"], r["body"], r["trace"]) for r in rows]
+        return [outbox_row(r["seq"], r["origin"], r["body"], r["trace"]) for r in rows]
 
     async def mark_published(self, seqs: list[int]) -> None:
         if seqs:
