@@ -133,6 +133,8 @@ OPTIONS: Mapping[tuple[str, str], str] = MappingProxyType(
         ("models set", "--input"): "USD per million input tokens, e.g. --input 0.10",
         ("models set", "--output"): "USD per million output tokens, e.g. --output 0.40",
         ("models set", "--cached"): "USD per million cached input tokens, e.g. --cached 0.05",
+        ("models set", "--cache-write"): "USD per million tokens written to the prompt cache "
+        "(Anthropic), e.g. --cache-write 3.75",
         ("models set", "--alias-of"): "make the name an alias, e.g. --alias-of gpt-4o-mini",
         ("models delete", "name"): "the model entry to delete, e.g. my-model",
         ("routes set", "pattern"): "a model name or * glob, e.g. 'llama3*'",
@@ -181,6 +183,8 @@ OPTIONS: Mapping[tuple[str, str], str] = MappingProxyType(
         ("prices set", "--input"): "USD per million input tokens, e.g. --input 0.10",
         ("prices set", "--output"): "USD per million output tokens, e.g. --output 0.40",
         ("prices set", "--cached"): "USD per million cached input tokens, e.g. --cached 0.05",
+        ("prices set", "--cache-write"): "USD per million tokens written to the prompt cache "
+        "(Anthropic), e.g. --cache-write 3.75",
         ("prices refresh", "--from"): "a JSON table like the shipped one (as_of, models), file "
         "or URL, e.g. --from https://example.org/prices.json",
         ("market list", "--model"): "only listings offering this model, e.g. --model llama3.1-8b",

@@ -37,6 +37,8 @@ def cmd_set(args: argparse.Namespace) -> int:
     body: dict[str, Any] = {"name": args.model, "input": args.input, "output": args.output}
     if args.cached is not None:
         body["cached"] = args.cached
+    if args.cache_write is not None:
+        body["cache_write"] = args.cache_write
     rec = _call("POST", "/admin/models", body)
     if args.json:
         _print_json({"id": rec["name"], **rec})
@@ -85,6 +87,7 @@ def add_commands(sub: Any) -> None:
     pset.add_argument("--input", type=float, required=True)
     pset.add_argument("--output", type=float, required=True)
     pset.add_argument("--cached", type=float)
+    pset.add_argument("--cache-write", type=float)
     pset.add_argument("--json", action="store_true")
     pset.set_defaults(func=cmd_set)
     ref = prices.add_parser("refresh", help="replace the table from a JSON file or URL")

@@ -63,9 +63,17 @@ def cmd_list(args: argparse.Namespace) -> int:
                 print(f"warning: provider {r['name']}: {problem}", file=sys.stderr)
     elif args.kind == "models":
         _table(
-            ("NAME", "INPUT", "OUTPUT", "CACHED", "ALIAS_OF", "SOURCE"),
+            ("NAME", "INPUT", "OUTPUT", "CACHED", "CACHE_WRITE", "ALIAS_OF", "SOURCE"),
             [
-                (r["name"], r["input"], r["output"], r["cached"], r["alias_of"], r["source"])
+                (
+                    r["name"],
+                    r["input"],
+                    r["output"],
+                    r["cached"],
+                    r.get("cache_write"),
+                    r["alias_of"],
+                    r["source"],
+                )
                 for r in rows
             ],
         )
@@ -93,7 +101,7 @@ def cmd_provider_set(args: argparse.Namespace) -> int:
 
 def cmd_model_set(args: argparse.Namespace) -> int:
     body: dict[str, Any] = {"name": args.name}
-    for key in ("input", "output", "cached", "alias_of"):
+    for key in ("input", "output", "cached", "cache_write", "alias_of"):
         value = getattr(args, key)
         if value is not None:
             body[key] = value
@@ -154,6 +162,7 @@ def add_registry_commands(sub: Any) -> None:
     mset.add_argument("--input", type=float)
     mset.add_argument("--output", type=float)
     mset.add_argument("--cached", type=float)
+    mset.add_argument("--cache-write", type=float)
     mset.add_argument("--alias-of")
     mset.set_defaults(func=cmd_model_set)
     delete(models, "models", "name")

@@ -94,7 +94,7 @@ class PriceTable:
         """``base``: a refreshed table (`gateway prices refresh`) instead of the shipped one."""
         prices = dict(base) if base is not None else _shipped()
         for model, o in (overrides or {}).items():
-            prices[model] = Price(o.input, o.output, o.cached)
+            prices[model] = Price(o.input, o.output, o.cached, o.cache_write)
         return cls(prices, overrides or ())
 
     def override(self, model: str) -> Price | None:

@@ -173,9 +173,8 @@ class Settings:
             target = hook.url if hook.kind == "webhook" else hook.command
             out.append((f"hook.{name}", f"{hook.kind} {target} [{', '.join(hook.events)}]", "hook"))
         for model, price in self.prices.items():
-            out.append(
-                (f"prices.{model}", f"{price.input}, {price.output}, {price.cached}", "prices")
-            )
+            shown = f"{price.input}, {price.output}, {price.cached}, {price.cache_write}"
+            out.append((f"prices.{model}", shown, "prices"))
         return out
 
     def warnings(self) -> list[str]:

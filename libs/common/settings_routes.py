@@ -3,6 +3,7 @@ route picks among its targets, and operator price overrides."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -26,7 +27,8 @@ class RouteRule:
 class PriceOverride:
     input: float
     output: float
-    cached: float | None = None
+    cached: float | None = None  # cache read
+    cache_write: float | None = None
 
 
 def parse_targets(raw: str, where: str) -> tuple[RouteTarget, ...]:
@@ -64,15 +66,26 @@ def parse_strategy(raw: str, where: str) -> tuple[str, dict[str, float]]:
     return parts[0], weights
 
 
+PRICE_SHAPE = "'input, output[, cached[, cache_write]]' USD per million"
+
+
 def parse_price(raw: str, where: str) -> PriceOverride:
-    parts = [p.strip() for p in raw.split(",") if p.strip()]
+    """``input, output[, cached[, cache_write]]``; a slot left empty
+    (``1, 2, , 3.75``) is unset: that kind of token costs the input price."""
+    parts = [p.strip() for p in raw.split(",")]
+    while parts and not parts[-1]:
+        parts.pop()
+    if not 2 <= len(parts) <= 4 or not parts[0] or not parts[1]:
+        raise ConfigError(f"{where}: expected {PRICE_SHAPE}")
     try:
-        nums = [float(p) for p in parts]
+        nums = [float(p) if p else None for p in parts]
     except ValueError:
-        raise ConfigError(f"{where}: expected 'input, output[, cached]' USD per million") from None
-    if len(nums) not in (2, 3) or any(n < 0 for n in nums):
-        raise ConfigError(f"{where}: expected 'input, output[, cached]' USD per million")
-    return PriceOverride(nums[0], nums[1], nums[2] if len(nums) == 3 else None)
+        raise ConfigError(f"{where}: expected {PRICE_SHAPE}") from None
+    if any(n is not None and (n < 0 or not math.isfinite(n)) for n in nums):
+        raise ConfigError(f"{where}: expected {PRICE_SHAPE}, finite and not negative")
+    nums += [None] * (4 - len(nums))
+    assert nums[0] is not None and nums[1] is not None
+    return PriceOverride(nums[0], nums[1], nums[2], nums[3])
 
 
 def default_routes(providers: Mapping[str, ProviderConfig], taken: set[str]) -> list[RouteRule]:

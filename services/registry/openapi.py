@@ -157,6 +157,7 @@ def document() -> dict[str, Any]:
         input={"type": "number", "minimum": 0},
         output={"type": "number", "minimum": 0},
         cached={"type": "number", "minimum": 0},
+        cache_write={"type": "number", "minimum": 0},
     )
     publish_in = _obj(
         [],

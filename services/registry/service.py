@@ -91,7 +91,12 @@ def config_definitions(settings: Settings, box: Sealer) -> Definitions:
     models: dict[str, ModelRecord] = {}
     for name, price in settings.prices.items():
         models[name] = ModelRecord(
-            name=name, input=price.input, output=price.output, cached=price.cached, source="config"
+            name=name,
+            input=price.input,
+            output=price.output,
+            cached=price.cached,
+            cache_write=price.cache_write,
+            source="config",
         )
     for alias, target in settings.aliases.items():
         base = models.get(alias)
@@ -100,6 +105,7 @@ def config_definitions(settings: Settings, box: Sealer) -> Definitions:
             input=base.input if base else None,
             output=base.output if base else None,
             cached=base.cached if base else None,
+            cache_write=base.cache_write if base else None,
             alias_of=target,
             source="config",
         )
@@ -140,7 +146,7 @@ def build_table(
 
 def _overrides(defs: Definitions) -> dict[str, PriceOverride]:
     return {
-        m.name: PriceOverride(m.input, m.output, m.cached)
+        m.name: PriceOverride(m.input, m.output, m.cached, m.cache_write)
         for m in defs.models
         if m.input is not None and m.output is not None
     }
@@ -385,7 +391,7 @@ class RegistryService:
         name = data.get("name")
         if not isinstance(name, str) or not name.strip():
             raise BadRequest("'name' must be a model name.", param="name")
-        prices = {k: data.get(k) for k in ("input", "output", "cached")}
+        prices = {k: data.get(k) for k in ("input", "output", "cached", "cache_write")}
         for key, value in prices.items():
             if value is not None and (not isinstance(value, int | float) or value < 0):
                 raise BadRequest(f"'{key}' must be a non-negative number.", param=key)
@@ -401,6 +407,7 @@ class RegistryService:
             input=_num(prices["input"]),
             output=_num(prices["output"]),
             cached=_num(prices["cached"]),
+            cache_write=_num(prices["cache_write"]),
             alias_of=alias_of.strip() if alias_of else None,
         )
         await self.store.put_model(rec)

@@ -63,6 +63,7 @@ class ModelRecord:
     input: float | None = None
     output: float | None = None
     cached: float | None = None
+    cache_write: float | None = None
     alias_of: str | None = None
     source: Source = "api"
 
@@ -72,6 +73,7 @@ class ModelRecord:
             "input": self.input,
             "output": self.output,
             "cached": self.cached,
+            "cache_write": self.cache_write,
             "alias_of": self.alias_of,
             "source": self.source,
         }

@@ -51,6 +51,11 @@ MIGRATIONS = (
             DEFAULT '';
         """,
     ),
+    Migration(
+        3,
+        "model cache-write price",
+        "ALTER TABLE registry_models ADD COLUMN IF NOT EXISTS cache_write DOUBLE PRECISION;",
+    ),
 )
 
 _PUT_PROVIDER = """
@@ -68,11 +73,11 @@ ON CONFLICT (pattern) DO UPDATE SET targets = EXCLUDED.targets, position = EXCLU
     source = EXCLUDED.source, updated_at = now()
 """
 _PUT_MODEL = """
-INSERT INTO registry_models (name, input, output, cached, alias_of, source)
-VALUES ($1, $2, $3, $4, $5, $6)
+INSERT INTO registry_models (name, input, output, cached, alias_of, source, cache_write)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
 ON CONFLICT (name) DO UPDATE SET input = EXCLUDED.input, output = EXCLUDED.output,
     cached = EXCLUDED.cached, alias_of = EXCLUDED.alias_of, source = EXCLUDED.source,
-    updated_at = now()
+    cache_write = EXCLUDED.cache_write, updated_at = now()
 """
 
 
@@ -95,7 +100,7 @@ def _route_args(r: RouteRecord) -> tuple[Any, ...]:
 
 
 def _model_args(r: ModelRecord) -> tuple[Any, ...]:
-    return (r.name, r.input, r.output, r.cached, r.alias_of, r.source)
+    return (r.name, r.input, r.output, r.cached, r.alias_of, r.source, r.cache_write)
 
 
 class PgRegistryStore:
@@ -139,6 +144,7 @@ class PgRegistryStore:
                     input=r["input"],
                     output=r["output"],
                     cached=r["cached"],
+                    cache_write=r["cache_write"],
                     alias_of=r["alias_of"],
                     source=r["source"],
                 )

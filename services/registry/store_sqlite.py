@@ -43,7 +43,8 @@ CREATE TABLE IF NOT EXISTS registry_models (
     output REAL,
     cached REAL,
     alias_of TEXT,
-    source TEXT NOT NULL DEFAULT 'api'
+    source TEXT NOT NULL DEFAULT 'api',
+    cache_write REAL
 );
 CREATE TABLE IF NOT EXISTS registry_version (
     id INTEGER PRIMARY KEY CHECK (id = 1),
@@ -58,7 +59,12 @@ INSERT OR REPLACE INTO registry_providers
 VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 """
 _PUT_ROUTE = "INSERT OR REPLACE INTO registry_routes VALUES (?, ?, ?, ?)"
-_PUT_MODEL = "INSERT OR REPLACE INTO registry_models VALUES (?, ?, ?, ?, ?, ?)"
+_PUT_MODEL = """
+INSERT OR REPLACE INTO registry_models (name, input, output, cached, alias_of, source, cache_write)
+VALUES (?, ?, ?, ?, ?, ?, ?)
+"""
+# columns added after the first release: (table, column, declaration)
+_ADDED_COLUMNS = (("registry_models", "cache_write", "REAL"),)
 _BUMP = "UPDATE registry_version SET version = version + 1 WHERE id = 1"
 
 
@@ -80,7 +86,7 @@ def _route_row(r: RouteRecord) -> tuple[Any, ...]:
 
 
 def _model_row(r: ModelRecord) -> tuple[Any, ...]:
-    return (r.name, r.input, r.output, r.cached, r.alias_of, r.source)
+    return (r.name, r.input, r.output, r.cached, r.alias_of, r.source, r.cache_write)
 
 
 class SQLiteRegistryStore:
@@ -99,7 +105,14 @@ class SQLiteRegistryStore:
         return await self.db.run(op)
 
     async def migrate(self) -> None:
-        await self.db.run(lambda conn: conn.executescript(SCHEMA))
+        def op(conn: sqlite3.Connection) -> None:
+            conn.executescript(SCHEMA)
+            for table, column, decl in _ADDED_COLUMNS:
+                have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+                if column not in have:
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
+
+        await self.db.run(op)
 
     async def version(self) -> int:
         def op(conn: sqlite3.Connection) -> int:
@@ -144,6 +157,7 @@ class SQLiteRegistryStore:
                         input=r["input"],
                         output=r["output"],
                         cached=r["cached"],
+                        cache_write=r["cache_write"],
                         alias_of=r["alias_of"],
                         source=r["source"],
                     )

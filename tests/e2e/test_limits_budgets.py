@@ -32,6 +32,7 @@ gpt-budget = 1000000, 1000000
 gpt-budget-500 = 1000000, 1000000
 gpt-budget-slow = 1000000, 1000000
 gpt-budget-wait = 1000000, 1000000
+claude-house-cachewrite = 1, 2, 0.5, 100
 """
 
 
@@ -299,6 +300,27 @@ def test_prompt_caching_is_priced_at_cache_rates(
     assert (row["prompt_tokens"], row["cached_tokens"], row["cache_write_tokens"]) == (29, 5, 4)
     assert row["completion_tokens"] == 9 and row["usage_estimated"] == 0
     assert row["cost_usd"] == pytest.approx(211.5e-6)
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_cache_write_is_priced_at_the_configured_rate(gw: GatewayProcess, stream: bool) -> None:
+    """[prices] claude-house-cachewrite = 1, 2, 0.5, 100: Anthropic reports 20
+    plain input tokens, 5 read from the cache, 4 written to it (its
+    cache_creation_input_tokens) and 9 output, so
+    20 x 1 + 5 x 0.5 + 4 x 100 + 9 x 2 = 440.5 millionths."""
+    key = gw.create_key("cache-house", "--budget-usd", "1000")["key"]
+    body = {
+        "model": "claude-house-cachewrite",
+        "max_tokens": 9,
+        "stream": stream,
+        "messages": [{"role": "user", "content": "hi"}],
+    }
+    headers = {"x-api-key": key, "anthropic-version": "2023-06-01"}
+    resp = httpx.post(gw.url + "/v1/messages", json=body, headers=headers, timeout=10.0)
+    assert resp.status_code == 200, resp.text
+    row = gw.ledger_row(resp.headers["x-request-id"])
+    assert (row["cached_tokens"], row["cache_write_tokens"]) == (5, 4)
+    assert row["cost_usd"] == pytest.approx(440.5e-6)
 
 
 def test_client_leaving_before_the_answer_is_a_499_without_charge(gw: GatewayProcess) -> None:
