@@ -38,7 +38,11 @@ EXAMPLES: Mapping[str, str] = MappingProxyType(
         "providers set": (
             "gateway providers set local --kind openai-compatible "
             "--base-url http://127.0.0.1:11434/v1\n"
-            '  echo "$OPENAI_API_KEY" | gateway providers set openai --kind openai --api-key-stdin'
+            '  echo "$OPENAI_API_KEY" | gateway providers set openai --kind openai '
+            "--api-key-stdin\n"
+            "  gateway providers set corp --kind openai-compatible "
+            "--base-url https://llm.corp.example/v1 --proxy http://proxy.corp:3128 "
+            "--header 'X-Team: search'"
         ),
         "providers delete": "gateway providers delete local",
         "models": "gateway models list",
@@ -128,6 +132,26 @@ OPTIONS: Mapping[tuple[str, str], str] = MappingProxyType(
         ("providers set", "--timeout"): "upstream timeout in seconds, e.g. --timeout 120",
         ("providers set", "--api-key-stdin"): "read the provider's API key from the first line "
         'of standard input, e.g. echo "$KEY" | gateway providers set ... --api-key-stdin',
+        ("providers set", "--proxy"): "its own proxy (none: direct; unset: the environment's), "
+        "e.g. --proxy http://proxy.corp:3128",
+        ("providers set", "--ca-file"): "trust this CA file on the router host, "
+        "e.g. --ca-file /etc/corp/ca.pem",
+        (
+            "providers set",
+            "--tls-verify",
+        ): "check the upstream's certificate, e.g. --tls-verify false",
+        ("providers set", "--cert-file"): "client certificate (PEM), "
+        "e.g. --cert-file /etc/corp/client.pem",
+        (
+            "providers set",
+            "--key-file",
+        ): "its private key, e.g. --key-file /etc/corp/client-key.pem",
+        ("providers set", "--header"): "an extra header on every call (repeatable), "
+        "e.g. --header 'X-Team: search'",
+        ("providers set", "--max-connections"): "this provider's own pool limit, "
+        "e.g. --max-connections 32",
+        ("providers set", "--forward-org-headers"): "pass clients' OpenAI-Organization and "
+        "-Project headers on, e.g. --forward-org-headers true",
         ("providers delete", "name"): "the provider to delete, e.g. local",
         ("models set", "name"): "the model name clients send, e.g. my-model",
         ("models set", "--input"): "USD per million input tokens, e.g. --input 0.10",

@@ -93,6 +93,16 @@ def cmd_provider_set(args: argparse.Namespace) -> int:
         body["timeout"] = args.timeout
     if args.api_key_stdin:
         body["api_key"] = sys.stdin.readline().strip()
+    for key in ("proxy", "ca_file", "cert_file", "key_file", "max_connections"):
+        value = getattr(args, key)
+        if value is not None:
+            body[key] = value
+    for key in ("tls_verify", "forward_org_headers"):
+        value = getattr(args, key)
+        if value is not None:
+            body[key] = value == "true"
+    if args.header:
+        body["headers"] = ", ".join(args.header)
     rec = _admin().registry_put("providers", body)
     cred = "with a credential" if rec["has_credential"] else "without a credential"
     print(f"Provider {rec['name']} ({rec['kind']}) saved {cred}.")
@@ -153,6 +163,14 @@ def add_registry_commands(sub: Any) -> None:
         action="store_true",
         help="read the provider's API key from the first line of standard input",
     )
+    pset.add_argument("--proxy")
+    pset.add_argument("--ca-file")
+    pset.add_argument("--tls-verify", choices=("true", "false"))
+    pset.add_argument("--cert-file")
+    pset.add_argument("--key-file")
+    pset.add_argument("--header", action="append")
+    pset.add_argument("--max-connections", type=int)
+    pset.add_argument("--forward-org-headers", choices=("true", "false"))
     pset.set_defaults(func=cmd_provider_set)
     delete(prov, "providers", "name")
 

@@ -8,12 +8,14 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import orjson
 
 from tokgateway.common.contracts import KeyInfo
 from tokgateway.common.crypto import CredentialBox
 from tokgateway.common.pricing import Price, PriceTable
 from tokgateway.common.routing import RouteTable
-from tokgateway.common.settings import ProviderConfig, RouteRule, RouteTarget
+from tokgateway.common.settings import ProviderConfig, ProviderNetwork, RouteRule, RouteTarget
+from tokgateway.common.settings_providers import network_from_doc
 from tokgateway.common.tracing import inject
 
 
@@ -129,6 +131,7 @@ def table_from_snapshot(data: dict[str, Any], box: CredentialBox) -> RouteTable:
             timeout=p.get("timeout"),
             anthropic_version=p.get("anthropic_version") or "2023-06-01",
             api_version=p.get("api_version") or "",
+            network=_network(box, p.get("network_sealed") or ""),
         )
         for p in data.get("providers", [])
     }
@@ -154,3 +157,9 @@ def table_from_snapshot(data: dict[str, Any], box: CredentialBox) -> RouteTable:
             for pattern, s in (data.get("strategies") or {}).items()
         },
     )
+
+
+def _network(box: CredentialBox, sealed: str) -> ProviderNetwork:
+    """A provider's network options as the registry sealed them (see
+    registry/provider_network.py)."""
+    return network_from_doc(orjson.loads(box.open(sealed))) if sealed else ProviderNetwork()

@@ -177,3 +177,71 @@ def provider_network(name: str, fields: Mapping[str, Any]) -> ProviderNetwork:
         max_connections=limit,
         forward_org_headers=bool(fields.get("forward_org_headers", False)),
     )
+
+
+NETWORK_KEYS = (
+    "proxy",
+    "ca_file",
+    "tls_verify",
+    "cert_file",
+    "key_file",
+    "headers",
+    "max_connections",
+    "forward_org_headers",
+)
+
+
+def network_doc(net: ProviderNetwork) -> dict[str, Any]:
+    """A provider's network options as JSON (the registry keeps it sealed: a
+    proxy URL and header values may carry credentials); {} for the defaults."""
+    if net == ProviderNetwork():
+        return {}
+    return {
+        "proxy": net.proxy,
+        "ca_file": net.ca_file,
+        "tls_verify": net.tls_verify,
+        "cert_file": net.cert_file,
+        "key_file": net.key_file,
+        "headers": [[k, v] for k, v in net.headers],
+        "max_connections": net.max_connections,
+        "forward_org_headers": net.forward_org_headers,
+    }
+
+
+def network_from_doc(doc: Mapping[str, Any]) -> ProviderNetwork:
+    """The inverse of :func:`network_doc` (a document it wrote)."""
+    if not doc:
+        return ProviderNetwork()
+    proxy = doc.get("proxy")
+    return ProviderNetwork(
+        proxy=str(proxy) if proxy is not None else None,
+        ca_file=str(doc.get("ca_file") or ""),
+        tls_verify=bool(doc.get("tls_verify", True)),
+        cert_file=str(doc.get("cert_file") or ""),
+        key_file=str(doc.get("key_file") or ""),
+        headers=tuple((str(k), str(v)) for k, v in doc.get("headers") or ()),
+        max_connections=int(doc.get("max_connections") or 0),
+        forward_org_headers=bool(doc.get("forward_org_headers", False)),
+    )
+
+
+def network_shown(net: ProviderNetwork) -> dict[str, Any]:
+    """What an API or ``config show`` may print: the proxy's credentials
+    masked, header names without their values."""
+    return {
+        "proxy": mask_proxy(net.proxy) if net.proxy else net.proxy,
+        "ca_file": net.ca_file,
+        "tls_verify": net.tls_verify,
+        "cert_file": net.cert_file,
+        "key_file": net.key_file,
+        "headers": [k for k, _ in net.headers],
+        "max_connections": net.max_connections,
+        "forward_org_headers": net.forward_org_headers,
+    }
+
+
+def mask_proxy(url: str) -> str:
+    """A proxy URL with its ``user:password@`` masked, with or without a scheme."""
+    if "://" in url:
+        return mask_url(url)
+    return url if "@" not in url else "****@" + url.rsplit("@", 1)[1]

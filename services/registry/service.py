@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 from starlette.requests import Request
@@ -31,9 +31,17 @@ from tokgateway.common.settings import (
     PROVIDER_KINDS,
     PriceOverride,
     ProviderConfig,
+    ProviderNetwork,
     RouteRule,
     RouteTarget,
     Settings,
+)
+from tokgateway.common.settings_providers import network_shown
+from tokgateway.registry.provider_network import (
+    Sealer,
+    network_from_api,
+    open_network,
+    seal_network,
 )
 from tokgateway.registry.store import (
     Definitions,
@@ -46,12 +54,6 @@ from tokgateway.registry.store import (
 
 KEYED_KINDS = frozenset({"openai", "anthropic", "gemini", "azure"})
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-
-
-class Sealer(Protocol):
-    def seal(self, plaintext: str) -> str: ...
-
-    def open(self, token: str) -> str: ...
 
 
 class ClearBox:
@@ -75,6 +77,7 @@ def config_definitions(settings: Settings, box: Sealer) -> Definitions:
             timeout=p.timeout,
             anthropic_version=p.anthropic_version,
             api_version=p.api_version,
+            network_sealed=seal_network(box, p.network),
             source="config",
         )
         for p in settings.providers.values()
@@ -128,6 +131,7 @@ def build_table(
             timeout=p.timeout,
             anthropic_version=p.anthropic_version,
             api_version=p.api_version,
+            network=open_network(box, p.network_sealed),
         )
         for p in defs.providers
     }
@@ -246,8 +250,16 @@ class RegistryService:
                     "status": "cooldown",
                     "problem": "circuit breaker open after failures: " + ", ".join(cooling),
                 }
-            out.append({**p.public(), "health": health})
+            out.append({**self.provider_public(p), "health": health})
         return out
+
+    def provider_public(self, rec: ProviderRecord) -> dict[str, Any]:
+        """The record as the admin API shows it: no credential, the proxy's
+        password masked, header names only."""
+        return {
+            **rec.public(),
+            "network": network_shown(open_network(self.box, rec.network_sealed)),
+        }
 
     def provider_health(self, rec: ProviderRecord) -> dict[str, str]:
         """What can be known without calling the provider: a key that was
@@ -286,6 +298,7 @@ class RegistryService:
                     "timeout": p.timeout,
                     "anthropic_version": p.anthropic_version,
                     "api_version": p.api_version,
+                    "network_sealed": p.network_sealed,
                 }
                 for p in defs.providers
             ],
@@ -334,6 +347,8 @@ class RegistryService:
         api_key = data.get("api_key")
         if api_key is not None and not isinstance(api_key, str):
             raise BadRequest("'api_key' must be a string.", param="api_key")
+        current = open_network(self.box, existing.network_sealed) if existing else None
+        network = network_from_api(data, current or ProviderNetwork())
         sealed = (
             self.box.seal(api_key)
             if api_key is not None
@@ -347,6 +362,7 @@ class RegistryService:
             timeout=float(timeout) if timeout is not None else None,
             anthropic_version=str(data.get("anthropic_version") or "2023-06-01"),
             api_version=str(data.get("api_version") or ""),
+            network_sealed=seal_network(self.box, network),
         )
         await self.store.put_provider(rec)
         await self._changed("providers")
@@ -508,10 +524,14 @@ class RegistryAdminAPI:
             result = await op(await read_json(request, 1 << 16))
         except GatewayError as err:
             return error_response(err)
-        return JSONResponse(result.public(), status_code=201)
+        body = result if isinstance(result, dict) else result.public()
+        return JSONResponse(body, status_code=201)
 
     async def put_provider(self, request: Request) -> Response:
-        return await self._write(request, self.service.put_provider)
+        async def write(data: dict[str, Any]) -> dict[str, Any]:
+            return self.service.provider_public(await self.service.put_provider(data))
+
+        return await self._write(request, write)
 
     async def put_route(self, request: Request) -> Response:
         return await self._write(request, self.service.put_route)

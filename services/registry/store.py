@@ -24,10 +24,12 @@ class ProviderRecord:
     timeout: float | None = None
     anthropic_version: str = "2023-06-01"
     api_version: str = ""
+    network_sealed: str = ""  # proxy, TLS files, headers...: see provider_network.py
     source: Source = "api"
 
     def public(self) -> dict[str, Any]:
-        """What any API may show: never the credential."""
+        """What any API may show: never the credential (nor the network
+        options, sealed here; the service shows them masked)."""
         return {
             "name": self.name,
             "kind": self.kind,

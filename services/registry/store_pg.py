@@ -56,16 +56,23 @@ MIGRATIONS = (
         "model cache-write price",
         "ALTER TABLE registry_models ADD COLUMN IF NOT EXISTS cache_write DOUBLE PRECISION;",
     ),
+    Migration(
+        4,
+        "provider network options, sealed",
+        "ALTER TABLE registry_providers ADD COLUMN IF NOT EXISTS network_sealed TEXT NOT NULL"
+        " DEFAULT '';",
+    ),
 )
 
 _PUT_PROVIDER = """
 INSERT INTO registry_providers (name, kind, base_url, api_key_sealed, timeout,
-    anthropic_version, source, api_version)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+    anthropic_version, source, api_version, network_sealed)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 ON CONFLICT (name) DO UPDATE SET kind = EXCLUDED.kind, base_url = EXCLUDED.base_url,
     api_key_sealed = EXCLUDED.api_key_sealed, timeout = EXCLUDED.timeout,
     anthropic_version = EXCLUDED.anthropic_version, source = EXCLUDED.source,
-    api_version = EXCLUDED.api_version, updated_at = now()
+    api_version = EXCLUDED.api_version, network_sealed = EXCLUDED.network_sealed,
+    updated_at = now()
 """
 _PUT_ROUTE = """
 INSERT INTO registry_routes (pattern, targets, position, source) VALUES ($1, $2::jsonb, $3, $4)
@@ -91,6 +98,7 @@ def _provider_args(r: ProviderRecord) -> tuple[Any, ...]:
         r.anthropic_version,
         r.source,
         r.api_version,
+        r.network_sealed,
     )
 
 
@@ -125,6 +133,7 @@ class PgRegistryStore:
                     timeout=r["timeout"],
                     anthropic_version=r["anthropic_version"],
                     api_version=r["api_version"],
+                    network_sealed=r["network_sealed"],
                     source=r["source"],
                 )
                 for r in providers

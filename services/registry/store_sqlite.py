@@ -29,7 +29,8 @@ CREATE TABLE IF NOT EXISTS registry_providers (
     timeout REAL,
     anthropic_version TEXT NOT NULL DEFAULT '2023-06-01',
     api_version TEXT NOT NULL DEFAULT '',
-    source TEXT NOT NULL DEFAULT 'api'
+    source TEXT NOT NULL DEFAULT 'api',
+    network_sealed TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS registry_routes (
     pattern TEXT PRIMARY KEY,
@@ -55,8 +56,9 @@ INSERT OR IGNORE INTO registry_version (id, version) VALUES (1, 0);
 
 _PUT_PROVIDER = """
 INSERT OR REPLACE INTO registry_providers
-    (name, kind, base_url, api_key_sealed, timeout, anthropic_version, api_version, source)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+    (name, kind, base_url, api_key_sealed, timeout, anthropic_version, api_version, source,
+     network_sealed)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 _PUT_ROUTE = "INSERT OR REPLACE INTO registry_routes VALUES (?, ?, ?, ?)"
 _PUT_MODEL = """
@@ -64,7 +66,10 @@ INSERT OR REPLACE INTO registry_models (name, input, output, cached, alias_of, s
 VALUES (?, ?, ?, ?, ?, ?, ?)
 """
 # columns added after the first release: (table, column, declaration)
-_ADDED_COLUMNS = (("registry_models", "cache_write", "REAL"),)
+_ADDED_COLUMNS = (
+    ("registry_models", "cache_write", "REAL"),
+    ("registry_providers", "network_sealed", "TEXT NOT NULL DEFAULT ''"),
+)
 _BUMP = "UPDATE registry_version SET version = version + 1 WHERE id = 1"
 
 
@@ -78,6 +83,7 @@ def _provider_row(r: ProviderRecord) -> tuple[Any, ...]:
         r.anthropic_version,
         r.api_version,
         r.source,
+        r.network_sealed,
     )
 
 
@@ -138,6 +144,7 @@ class SQLiteRegistryStore:
                         timeout=r["timeout"],
                         anthropic_version=r["anthropic_version"],
                         api_version=r["api_version"],
+                        network_sealed=r["network_sealed"],
                         source=r["source"],
                     )
                     for r in providers

@@ -232,3 +232,51 @@ api_key = sk-far
             gw.stop()
         assert f"POST {url}/v1/chat/completions HTTP/1.1" in proxy.lines()
         assert "127.0.0.1:" + str(gw.port) not in proxy.lines()
+
+
+def test_a_provider_added_through_the_admin_api_uses_its_own_proxy(tmp_path: Path) -> None:
+    """No [provider.far] in any INI file: its proxy (with credentials the
+    proxy demands) comes with the record the admin API stored."""
+    upstream = MockUpstream()
+    host = _host_address()
+    with (
+        tinyproxy(tmp_path, auth=("gw", "pr0xy-s3cret")) as proxy,
+        serve_in_thread(upstream.app, host=host) as url,
+    ):
+        gw = GatewayProcess(tmp_path / "gw", "[gateway]\nlog_level = info\n").start()
+        try:
+            admin = {"authorization": f"Bearer {gw.admin_token()}"}
+            provider = {
+                "name": "far",
+                "kind": "openai-compatible",
+                "base_url": f"{url}/v1",
+                "api_key": "sk-far",
+                "proxy": proxy.url,
+                "headers": "X-Via: admin-api",
+            }
+            made = httpx.post(gw.url + "/admin/providers", json=provider, headers=admin)
+            assert made.status_code == 201, made.text
+            assert made.json()["network"]["proxy"].startswith("http://****@127.0.0.1:")
+            route = {"pattern": "*", "targets": "far"}
+            assert httpx.post(gw.url + "/admin/routes", json=route, headers=admin).is_success
+            listed = httpx.get(gw.url + "/admin/providers", headers=admin)
+            assert "pr0xy-s3cret" not in listed.text
+            secret = str(gw.create_key("via-api")["key"])
+            resp = _chat(gw, secret, "gpt-4o")
+            assert resp.status_code == 200, resp.text
+            assert upstream.rec.headers[-1]["x-via"] == "admin-api"
+            # the CLI changes one option; the proxy (not named) is kept
+            base = ("providers", "set", "far", "--kind", "openai-compatible", "--base-url")
+            gw.cli(*base, f"{url}/v1", "--header", "X-Via: cli")
+            assert _chat(gw, secret, "gpt-4o").status_code == 200
+            assert upstream.rec.headers[-1]["x-via"] == "cli"
+            assert proxy.lines().count(f"POST {url}/v1/chat/completions HTTP/1.1") == 2
+
+            refused = {**provider, "proxy": "http://gw:wrong@" + proxy.url.rsplit("@", 1)[1]}
+            assert httpx.post(gw.url + "/admin/providers", json=refused, headers=admin).is_success
+            denied = _chat(gw, secret, "gpt-4o")
+            assert denied.status_code == 502, denied.text  # the proxy said 401
+        finally:
+            gw.stop()
+        assert f"POST {url}/v1/chat/completions HTTP/1.1" in proxy.lines()
+        assert "pr0xy-s3cret" not in gw.stderr_text() + gw.stdout_text()

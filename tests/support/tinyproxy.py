@@ -29,7 +29,9 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def tinyproxy(tmp: Path) -> Iterator[TinyProxy]:
+def tinyproxy(tmp: Path, auth: tuple[str, str] | None = None) -> Iterator[TinyProxy]:
+    """``auth``: a user and password the proxy demands (BasicAuth); the URL
+    handed out then carries them."""
     binary = shutil.which("tinyproxy") or "/usr/sbin/tinyproxy"
     port = _free_port()
     log = tmp / "tinyproxy.log"
@@ -37,6 +39,7 @@ def tinyproxy(tmp: Path) -> Iterator[TinyProxy]:
     conf.write_text(
         f'Port {port}\nListen 127.0.0.1\nTimeout 30\nLogFile "{log}"\nLogLevel Info\n'
         "MaxClients 20\nAllow 127.0.0.1\nDisableViaHeader Yes\n"
+        + (f"BasicAuth {auth[0]} {auth[1]}\n" if auth else "")
     )
     proc = subprocess.Popen(
         [binary, "-d", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
@@ -51,7 +54,8 @@ def tinyproxy(tmp: Path) -> Iterator[TinyProxy]:
                     f"tinyproxy did not start: {log.read_text() if log.exists() else ''}"
                 )
             time.sleep(0.05)
-        yield TinyProxy(f"http://127.0.0.1:{port}", log)
+        userinfo = f"{auth[0]}:{auth[1]}@" if auth else ""
+        yield TinyProxy(f"http://{userinfo}127.0.0.1:{port}", log)
     finally:
         proc.terminate()
         try:

@@ -1,11 +1,11 @@
 """The upstream client's settings as the router receives them, and the step
 that gives each provider its network options.
 
-Providers come to the router from the registry, whose records carry no network
-options; those live in the INI file's ``[provider.NAME]`` section, so they are
-taken from there by provider name (:meth:`ClientOptions.with_network`). A
-provider added only through the admin API follows the environment's proxy and
-the system's CA store."""
+Providers come to the router from the registry, whose records carry their
+network options (from the INI file's ``[provider.NAME]`` section, or given
+through the admin API). A router's own INI section for the same provider name
+wins (:meth:`ClientOptions.with_network`): file paths such as ``ca_file`` are
+paths on the router's host."""
 
 from __future__ import annotations
 
@@ -47,7 +47,8 @@ class ClientOptions:
         )
 
     def with_network(self, config: ProviderConfig) -> ProviderConfig:
-        """``config`` with the network options its INI section gives, if any."""
+        """``config`` with the network options this router's INI section for it
+        gives, if it has one; else those of the registry's record."""
         network = self.networks.get(config.name)
         if network is None or network == config.network:
             return config
