@@ -98,6 +98,7 @@ def client_options(settings: Settings) -> ClientOptions:
         pool_timeout=float(settings.get("gateway.upstream_pool_timeout")),
         max_body=int(settings.get("gateway.upstream_max_body_mb")) << 20,
         max_event=int(settings.get("gateway.upstream_max_event_mb")) << 20,
+        max_stream=int(settings.get("gateway.upstream_max_stream_mb")) << 20,
         happy_eyeballs_delay=float(settings.get("gateway.upstream_happy_eyeballs_ms")) / 1000,
         proxies=proxies,
         networks={name: p.network for name, p in settings.providers.items()},

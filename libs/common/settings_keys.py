@@ -161,6 +161,13 @@ KEYS: tuple[KeySpec, ...] = (
         doc="largest single server-sent event of an upstream stream; larger is an error",
     ),
     KeySpec(
+        "gateway",
+        "upstream_max_stream_mb",
+        "64",
+        parse_int,
+        doc="largest whole upstream stream (decompressed); more ends it with an error event",
+    ),
+    KeySpec(
         "gateway", "upstream_keepalive", "60", parse_float, doc="idle seconds a connection is kept"
     ),
     KeySpec(

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import orjson
 import pytest
 
 from tests.support.gateway_proc import GatewayProcess
@@ -54,6 +55,10 @@ def net_gateway(
 [gateway]
 upstream_pool_timeout = 0.5
 upstream_timeout = 2
+upstream_max_stream_mb = 1
+
+[ledger]
+flush_interval_ms = 50
 
 [provider.mock]
 kind = openai-compatible
@@ -72,7 +77,13 @@ kind = openai-compatible
 base_url = http://127.0.0.1:{hung_port}/v1
 max_connections = 3
 
+[provider.mockant]
+kind = anthropic
+base_url = {mock[1]}
+api_key = sk-ant-up
+
 [routes]
+ant-* = mockant
 hung-* = hung
 org-* = orgok
 claude-* = mock
@@ -157,6 +168,45 @@ def test_a_200_html_page_is_a_502(net_gateway: GatewayProcess, key: str) -> None
     )
     assert ant.status_code == 502
     assert ant.json()["type"] == "error" and ant.json()["error"]["type"] == "api_error"
+
+
+@pytest.mark.parametrize(
+    ("path", "model"),
+    [(CHAT, "gpt-4o-forever"), ("/v1/messages", "ant-forever"), (CHAT, "ant-forever")],
+    ids=["openai", "anthropic", "anthropic-translated"],
+)
+def test_a_stream_that_never_ends_is_cut_off(
+    net_gateway: GatewayProcess, key: str, path: str, model: str
+) -> None:
+    """upstream_max_stream_mb = 1: the mock streams 4 KiB events forever; the
+    client gets what came, then an error event in its API's own shape."""
+    body = {
+        "model": model,
+        "stream": True,
+        "max_tokens": 5,
+        "messages": [{"role": "user", "content": "x"}],
+    }
+    headers = {"authorization": f"Bearer {key}", "anthropic-version": "2023-06-01"}
+    with httpx.stream(
+        "POST", net_gateway.url + path, json=body, headers=headers, timeout=30
+    ) as stream:
+        assert stream.status_code == 200
+        raw = b"".join(stream.iter_bytes())
+        request_id = stream.headers["x-request-id"]
+    assert (1 << 19) < len(raw) < (2 << 20)
+    events = [e for e in raw.rstrip().split(b"\n\n") if e != b"data: [DONE]"]
+    last = events[-1]
+    if path == CHAT:
+        error = orjson.loads(last.removeprefix(b"data: "))["error"]
+    else:
+        event, data = last.split(b"\n", 1)
+        assert event == b"event: error"
+        doc = orjson.loads(data.removeprefix(b"data: "))
+        assert doc["type"] == "error"
+        error = doc["error"]
+    assert "streamed too much" in error["message"] and "1048576 bytes" in error["message"]
+    row = net_gateway.ledger_row(request_id)
+    assert (row["status"], row["error_class"]) == (502, "upstream")
 
 
 def test_headers_up_and_back(

@@ -21,6 +21,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 REPLY = "Hello from the mock upstream"
+FOREVER_TEXT = "forever " * 512  # 4 KiB of content per streamed event
 # what a provider sends besides the body (chat answers and every stream)
 UPSTREAM_HEADERS = {"x-request-id": "req_mock_ok", "x-ratelimit-remaining-tokens": "9999"}
 
@@ -215,6 +216,10 @@ class MockUpstream:
                     )
                 yield b"data: [DONE]\n\n"
                 return
+            if model.endswith("-forever"):  # an upstream that never stops talking
+                while True:
+                    yield chunk({"content": FOREVER_TEXT}, None)
+                    await asyncio.sleep(0)
             words = REPLY.split(" ")
             for i, word in enumerate(words * (50 if slow else 1)):
                 if slow:
@@ -433,6 +438,16 @@ class MockUpstream:
                 },
             )
             yield ev("ping", {"type": "ping"})
+            while model.endswith("-forever"):  # an upstream that never stops talking
+                yield ev(
+                    "content_block_delta",
+                    {
+                        "type": "content_block_delta",
+                        "index": 0,
+                        "delta": {"type": "text_delta", "text": FOREVER_TEXT},
+                    },
+                )
+                await asyncio.sleep(0)
             for i, word in enumerate(REPLY.split(" ")):
                 yield ev(
                     "content_block_delta",

@@ -9,10 +9,10 @@ environment or per provider, CONNECT-tunnelled for https (:mod:`.proxy`); TLS
 with a provider's own CA file, client certificate or no verification; a connect
 timeout, a read timeout between received bytes; gzip/deflate answers
 decompressed incrementally and bounded in size like plain ones; bodies read
-whole or streamed chunk by chunk with back-pressure; and one retry on a fresh
-connection when a reused one turns out to have been closed by the peer before
-it answered. Errors are the ``ClientError`` tree below; the adapters translate
-them into the gateway's own.
+whole or streamed chunk by chunk with back-pressure (a whole stream bounded
+too); and one retry on a fresh connection when a reused one turns out to have
+been closed by the peer before it answered. Errors are the ``ClientError``
+tree below; the adapters translate them into the gateway's own.
 
 The client asks only for the codings it decodes with a bound
 (:data:`ACCEPT_ENCODING`, see :mod:`.decoding`: gzip, deflate, br); an answer in
@@ -74,6 +74,11 @@ class PoolTimeout(ClientError):
 
 class BodyTooLarge(ClientError):
     """The answer (decompressed) passed the client's size limit."""
+
+
+class StreamTooLarge(ClientError):
+    """A streamed answer (decompressed) passed the client's limit for a whole
+    stream: an upstream that never stops is cut off, not relayed forever."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -356,6 +361,7 @@ class Response:
         self._client = client
         self.status = conn.status
         self.max_body = client.max_body
+        self.max_stream = client.max_stream
         self._coding_error = ""
         try:
             self._decoder = decoder_for(conn.headers.get("content-encoding", ""))
@@ -411,28 +417,40 @@ class Response:
     async def iter_chunks(self) -> AsyncIterator[bytes]:
         """The body as it arrives. A compressed chunk is inflated in pieces of
         about :data:`DECODED_PIECE`, so a bomb never sits in memory whole; the
-        caller bounds the stream (per event)."""
+        caller bounds each event, this bounds the whole: ``StreamTooLarge`` once
+        more than ``max_stream`` bytes came (the connection is then dropped)."""
         conn = self._conn
         if conn is None:
             raise ConnectionClosed("the response was already closed")
         self._check_encoding()
+        total = 0
         try:
             while True:
                 if conn.body:
                     for piece in self._decoded(conn.take_body(), DECODED_PIECE):
                         if piece:
+                            total += len(piece)
+                            self._check_stream(total)
                             yield piece
                     continue
                 if conn.complete:
                     tail = self._finish()
                     if tail:
+                        self._check_stream(total + len(tail))
                         yield tail
                     return
                 if conn.error is not None:
                     raise conn.error
                 await conn.wait()
+        except StreamTooLarge:
+            self.close(abort=True)
+            raise
         finally:
             self.close()
+
+    def _check_stream(self, total: int) -> None:
+        if total > self.max_stream:
+            raise StreamTooLarge(f"the stream is larger than {self.max_stream} bytes")
 
     def _decoded(self, data: bytes, limit: int) -> Iterator[bytes]:
         decoder = self._decoder
@@ -478,6 +496,7 @@ class HTTPClient:
         pool_timeout: float = 30.0,
         max_body: int = 64 << 20,
         max_event: int = 8 << 20,
+        max_stream: int = 64 << 20,
         happy_eyeballs_delay: float = DEFAULT_DELAY,
         proxies: EnvProxies | None = None,
         header_hooks: list[HeaderHook] | None = None,
@@ -489,6 +508,7 @@ class HTTPClient:
         self.pool_timeout = pool_timeout
         self.max_body = max_body
         self.max_event = max_event  # read by the adapters, which see the events
+        self.max_stream = max_stream
         self.happy_eyeballs_delay = happy_eyeballs_delay
         self._proxies = proxies or EnvProxies()
         self._hooks = list(header_hooks or ())

@@ -25,6 +25,7 @@ from tokgateway.router.providers.client import (
     PoolTimeout,
     ReadTimeout,
     Response,
+    StreamTooLarge,
 )
 from tokgateway.router.providers.events import EventCheck
 
@@ -152,6 +153,8 @@ async def _iter_chunks(resp: Response, name: str, check: EventCheck) -> AsyncIte
         raise UpstreamUnavailable(f"Provider {name!r} sent a broken stream: {exc}.") from None
     except ReadTimeout:
         raise UpstreamTimeout(f"Provider {name!r} stopped streaming.") from None
+    except StreamTooLarge as exc:
+        raise UpstreamUnavailable(f"Provider {name!r} streamed too much: {exc}.") from None
     except ClientError as exc:
         raise UpstreamUnavailable(f"Provider {name!r} broke off its stream: {exc}.") from None
     finally:

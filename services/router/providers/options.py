@@ -27,6 +27,7 @@ class ClientOptions:
     pool_timeout: float = 30.0
     max_body: int = 64 << 20
     max_event: int = 8 << 20
+    max_stream: int = 64 << 20
     happy_eyeballs_delay: float = DEFAULT_DELAY
     proxies: EnvProxies = field(default_factory=EnvProxies)
     networks: Mapping[str, ProviderNetwork] = field(default_factory=dict)
@@ -41,6 +42,7 @@ class ClientOptions:
             pool_timeout=self.pool_timeout,
             max_body=self.max_body,
             max_event=self.max_event,
+            max_stream=self.max_stream,
             happy_eyeballs_delay=self.happy_eyeballs_delay,
             proxies=self.proxies,
             header_hooks=hooks,

@@ -32,6 +32,7 @@ from tokgateway.router.providers.client import (
     HTTPClient,
     PoolTimeout,
     ProtocolError,
+    StreamTooLarge,
 )
 from tokgateway.router.providers.proxy import EnvProxies, Proxy, bypassed, proxies_from_env
 
@@ -225,6 +226,40 @@ async def test_a_gzip_bomb_is_refused_with_bounded_memory(
     finally:
         await client.close()
     assert _peak_rss_mb() - before < 200
+
+
+async def test_a_stream_that_never_ends_is_cut_off_at_the_stream_limit(
+    serve: Callable[..., Awaitable[int]],
+) -> None:
+    gone = asyncio.Event()
+
+    async def forever(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(
+            b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+            b"transfer-encoding: chunked\r\n\r\n"
+        )
+        event = b'data: {"choices": [{"delta": {"content": "' + b"x" * 4000 + b'"}}]}\n\n'
+        try:
+            while True:
+                writer.write(b"%x\r\n%s\r\n" % (len(event), event))
+                await writer.drain()
+        except ConnectionError:
+            gone.set()
+
+    port = await serve(forever)
+    client = HTTPClient(max_stream=1 << 20)
+    try:
+        resp = await client.request("POST", f"http://127.0.0.1:{port}/v1/x", {}, b"{}")
+        seen = 0
+        with pytest.raises(StreamTooLarge, match="larger than 1048576 bytes"):
+            async for piece in resp.iter_chunks():
+                seen += len(piece)
+        assert 1 << 19 < seen <= 1 << 20  # what came before the piece that passed it
+        await asyncio.wait_for(gone.wait(), 5)  # the connection was dropped, not kept
+        assert client.pool_stats()[0][1:] == (0, 0)
+    finally:
+        await client.close()
 
 
 async def test_plain_answers_are_bounded_too_and_codings_are_checked(
