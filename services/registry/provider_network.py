@@ -4,12 +4,12 @@ values may carry credentials), opened for the route table and the snapshot
 routers load.
 
 The admin API takes the keys of an INI ``[provider.NAME]`` section: ``proxy``
-(an ``http://`` URL, or ``"none"`` for direct; absent or null follows the
-environment), ``ca_file``, ``tls_verify``, ``cert_file``, ``key_file``,
-``headers`` ("Name: value, ..." or an object), ``max_connections`` and
-``forward_org_headers``. A write keeps the provider's current value of each
-key it does not name (the way a write without ``api_key`` keeps the key); a
-key given as null goes back to its default."""
+(an ``http://``, ``socks5://`` or ``socks5h://`` URL, or ``"none"`` for
+direct; absent or null follows the environment), ``ca_file``, ``tls_verify``,
+``cert_file``, ``key_file``, ``headers`` ("Name: value, ..." or an object),
+``max_connections`` and ``forward_org_headers``. A write keeps the provider's
+current value of each key it does not name (the way a write without
+``api_key`` keeps the key); a key given as null goes back to its default."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from tokgateway.common.settings_providers import (
     parse_header_list,
 )
 
-PROXY_SCHEMES = ("http",)
+PROXY_SCHEMES = ("http", "socks5", "socks5h")
 
 
 class Sealer(Protocol):

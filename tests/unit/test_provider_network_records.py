@@ -135,3 +135,15 @@ async def test_bad_network_options_are_refused(
         assert "corp" not in registry.snapshot().providers
     finally:
         await registry.close()
+
+
+@pytest.mark.parametrize(
+    "proxy", ["socks5://proxy.corp:1080", "socks5h://u:p@proxy.corp:9050", "none", "http://p:8"]
+)
+async def test_proxy_schemes_the_client_speaks_are_taken(tmp_path: Path, proxy: str) -> None:
+    registry = await _registry(tmp_path)
+    try:
+        await registry.put_provider({**CORP, "proxy": proxy})
+        assert registry.snapshot().providers["corp"].network.proxy == proxy
+    finally:
+        await registry.close()

@@ -5,7 +5,8 @@ It does what the provider adapters need and nothing else: POST/GET with a body
 in one write; a pool per origin (scheme, host, port and connection options)
 with its own limit and a bounded wait for a free slot, so one hung provider
 cannot starve the others; Happy Eyeballs (:mod:`.dial`); HTTP proxies from the
-environment or per provider, CONNECT-tunnelled for https (:mod:`.proxy`); TLS
+environment or per provider, CONNECT-tunnelled for https (:mod:`.proxy`), and
+SOCKS5 ones (:mod:`.socks`); TLS
 with a provider's own CA file, client certificate or no verification; a connect
 timeout, a read timeout between received bytes; gzip/deflate answers
 decompressed incrementally and bounded in size like plain ones; bodies read
@@ -35,6 +36,7 @@ import httptools
 from tokgateway.router.providers.decoding import DecodeError, accept_encoding, decoder_for
 from tokgateway.router.providers.dial import DEFAULT_DELAY, dial
 from tokgateway.router.providers.proxy import EnvProxies, Proxy, ProxyError, tunnel
+from tokgateway.router.providers.socks import socks5_connect
 
 HeaderHook = Callable[[MutableMapping[str, str]], None]
 
@@ -562,7 +564,7 @@ class HTTPClient:
         target, pool, proxy = route
         for hook in self._hooks:
             hook(headers)
-        if proxy is not None and target.origin.scheme == "http":
+        if proxy is not None and not proxy.is_socks and target.origin.scheme == "http":
             if proxy.authorization:
                 headers["proxy-authorization"] = proxy.authorization
             data = _request_bytes(method, target.absolute_tail, headers, body)
@@ -647,7 +649,9 @@ class HTTPClient:
                     sock = await dial(origin.host, origin.port, delay=self.happy_eyeballs_delay)
                 else:
                     sock = await dial(proxy.host, proxy.port, delay=self.happy_eyeballs_delay)
-                    if origin.scheme == "https":
+                    if proxy.is_socks:
+                        await socks5_connect(sock, proxy, origin.host, origin.port)
+                    elif origin.scheme == "https":
                         await tunnel(sock, proxy, origin.host, origin.port)
                 _, conn = await loop.create_connection(
                     lambda: _Connection(loop, pool),

@@ -1,5 +1,6 @@
-"""HTTP proxies for upstream calls: which proxy an origin goes through, and the
-CONNECT handshake that tunnels TLS through it.
+"""Proxies for upstream calls: which proxy an origin goes through, and the
+CONNECT handshake that tunnels TLS through an HTTP proxy (SOCKS5 proxies,
+``socks5://`` and ``socks5h://``, are in :mod:`.socks`).
 
 The environment is read once, by :func:`proxies_from_env` (``HTTPS_PROXY``,
 ``HTTP_PROXY``, ``NO_PROXY`` and their lowercase forms, lowercase first as
@@ -27,12 +28,27 @@ class ProxyError(OSError):
     """The proxy refused or broke the tunnel; ``str()`` names no credential."""
 
 
+SCHEMES = {"http": 80, "socks5": 1080, "socks5h": 1080}  # scheme -> default port
+
+
 @dataclass(frozen=True, slots=True)
 class Proxy:
     host: str
     port: int
     authorization: str = field(default="", repr=False)  # "Basic ..." from URL userinfo
     url: str = field(default="", compare=False)  # masked, for messages
+    scheme: str = "http"
+    username: str | None = field(default=None, repr=False)  # SOCKS5 username/password
+    password: str = field(default="", repr=False)
+
+    @property
+    def is_socks(self) -> bool:
+        return self.scheme != "http"
+
+    @property
+    def remote_dns(self) -> bool:
+        """socks5h: the proxy resolves the upstream's name."""
+        return self.scheme == "socks5h"
 
     @classmethod
     def parse(cls, url: str) -> Proxy:
@@ -40,17 +56,31 @@ class Proxy:
         if "://" not in raw:
             raw = "http://" + raw
         parts = urlsplit(raw)
-        if parts.scheme.lower() != "http" or not parts.hostname:
-            raise ValueError(f"unsupported proxy URL {mask_url(raw)!r} (use http://host:port)")
+        scheme = parts.scheme.lower()
+        if scheme not in SCHEMES or not parts.hostname:
+            raise ValueError(
+                f"unsupported proxy URL {mask_url(raw)!r} "
+                "(use http://host:port, socks5://host:port or socks5h://host:port)"
+            )
         try:
-            port = parts.port or 80
+            port = parts.port or SCHEMES[scheme]
         except ValueError:
             raise ValueError(f"the proxy URL {mask_url(raw)!r} has an invalid port") from None
+        user = unquote(parts.username) if parts.username is not None else None
+        password = unquote(parts.password or "")
         auth = ""
-        if parts.username is not None:
-            pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+        if user is not None and scheme == "http":
+            pair = f"{user}:{password}"
             auth = "Basic " + base64.b64encode(pair.encode()).decode("ascii")
-        return cls(parts.hostname, port, auth, mask_url(raw))
+        return cls(
+            parts.hostname,
+            port,
+            auth,
+            mask_url(raw),
+            scheme,
+            user if scheme != "http" else None,
+            password if scheme != "http" else "",
+        )
 
 
 @dataclass(frozen=True, slots=True)

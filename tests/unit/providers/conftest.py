@@ -9,6 +9,8 @@ from collections.abc import Callable, Mapping
 import pytest
 import uvloop
 
+from tests.support import raw_upstream
+
 
 def pytest_asyncio_loop_factories(
     config: pytest.Config, item: pytest.Item
@@ -16,3 +18,6 @@ def pytest_asyncio_loop_factories(
     if item.path.name != "test_client.py":
         return {"asyncio": asyncio.new_event_loop}
     return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
+
+
+serve = raw_upstream.serve  # the raw asyncio upstream fixture of test_network and test_socks

@@ -5,23 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
 import ipaddress
 import resource
 import socket
 import ssl
 import struct
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import brotli  # type: ignore[import-untyped]
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
+from tests.support.raw_upstream import answer, ca_and_server, json_forever, read_request
 from tests.support.tinyproxy import tinyproxy
 from tokgateway.router.providers import dial
 from tokgateway.router.providers.client import (
@@ -35,66 +31,6 @@ from tokgateway.router.providers.client import (
     StreamTooLarge,
 )
 from tokgateway.router.providers.proxy import EnvProxies, Proxy, bypassed, proxies_from_env
-
-Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
-
-
-async def read_request(reader: asyncio.StreamReader) -> bytes:
-    head = await reader.readuntil(b"\r\n\r\n")
-    length = 0
-    for line in head.split(b"\r\n"):
-        if line.lower().startswith(b"content-length:"):
-            length = int(line.split(b":", 1)[1])
-    return head + await reader.readexactly(length)
-
-
-def answer(body: bytes, *extra: bytes) -> bytes:
-    head = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
-    head += b"".join(h + b"\r\n" for h in extra)
-    return head + b"content-length: %d\r\n\r\n" % len(body) + body
-
-
-async def json_forever(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
-        while True:
-            await read_request(reader)
-            writer.write(answer(b'{"ok": true}'))
-            await writer.drain()
-    writer.close()
-
-
-@pytest.fixture
-async def serve() -> AsyncIterator[Callable[..., Awaitable[int]]]:
-    servers: list[asyncio.Server] = []
-    handlers: list[tuple[asyncio.Task[object], asyncio.StreamWriter]] = []
-
-    async def start(handler: Handler, host: str = "127.0.0.1", **kw: object) -> int:
-        async def tracked(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            task = asyncio.current_task()
-            assert task is not None
-            handlers.append((task, writer))
-            try:
-                await handler(reader, writer)
-            finally:
-                writer.close()
-
-        server = await asyncio.start_server(tracked, host, 0, **kw)  # type: ignore[arg-type]
-        servers.append(server)
-        return int(server.sockets[0].getsockname()[1])
-
-    yield start
-    for server in servers:
-        server.close()
-    for task, writer in handlers:
-        writer.close()
-        task.cancel()
-    await asyncio.gather(*(t for t, _ in handlers), return_exceptions=True)
-    for _, writer in handlers:
-        with contextlib.suppress(Exception):
-            await writer.wait_closed()
-    for server in servers:
-        await server.wait_closed()
-
 
 # -- pools per origin ----------------------------------------------------------------
 
@@ -353,7 +289,7 @@ def test_proxy_settings_from_the_environment() -> None:
         assert env.for_origin("http", loopback) is None  # local model servers go direct
     assert bypassed("anything", ("*",))
     with pytest.raises(ValueError, match="HTTPS_PROXY"):
-        proxies_from_env({"HTTPS_PROXY": "socks5://p:1080"})
+        proxies_from_env({"HTTPS_PROXY": "ftp://p:21"})
     assert proxies_from_env({}) == EnvProxies()
 
 
@@ -396,81 +332,10 @@ async def test_http_through_the_environment_proxy(
     assert seen and seen[0].startswith(b"POST /v1/chat?x=1 HTTP/1.1")
 
 
-def _ca_and_server(tmp_path: Path) -> tuple[Path, ssl.SSLContext]:
-    """A generated CA (its PEM file) and a server context with a cert it signed
-    for 127.0.0.1 and localhost."""
-    now = datetime.datetime.now(datetime.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Test CA")])
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(
-            x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "upstream")]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
-            critical=False,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    ca_path = tmp_path / "ca.pem"
-    ca_path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    cert_path, key_path = tmp_path / "server.pem", tmp_path / "server-key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server.load_cert_chain(cert_path, key_path)
-    return ca_path, server
-
-
 async def test_https_through_a_connect_tunnel_with_a_private_ca(
     serve: Callable[..., Awaitable[int]], tmp_path: Path
 ) -> None:
-    ca_file, server_ctx = _ca_and_server(tmp_path)
+    ca_file, server_ctx = ca_and_server(tmp_path)
     port = await serve(json_forever, ssl=server_ctx)
     url = f"https://127.0.0.1:{port}/v1/chat"
     client = HTTPClient()
@@ -519,7 +384,7 @@ async def test_a_refusing_proxy_is_a_clear_connect_error(tmp_path: Path) -> None
 async def test_client_certificates_are_presented(
     serve: Callable[..., Awaitable[int]], tmp_path: Path
 ) -> None:
-    ca_file, server_ctx = _ca_and_server(tmp_path)
+    ca_file, server_ctx = ca_and_server(tmp_path)
     server_ctx.verify_mode = ssl.CERT_REQUIRED
     server_ctx.load_verify_locations(cafile=str(ca_file))
     port = await serve(json_forever, ssl=server_ctx)
