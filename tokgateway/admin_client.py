@@ -236,6 +236,7 @@ class LocalAdmin:
         return dict(self._run(op))
 
     def usage(self, params: dict[str, str]) -> list[dict[str, Any]]:
+        from tokgateway.ledger.filters import UsageFilter
         from tokgateway.ledger.service import parse_time
         from tokgateway.ledger.store import GROUPS
 
@@ -243,13 +244,10 @@ class LocalAdmin:
             group = params.get("group_by")
             if group and group not in GROUPS:
                 raise AdminError(f"--group-by must be one of {', '.join(GROUPS)}")
-            return list(
-                await ledger.usage(
-                    key_id=params.get("key"),
-                    since=parse_time(params.get("since"), "since"),
-                    group_by=group,
-                )
+            filters = UsageFilter(
+                key_id=params.get("key"), since=parse_time(params.get("since"), "since")
             )
+            return list(await ledger.usage(filters, group))
 
         return list(self._run(op))
 
