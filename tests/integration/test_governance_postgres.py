@@ -5,7 +5,7 @@ the same rules as SQLite, and the ledger's team column and spend queries."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -26,18 +26,6 @@ from tokgateway.ledger.store_pg import MIGRATIONS as LEDGER_MIGRATIONS
 from tokgateway.ledger.store_pg import PgLedgerStore
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
-
-
-@pytest.fixture(scope="module")
-def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgres]:
-    pg = Postgres(tmp_path_factory.mktemp("pg"))
-    pg.init()
-    pg.start()
-    try:
-        yield pg
-    finally:
-        pg.stop()
-        pg.remove()
 
 
 @pytest.fixture

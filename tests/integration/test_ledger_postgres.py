@@ -5,7 +5,7 @@ and the usage queries served by their indexes."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -18,18 +18,6 @@ from tokgateway.ledger.store_pg import MIGRATIONS, PgLedgerStore, day_of, partit
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 DAY = 86400
-
-
-@pytest.fixture(scope="module")
-def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgres]:
-    pg = Postgres(tmp_path_factory.mktemp("pg"))
-    pg.init()
-    pg.start()
-    try:
-        yield pg
-    finally:
-        pg.stop()
-        pg.remove()
 
 
 @pytest.fixture
