@@ -26,9 +26,10 @@ from starlette.types import ASGIApp
 from tokgateway import runfiles
 from tokgateway.allinone_events import OutboxPump
 from tokgateway.auth.admin_api import AuthAdminAPI
-from tokgateway.auth.hook_store import SQLiteHookStore
+from tokgateway.auth.hook_store import HookStore, SQLiteHookStore
 from tokgateway.auth.hooks import DeliveryPolicy, Hooks
 from tokgateway.auth.hooks_api import HooksAdminAPI
+from tokgateway.auth.outbox import Outbox
 from tokgateway.auth.service import AuthService
 from tokgateway.common.bus import InProcessBus
 from tokgateway.common.contracts import REGISTRY_CHANGED_SUBJECT
@@ -84,6 +85,19 @@ def registry_service(settings: Settings, bus: InProcessBus) -> RegistryService:
     store = SQLiteRegistryStore(SQLiteDB(settings.data_dir / DB_FILE))
     return RegistryService(
         settings, bus, store=store, box=CredentialBox(local_secret_key(settings))
+    )
+
+
+def hooks_service(settings: Settings, store: HookStore, outbox: Outbox | None) -> Hooks:
+    """The all-in-one hooks: the ``[hook.NAME]`` sections and those the API
+    stored in ``store``, delivered as the ``[hooks]`` settings say."""
+    return Hooks(
+        store,
+        settings.hooks,
+        DeliveryPolicy.from_settings(settings),
+        outbox=outbox,
+        secret_key=str(settings.get("gateway.secret_key")),
+        api_scripts=bool(settings.get("hooks.api_scripts")),
     )
 
 
@@ -258,14 +272,7 @@ class AllInOne:
         breaker = self.router.pipeline.chooser.breaker
         self.registry.routing_health = lambda: breaker.states(time.monotonic())
         hook_store = SQLiteHookStore(SQLiteDB(db_path))
-        self.hooks = Hooks(
-            hook_store,
-            settings.hooks,
-            DeliveryPolicy.from_settings(settings),
-            outbox=self.auth.outbox,
-            secret_key=str(settings.get("gateway.secret_key")),
-            api_scripts=bool(settings.get("hooks.api_scripts")),
-        )
+        self.hooks = hooks_service(settings, hook_store, self.auth.outbox)
         self.events = OutboxPump(
             self.auth,
             self.hooks,

@@ -15,8 +15,8 @@ from tokgateway.common.pricing import PriceTable
 from tokgateway.common.routing import RouteTable
 from tokgateway.common.settings import ProviderConfig
 from tokgateway.common.tracing import Tracing
-from tokgateway.router.service import RouterOptions, RouterService
 from tokgateway.router.context import RequestContext
+from tokgateway.router.service import RouterOptions, RouterService
 from tokgateway.router.spans import GenAISpans, failover
 
 
