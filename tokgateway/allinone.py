@@ -114,6 +114,7 @@ def router_options(settings: Settings) -> RouterOptions:
         access_log=bool(settings.get("gateway.access_log")),
         work_mode=str(settings.get("gateway.work_mode")),
         default_max_tokens=int(settings.get("gateway.default_max_tokens")),
+        health_check_s=float(settings.get("gateway.health_check_s")),
         client=client_options(settings),
     )
 
@@ -257,6 +258,7 @@ class AllInOne:
         )
         breaker = self.router.pipeline.chooser.breaker
         self.registry.routing_health = lambda: breaker.states(time.monotonic())
+        self.registry.probe_health = self.router.prober.public
         hook_store = SQLiteHookStore(SQLiteDB(db_path))
         self.hooks = Hooks(
             hook_store,

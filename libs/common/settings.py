@@ -247,6 +247,14 @@ KEYS: tuple[KeySpec, ...] = (
     KeySpec("gateway", "key_cache_ttl", "300", _parse_float),
     KeySpec(
         "gateway",
+        "health_check_s",
+        "30",
+        _parse_float,
+        ("GATEWAY_HEALTH_CHECK_S",),
+        doc="seconds between the router's provider health checks; 0 turns them off",
+    ),
+    KeySpec(
+        "gateway",
         "default_max_tokens",
         "4096",
         _parse_int,

@@ -167,6 +167,9 @@ class RegistryService:
         # the router's breaker states by deployment ("provider:model"), where
         # the wiring can see the router (all-in-one); see router/strategies.py
         self.routing_health: Callable[[], dict[str, dict[str, Any]]] = dict
+        # the router's last health check of each provider (router/prober.py),
+        # by provider name, where the wiring can see the router
+        self.probe_health: Callable[[], dict[str, dict[str, Any]]] = dict
 
     def _primary(self) -> str | None:
         return str(self._settings.get("gateway.primary_provider")) or None
@@ -229,17 +232,22 @@ class RegistryService:
     # -- reads ------------------------------------------------------------------------
     def providers_public(self) -> list[dict[str, Any]]:
         breakers = self.routing_health()
+        probes = self.probe_health()
         out = []
         for p in self._defs.providers:
-            health = self.provider_health(p)
+            health: dict[str, Any] = dict(self.provider_health(p))
             cooling = sorted(
                 k for k, s in breakers.items() if k.split(":")[0] == p.name and s["cooling"]
             )
-            if cooling and health["status"] == "ok":
+            check = probes.get(p.name)
+            if check is not None and not check["healthy"] and health["status"] == "ok":
+                health = {"status": "down", "problem": "health check failed: " + check["error"]}
+            elif cooling and health["status"] == "ok":
                 health = {
                     "status": "cooldown",
                     "problem": "circuit breaker open after failures: " + ", ".join(cooling),
                 }
+            health["check"] = check
             out.append({**p.public(), "health": health})
         return out
 
