@@ -383,6 +383,7 @@ class AllInOne:
                 now = await store.version()
                 if now != version:
                     version = now
+                    await self.market.prices.load()  # a price table refreshed elsewhere
                     await self.registry.refresh()
                     self.router.replace_table(self.registry.snapshot())
             except Exception:
