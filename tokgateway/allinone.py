@@ -384,6 +384,7 @@ class AllInOne:
                 if now != version:
                     version = now
                     await self.market.prices.load()  # a price table refreshed elsewhere
+                    await self.market.access.load_prices()  # a listing used elsewhere
                     await self.registry.refresh()
                     self.router.replace_table(self.registry.snapshot())
             except Exception:

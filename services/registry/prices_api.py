@@ -85,6 +85,20 @@ class PriceTables:
             }
             for name, p in sorted(table.models().items())
         ]
+        # a listing in use bills its provider's models at its own prices
+        rows += [
+            {
+                "id": f"{provider}:{model}",
+                "model": model,
+                "provider": provider,
+                "input": p.input,
+                "output": p.output,
+                "cached": p.cached,
+                "cache_write": p.cache_write,
+                "source": "listing",
+            }
+            for (provider, model), p in sorted(table.scoped.items())
+        ]
         return {
             "object": "list",
             "as_of": self.as_of,

@@ -170,10 +170,9 @@ class Pipeline:
         cost = 0.0
         dep = resolution.deployments[0]
         prices = table.prices
-        if dep.provider.kind == "echo":
-            price = prices.override(dep.upstream_model) or prices.override(info.model)
-        else:
-            price = prices.lookup(dep.upstream_model) or prices.lookup(info.model)
+        price = prices.price_for(
+            dep.provider.name, dep.provider.kind, dep.upstream_model, info.model
+        )
         if price is not None:
             cost = price.cost(info.prompt_estimate, cap)
         info.reservation = await self.deps.governor.reserve(key, tokens, cost)

@@ -119,11 +119,9 @@ class Settler:
 
         cost = 0.0
         if prices is not None and info.upstream_model:
-            if info.provider_kind == "echo":
-                # echo costs nothing: only a price set on purpose for the name bills it
-                price = prices.override(info.upstream_model) or prices.override(info.model)
-            else:
-                price = prices.lookup(info.upstream_model) or prices.lookup(info.model)
+            price = prices.price_for(
+                info.provider or "", info.provider_kind, info.upstream_model, info.model
+            )
             if price is not None:
                 cost = price.cost(
                     usage.prompt_tokens,

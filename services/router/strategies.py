@@ -296,7 +296,11 @@ class Chooser:
         out = {}
         for d in candidates:
             name = dep_key(d)
-            price = prices.lookup(d.upstream_model) if prices is not None else None
+            price = (
+                prices.provider_price(d.provider.name, d.upstream_model)
+                if prices is not None
+                else None
+            )
             window = self.windows.get(name)
             out[name] = DeploymentStats(
                 p50_ms=window.p50() if window else None,
