@@ -340,15 +340,19 @@ class Chooser:
     def started(self, name: str) -> None:
         self.inflight[name] = self.inflight.get(name, 0) + 1
 
-    def done(self, resolution: Resolution | None, attempts: int, ok: bool, meter: Any) -> None:
-        """A request's forward step ended: ``ok`` when an upstream answered
-        below 400; records the attempts and the request leaves the in-flight count."""
-        tried = attempted(resolution, attempts)
+    def done(
+        self, resolution: Resolution | None, attempts: int, ok: bool | None, meter: Any
+    ) -> None:
+        """A request ended (its stream too): ``ok`` when the upstream answered
+        in full, None when the client left first (no verdict on the provider);
+        records the attempts and the request leaves the in-flight count."""
         if resolution is not None and resolution.deployments:
             first = dep_key(resolution.deployments[0])
             if first in self.inflight:
                 self.finished(first)
-        self.observe(tried, ok, upstream_ms(meter) if ok else None)
+        if ok is not None:
+            tried = attempted(resolution, attempts)
+            self.observe(tried, ok, upstream_ms(meter) if ok else None)
 
     def observe(self, tried: Sequence[str], ok: bool, latency_ms: float | None) -> None:
         """``tried``: the providers attempted, in order; all but the last
