@@ -128,6 +128,7 @@ def router_options(settings: Settings) -> RouterOptions:
         access_log=bool(settings.get("gateway.access_log")),
         work_mode=str(settings.get("gateway.work_mode")),
         default_max_tokens=int(settings.get("gateway.default_max_tokens")),
+        health_check_s=float(settings.get("gateway.health_check_s")),
         client=client_options(settings),
     )
 
@@ -271,6 +272,7 @@ class AllInOne:
         )
         breaker = self.router.pipeline.chooser.breaker
         self.registry.routing_health = lambda: breaker.states(time.monotonic())
+        self.registry.probe_health = self.router.prober.public
         hook_store = SQLiteHookStore(SQLiteDB(db_path))
         self.hooks = hooks_service(settings, hook_store, self.auth.outbox)
         self.events = OutboxPump(
@@ -388,6 +390,8 @@ class AllInOne:
                 now = await store.version()
                 if now != version:
                     version = now
+                    await self.market.prices.load()  # a price table refreshed elsewhere
+                    await self.market.access.load_prices()  # a listing used elsewhere
                     await self.registry.refresh()
                     self.router.replace_table(self.registry.snapshot())
             except Exception:

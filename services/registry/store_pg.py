@@ -129,6 +129,9 @@ class PgRegistryStore:
         status = await self.pool.execute("DELETE FROM registry_models WHERE name = $1", name)
         return bool(status.endswith(" 1"))
 
+    async def touch(self) -> None:
+        return None  # one registry service: routers reload on registry.v1.changed
+
     async def ping(self) -> bool:
         return await ping(self.pool)
 

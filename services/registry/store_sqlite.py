@@ -138,6 +138,9 @@ class SQLiteRegistryStore:
     async def delete_model(self, name: str) -> bool:
         return await self._delete("registry_models", "name", name)
 
+    async def touch(self) -> None:
+        await self._write(lambda conn: None)
+
     async def ping(self) -> bool:
         return True
 

@@ -180,10 +180,9 @@ class Pipeline:
         cost = 0.0
         dep = resolution.deployments[0]
         prices = table.prices
-        if dep.provider.kind == "echo":
-            price = prices.override(dep.upstream_model) or prices.override(ctx.model)
-        else:
-            price = prices.lookup(dep.upstream_model) or prices.lookup(ctx.model)
+        price = prices.price_for(
+            dep.provider.name, dep.provider.kind, dep.upstream_model, ctx.model
+        )
         if price is not None:
             cost = price.cost(ctx.prompt_estimate, cap)
         ctx.reservation = await self.deps.governor.reserve(key, tokens, cost)
