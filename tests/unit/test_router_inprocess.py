@@ -138,8 +138,8 @@ async def router(tmp_db: Path) -> AsyncIterator[Router]:
             await auth.close()
 
 
-async def _chat(r: Router, model: str, *, stream: bool = False, timeout: float = 10.0) -> Any:
-    async with httpx.AsyncClient(timeout=timeout) as client:
+async def _chat(r: Router, model: str, *, stream: bool = False, wait_s: float = 10.0) -> Any:
+    async with httpx.AsyncClient(timeout=wait_s) as client:
         return await client.post(
             r.url + "/v1/chat/completions",
             json={
@@ -215,7 +215,7 @@ async def test_a_stream_that_breaks_settles_as_an_upstream_error(router: Router)
 
 async def test_a_client_that_leaves_before_the_answer_is_a_499(router: Router) -> None:
     with pytest.raises(httpx.ReadTimeout):
-        await _chat(router, "wait", timeout=0.5)
+        await _chat(router, "wait", wait_s=0.5)
     (event,) = await _settle_wait(router, 1)
     assert (event.status, event.error_class) == (499, "client")
     assert event.completion_tokens == 0 and event.cost_usd == 0.0
