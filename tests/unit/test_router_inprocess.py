@@ -89,9 +89,15 @@ def _table(upstream: str) -> RouteTable:
         rule("wait", ("a", "x-wait")),
         rule("midfail", ("a", "x-midfail")),
         rule("ok", ("a", "ok")),
+        rule("busy", ("a", "x-slow"), ("b", "x-slow")),
     )
     return RouteTable(
-        rules=rules, aliases={}, providers=providers, primary=None, prices=PriceTable({})
+        rules=rules,
+        aliases={},
+        providers=providers,
+        primary=None,
+        prices=PriceTable({}),
+        strategies={"busy": ("least-busy", {})},
     )
 
 
@@ -246,3 +252,29 @@ async def test_every_request_settles_exactly_once(router: Router) -> None:
     assert len(set(ids)) == len(ids)
     sent = {a.headers["x-request-id"] for a in answers + streams}
     assert sent == set(ids)
+
+
+async def test_least_busy_counts_a_stream_until_it_ends(router: Router) -> None:
+    """A stream keeps its deployment busy to its last byte, not only until the
+    upstream's headers: the next request goes to the idle one."""
+    body = {"model": "busy", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+    headers = {"authorization": f"Bearer {router.key}"}
+    async with (
+        httpx.AsyncClient(timeout=10.0) as client,
+        client.stream(
+            "POST", router.url + "/v1/chat/completions", json=body, headers=headers
+        ) as first,
+    ):
+        assert first.status_code == 200
+        pieces = first.aiter_bytes()
+        assert await anext(pieces)  # the stream is under way
+        second = await _chat(router, "busy")
+        assert second.status_code == 200
+        (event,) = await _settle_wait(router, 1)
+        assert event.provider == "b"  # a is still streaming
+    # the client hangs up mid-stream: a is free again, and not blamed for it
+    events = await _settle_wait(router, 2)
+    assert (events[1].provider, events[1].stream, events[1].status) == ("a", True, 499)
+    third = await _chat(router, "busy")
+    assert third.status_code == 200
+    assert (await _settle_wait(router, 3))[2].provider == "a"  # idle again: a first
