@@ -180,6 +180,14 @@ KEYS: tuple[KeySpec, ...] = (
     KeySpec("gateway", "key_cache_ttl", "300", parse_float),
     KeySpec(
         "gateway",
+        "health_check_s",
+        "30",
+        parse_float,
+        ("GATEWAY_HEALTH_CHECK_S",),
+        doc="seconds between the router's provider health checks; 0 turns them off",
+    ),
+    KeySpec(
+        "gateway",
         "default_max_tokens",
         "4096",
         parse_int,

@@ -55,6 +55,7 @@ class RequestContext:
     attempts: int = 0
     tried: list[dict[str, object]] | None = None  # every upstream attempt
     reservation: Reservation | None = None  # what the limits booked for it
+    output_cap: int | None = None  # an output cap the gateway sends (a budget booked it)
 
     # what was measured
     status: int = 200

@@ -19,15 +19,34 @@ from tokgateway.router.spans import GenAISpans, failover
 PASSED_RETRY_HEADERS = ("retry-after", "retry-after-ms")
 
 
+# The output cap's name in each upstream API; OpenAI's own API takes the
+# newer name (its reasoning models refuse ``max_tokens``), compatible servers the older.
+CAP_FIELDS = {
+    "chat": "max_tokens",
+    "completions": "max_tokens",
+    "messages": "max_tokens",
+    "responses": "max_output_tokens",
+}
+
+
 def upstream_body(
     body: dict[str, Any],
     plan: Plan,
     upstream_model: str,
     history: list[dict[str, Any]] | None = None,
+    *,
+    output_cap: int | None = None,
+    provider_kind: str = "",
 ) -> tuple[dict[str, Any], bool]:
-    """The body sent upstream and whether the usage chunk must be stripped again."""
+    """The body sent upstream and whether the usage chunk must be stripped again.
+    ``output_cap``: the cap to send when the client set none (a budget booked it)."""
     out = plan.request(body, history) if plan.request is not None else dict(body)
     out["model"] = upstream_model
+    field = CAP_FIELDS.get(plan.endpoint)
+    if output_cap is not None and field is not None:
+        if plan.endpoint == "chat" and provider_kind in ("openai", "azure"):
+            field = "max_completion_tokens"
+        out[field] = output_cap
     strip = False
     if plan.endpoint in ("chat", "completions") and out.get("stream"):
         opts = out.get("stream_options")
@@ -70,7 +89,14 @@ async def forward(
             continue
         try:
             plan = plan_for(endpoint, provider, work_mode)
-            call_body, strip = upstream_body(ctx.body, plan, dep.upstream_model, ctx.history)
+            call_body, strip = upstream_body(
+                ctx.body,
+                plan,
+                dep.upstream_model,
+                ctx.history,
+                output_cap=ctx.output_cap,
+                provider_kind=dep.provider.kind,
+            )
         except GatewayError as err:
             last = err
             continue

@@ -163,7 +163,9 @@ class Pipeline:
     async def reserve(self, ctx: RequestContext, resolution: Resolution, table: RouteTable) -> None:
         """Book the request on the limits of its key, user and team: tokens are
         the local prompt count plus the output cap, the cost those tokens at the
-        first deployment's prices (what the ledger would charge)."""
+        first deployment's prices (what the ledger would charge). A request
+        without an output cap that counts against a budget is sent with the
+        default cap, so no answer can cost more than was booked for it."""
         key = ctx.key
         assert key is not None
         cap = _max_output(ctx.body)
@@ -171,14 +173,16 @@ class Pipeline:
             cap = 0
         elif cap is None:
             cap = self.deps.default_max_tokens
+            if any(s.limits.budget_usd is not None for s in key.scopes):
+                # What was booked is what may be spent: the upstream gets the cap.
+                ctx.output_cap = cap
         tokens = ctx.prompt_estimate + cap
         cost = 0.0
         dep = resolution.deployments[0]
         prices = table.prices
-        if dep.provider.kind == "echo":
-            price = prices.override(dep.upstream_model) or prices.override(ctx.model)
-        else:
-            price = prices.lookup(dep.upstream_model) or prices.lookup(ctx.model)
+        price = prices.price_for(
+            dep.provider.name, dep.provider.kind, dep.upstream_model, ctx.model
+        )
         if price is not None:
             cost = price.cost(ctx.prompt_estimate, cap)
         ctx.reservation = await self.deps.governor.reserve(key, tokens, cost)

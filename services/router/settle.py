@@ -89,11 +89,9 @@ class Settler:
 
         cost = 0.0
         if prices is not None and ctx.upstream_model:
-            if ctx.provider_kind == "echo":
-                # echo costs nothing: only a price set on purpose for the name bills it
-                price = prices.override(ctx.upstream_model) or prices.override(ctx.model)
-            else:
-                price = prices.lookup(ctx.upstream_model) or prices.lookup(ctx.model)
+            price = prices.price_for(
+                ctx.provider or "", ctx.provider_kind, ctx.upstream_model, ctx.model
+            )
             if price is not None:
                 cost = price.cost(
                     usage.prompt_tokens,

@@ -1,10 +1,11 @@
-"""The mesh registry's records on PostgreSQL carry what the all-in-one SQLite
-store carries: a model's cache-write price."""
+"""The registry's records on PostgreSQL (mesh) and on SQLite (all-in-one) go
+through one row mapping: every field of every kind comes back as it was put,
+the same from both stores, and a config sync leaves API records alone."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,28 +15,91 @@ from tokgateway.common.crypto import CredentialBox
 from tokgateway.common.postgres import create_pool
 from tokgateway.common.pricing import Price
 from tokgateway.common.settings import load_settings
+from tokgateway.common.sqlite import SQLiteDB
 from tokgateway.registry.service import RegistryService
+from tokgateway.registry.store import Definitions, ModelRecord, ProviderRecord, RouteRecord
 from tokgateway.registry.store_pg import PgRegistryStore
+from tokgateway.registry.store_sqlite import SQLiteRegistryStore
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
+PROVIDER = ProviderRecord(
+    name="azure",
+    kind="azure-openai",
+    base_url="https://h.example/openai",
+    api_key_sealed="sealed-bytes",
+    timeout=12.5,
+    anthropic_version="2024-01-01",
+    api_version="2024-10-21",
+    network_sealed="sealed-network",
+)
+ROUTES = (
+    RouteRecord(pattern="gpt-*", targets=(("azure", "gpt-4o"), ("echo", None)), position=-2.0),
+    RouteRecord(pattern="*", targets=(("echo", None),), position=1.0, source="config"),
+)
+MODEL = ModelRecord(
+    name="gpt-4o", input=2.5, output=10.0, cached=1.25, cache_write=3.0, alias_of="gpt-4o-2024"
+)
+CONFIG = Definitions(
+    (ProviderRecord(name="echo", kind="echo", source="config"),),
+    (ROUTES[1],),
+    (ModelRecord(name="cheap", input=0.1, source="config"),),
+)
 
-@pytest.fixture(scope="module")
-def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgres]:
-    pg = Postgres(tmp_path_factory.mktemp("pg"))
-    pg.init()
-    pg.start()
+
+async def _fill(store: Any) -> Definitions:
+    await store.migrate()
+    await store.sync_config(CONFIG)
+    await store.put_provider(PROVIDER)
+    await store.put_route(ROUTES[0])
+    await store.put_model(MODEL)
+    loaded: Definitions = await store.load()
+    return loaded
+
+
+async def test_both_stores_read_back_what_they_wrote(postgres: Postgres, tmp_path: Path) -> None:
+    pool = await create_pool(postgres.url)
     try:
-        yield pg
+        on_pg = await _fill(PgRegistryStore(pool))
     finally:
-        pg.stop()
-        pg.remove()
+        await pool.close()
+    sqlite = SQLiteRegistryStore(SQLiteDB(tmp_path / "g.db"))
+    try:
+        on_sqlite = await _fill(sqlite)
+    finally:
+        await sqlite.close()
+    expected = Definitions(
+        (PROVIDER, CONFIG.providers[0]),
+        ROUTES,
+        (CONFIG.models[0], MODEL),
+    )
+    assert on_pg == expected
+    assert on_sqlite == expected
 
 
-async def test_cache_write_prices_on_postgres(postgres: Postgres, tmp_path: Path) -> None:
+async def test_config_sync_drops_only_config_records(postgres: Postgres) -> None:
+    pool = await create_pool(postgres.url)
+    try:
+        store = PgRegistryStore(pool)
+        await _fill(store)
+        await store.sync_config(Definitions((), (), ()))
+        after = await store.load()
+        assert after == Definitions((PROVIDER,), (ROUTES[0],), (MODEL,))
+        assert await store.delete_route("gpt-*") and not await store.delete_route("gpt-*")
+    finally:
+        await pool.close()
+
+
+async def test_cache_write_prices_through_the_service(postgres: Postgres, tmp_path: Path) -> None:
     (tmp_path / "setting.ini").write_text("[prices]\nhouse = 3, 15, 0.3, 3.75\n")
     settings = load_settings(tmp_path, {})
-    pool = await create_pool(postgres.url)
+    admin = await create_pool(postgres.url)
+    try:  # a database of its own: the other tests' rows hold no real ciphertext
+        await admin.execute("DROP DATABASE IF EXISTS registry_service")
+        await admin.execute("CREATE DATABASE registry_service")
+    finally:
+        await admin.close()
+    pool = await create_pool(postgres.url.rsplit("/", 1)[0] + "/registry_service")
     try:
         box = CredentialBox("s" * 32)
         first = RegistryService(settings, InProcessBus(), store=PgRegistryStore(pool), box=box)
