@@ -70,7 +70,9 @@ def test_gateway_network_keys_and_the_environment(tmp_path: Path) -> None:
     assert options.networks["corp"].max_connections == 16
     assert int(s.get("gateway.upstream_max_connections")) == 256
     with pytest.raises(ConfigError, match="HTTPS_PROXY"):
-        client_options(load_settings_text(tmp_path, "", {"HTTPS_PROXY": "socks5://x:1"}))
+        client_options(load_settings_text(tmp_path, "", {"HTTPS_PROXY": "ftp://x:1"}))
+    socks = client_options(load_settings_text(tmp_path, "", {"HTTPS_PROXY": "socks5h://x:1"}))
+    assert socks.proxies.https is not None and socks.proxies.https.remote_dns
 
 
 @pytest.mark.parametrize(
