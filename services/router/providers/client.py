@@ -16,8 +16,8 @@ been closed by the peer before it answered. Errors are the ``ClientError``
 tree below; the adapters translate them into the gateway's own.
 
 The client asks only for the codings it decodes with a bound
-(:data:`ACCEPT_ENCODING`, see :mod:`.decoding`: gzip, deflate, br); an answer in
-another coding is a protocol error."""
+(:data:`ACCEPT_ENCODING`, see :mod:`.decoding`: gzip, deflate, br, zstd); an
+answer in another coding is a protocol error."""
 
 from __future__ import annotations
 

@@ -16,11 +16,13 @@ from pathlib import Path
 
 import brotli  # type: ignore[import-untyped]
 import pytest
+import zstandard
 
 from tests.support.raw_upstream import answer, ca_and_server, json_forever, read_request
 from tests.support.tinyproxy import tinyproxy
 from tokgateway.router.providers import dial
 from tokgateway.router.providers.client import (
+    ACCEPT_ENCODING,
     BodyTooLarge,
     ConnectError,
     ConnectionClosed,
@@ -203,8 +205,8 @@ async def test_plain_answers_are_bounded_too_and_codings_are_checked(
 ) -> None:
     async def big(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         request = await read_request(reader)
-        if b"/zstd" in request.split(b"\r\n", 1)[0]:
-            writer.write(answer(b"\x28\xb5\x2f\xfd", b"content-encoding: zstd"))
+        if b"/lzw" in request.split(b"\r\n", 1)[0]:  # a coding the client never asks for
+            writer.write(answer(b"\x1f\x9d\x90", b"content-encoding: compress"))
         else:
             writer.write(answer(b"x" * 5000))
         await writer.drain()
@@ -216,7 +218,7 @@ async def test_plain_answers_are_bounded_too_and_codings_are_checked(
         resp = await client.request("POST", f"http://127.0.0.1:{port}/v1/x", {}, b"{}")
         with pytest.raises(BodyTooLarge):
             await resp.read()
-        resp = await client.request("POST", f"http://127.0.0.1:{port}/zstd", {}, b"{}")
+        resp = await client.request("POST", f"http://127.0.0.1:{port}/lzw", {}, b"{}")
         with pytest.raises(ProtocolError, match="content coding"):
             await resp.read()
     finally:
@@ -259,6 +261,53 @@ async def test_brotli_answers_are_decoded_and_bounded(
             if got > 8 << 20:
                 break
         resp.close()
+    finally:
+        await client.close()
+    assert _peak_rss_mb() - before < 150
+
+
+async def test_zstd_answers_are_decoded_and_a_zstd_bomb_is_refused(
+    serve: Callable[..., Awaitable[int]],
+) -> None:
+    small = b'{"text": "' + b"hello " * 1000 + b'"}'
+    two_frames = zstandard.ZstdCompressor().compress(small[:100])
+    two_frames += zstandard.ZstdCompressor().compress(small[100:])
+    bomb = zstandard.ZstdCompressor(level=19).compress(bytes(1 << 30))  # 32 KiB, 1 GiB inflated
+    assert len(bomb) < 64 * 1024
+    bodies = {b"/v1/x": two_frames, b"/bomb": bomb, b"/broken": b"\x28\xb5\x2f\xfd" + b"junk" * 9}
+
+    async def zstd(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            while True:
+                request = await read_request(reader)
+                path = request.split(b" ", 2)[1]
+                writer.write(answer(bodies[path], b"content-encoding: zstd"))
+                await writer.drain()
+
+    assert "zstd" in ACCEPT_ENCODING.split(", ")
+    port = await serve(zstd)
+    url = f"http://127.0.0.1:{port}"
+    client = HTTPClient(max_body=16 << 20)
+    before = _peak_rss_mb()
+    try:
+        resp = await client.request("POST", url + "/v1/x", {}, b"{}")
+        assert "content-encoding" not in resp.headers
+        assert await resp.read() == small
+        resp = await client.request("POST", url + "/bomb", {}, b"{}")
+        with pytest.raises(BodyTooLarge, match="larger than 16777216 bytes"):
+            await resp.read()
+        # streamed, it comes in pieces of about 1 MiB: the reader can stop at once
+        resp = await client.request("POST", url + "/bomb", {}, b"{}")
+        got = 0
+        async for piece in resp.iter_chunks():
+            assert len(piece) <= 2 << 20
+            got += len(piece)
+            if got > 32 << 20:
+                break
+        resp.close()
+        resp = await client.request("POST", url + "/broken", {}, b"{}")
+        with pytest.raises(ProtocolError, match="does not decompress"):
+            await resp.read()
     finally:
         await client.close()
     assert _peak_rss_mb() - before < 150
