@@ -241,7 +241,7 @@ async def test_org_headers_are_dropped_unless_allowed_and_extra_headers_sent(
     assert b"openai-project: proj-x" in second
     assert b"x-team: search" in second
     assert b"authorization: bearer sk-test" in second  # the provider key wins
-    assert b"accept-encoding: gzip, deflate, br\r\n" in second  # only what it decodes
+    assert b"accept-encoding: gzip, deflate, br, zstd\r\n" in second  # only what it decodes
 
 
 async def test_rate_limit_headers_and_request_id_reach_the_client(
