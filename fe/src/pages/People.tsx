@@ -178,7 +178,10 @@ export function People() {
             { header: "RPM", cell: (t) => int(t.rpm), numeric: true },
             { header: "TPM", cell: (t) => int(t.tpm), numeric: true },
             { header: "Budget", cell: (t) => budgetText(t, usd), numeric: true },
-            { header: "Actions", cell: (t) => editButton("team", t.id, `team ${t.name}`) },
+            {
+              header: "Actions",
+              cell: (t) => <span className="actions">{editButton("team", t.id, `team ${t.name}`)}</span>,
+            },
           ]}
         />
         {editedTeam && (
