@@ -365,6 +365,7 @@ const browser = await chromium.launch({
     "--headless",
     "--no-sandbox",
     "--disable-gpu",
+    "--disable-dev-shm-usage", // a container's /dev/shm is small (64 MB under docker run)
     "--disable-quic",
     "--no-first-run",
     "--disable-background-networking",
