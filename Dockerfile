@@ -9,7 +9,8 @@ COPY pyproject.toml README.md LICENSE ./
 COPY tokgateway ./tokgateway
 COPY services ./services
 COPY libs ./libs
-# the web console as built by `make ui` beforehand (only its package marker otherwise)
+# the web console as `make ui` built it (`make d-build` does that first; without
+# a build only its package marker, and /ui says the console is not built)
 COPY fe/dist ./fe/dist
 # the image runs the mesh too: the wheel plus the [mesh] drivers
 RUN pip install --no-cache-dir --upgrade pip==24.3.1 \
