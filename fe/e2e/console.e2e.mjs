@@ -319,10 +319,10 @@ async function people(page) {
     (rs) => rs.some((r) => r[0] === teamName && r[2] === email && r[5] === "$25.00 / week"),
     "the team table does not show the member and the budget",
   );
-  const userRows = await rows(page, "Users");
-  check(
-    userRows.some((r) => r[0] === email && r[4] === teamName && r[5] === "120"),
-    `the user row lacks its team or RPM: ${JSON.stringify(userRows)}`,
+  await until(
+    () => rows(page, "Users"),
+    (rs) => rs.some((r) => r[0] === email && r[4] === teamName && r[5] === "120"),
+    "the user row lacks its team or RPM",
   );
   await shot(page, "09-users-and-teams");
   await ask({ step: "people", email, team: teamName });
@@ -348,8 +348,12 @@ async function phone(browser) {
     view: window.innerWidth,
   }));
   check(width.doc <= width.view, `the h5 Keys page scrolls sideways: ${width.doc} > ${width.view}`);
-  const keyRows = await rows(page, "API keys");
-  check(keyRows.some((r) => r[0] === "console-e2e"), "h5 key list lacks the key");
+  // the list arrives after the page renders: wait for it rather than read it once
+  await until(
+    () => rows(page, "API keys"),
+    (rs) => rs.some((r) => r[0] === "console-e2e"),
+    "h5 key list lacks the key",
+  );
   await shot(page, "10-h5-keys");
   await go(page, "Overview");
   await page.getByTestId("total-requests").waitFor({ timeout: TIMEOUT });
