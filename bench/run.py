@@ -62,7 +62,7 @@ from systems import (
     litellm_ready,
 )
 
-KNOWN_SYSTEMS = ("direct", "nginx", "gateway", "gateway-w2", "litellm")
+KNOWN_SYSTEMS = ("direct", "nginx", "baseline", "gateway", "gateway-w2", "litellm")
 LITELLM_INSTALL_TIMEOUT = 900.0
 # Above this share of the system core used by other processes, a cell is flagged.
 FOREIGN_LOAD_PCT = 10.0
@@ -117,8 +117,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--systems",
         default=None,
-        help="comma list of direct,nginx,gateway,gateway-w2,litellm; gateway-w2 is "
-        "`gateway run --workers 2` on the same one core "
+        help="comma list of direct,nginx,baseline,gateway,gateway-w2,litellm; gateway-w2 is "
+        "`gateway run --workers 2` on the same one core; baseline is the gateway of "
+        "another checkout (--baseline-bin) "
         "(default: direct,gateway,gateway-w2, plus nginx when installed and litellm "
         "when its virtualenv exists)",
     )
@@ -173,6 +174,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--profile-concurrency", type=int, default=None, help="default: the highest level"
     )
     p.add_argument("--litellm-venv", type=Path, default=DEFAULT_LITELLM_VENV)
+    p.add_argument(
+        "--baseline-bin",
+        type=Path,
+        default=None,
+        help="bin dir of another checkout's venv (e.g. ../old/.venv/bin): its `gateway` is "
+        "the `baseline` system, measured in the same run as this one",
+    )
     p.add_argument("--keep", action="store_true", help="keep the work dir (logs, configs)")
     args = p.parse_args(argv)
 
@@ -188,6 +196,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if unknown or not systems:
         p.error(f"--systems: unknown {', '.join(unknown)} (known: {', '.join(KNOWN_SYSTEMS)})")
     args.systems = [s for s in KNOWN_SYSTEMS if s in systems]
+    if "baseline" in args.systems:
+        if args.baseline_bin is None:
+            p.error("--systems baseline needs --baseline-bin DIR")
+        if not (args.baseline_bin / "gateway").exists():
+            p.error(f"--baseline-bin: no `gateway` executable in {args.baseline_bin}")
     args.scenarios = _csv(args.scenarios)
     bad = [s for s in args.scenarios if s not in SCENARIOS]
     if bad or not args.scenarios:
@@ -576,6 +589,20 @@ def build_system(name: str, run: Run, upstream: Upstream) -> System:
             log_level=run.args.log_level,
             name=name,
             workers=2 if name == "gateway-w2" else 1,
+        )
+    if name == "baseline":
+        # Another checkout's gateway: an older one may not know the limit flags,
+        # so it gets one plain key (chat_limited then measures it unlimited).
+        return Gateway(
+            run.group,
+            run.workdir,
+            run.cores,
+            upstream,
+            access_log=not run.args.no_access_log,
+            log_level=run.args.log_level,
+            bin_dir=run.args.baseline_bin,
+            name=name,
+            limits=False,
         )
     return LiteLLM(run.group, run.workdir, run.cores, upstream, run.args.litellm_venv)
 

@@ -167,6 +167,7 @@ class Gateway:
     port: int = 0
     key: str = ""
     limited_key: str = ""  # a key with rpm, tpm and a budget, none of them reached
+    limits: bool = True  # False: no limited key (the plain key serves chat_limited)
     child: Child | None = None
 
     def _env(self) -> dict[str, str]:
@@ -200,7 +201,10 @@ class Gateway:
         )
         wait_http(self.child, f"http://127.0.0.1:{self.port}/readyz", timeout=60)
         self.key = self._create_key(env, "bench")
-        self.limited_key = self._create_key(env, "bench-limited", *LIMITED_KEY_FLAGS)
+        if self.limits:
+            self.limited_key = self._create_key(env, "bench-limited", *LIMITED_KEY_FLAGS)
+        else:
+            self.limited_key = self.key
 
     def _create_key(self, env: dict[str, str], name: str, *flags: str) -> str:
         exe = self.bin_dir / "gateway"

@@ -183,29 +183,42 @@ class LocalAdmin:
         body: dict[str, Any] | None = None,
         params: dict[str, str] | None = None,
     ) -> Any:
-        """The same admin routes as a running gateway, served in this process
-        on the data file (one code path for checks, events and answers)."""
+        """The same admin routes as a running gateway (keys, users and teams,
+        hooks, usage), served in this process on the data file (one code path
+        for checks, events and answers; hook deliveries go out at the next
+        start)."""
         from starlette.applications import Starlette
 
+        from tokgateway.allinone import hooks_service
         from tokgateway.auth.admin_api import AuthAdminAPI
+        from tokgateway.auth.hook_store import SQLiteHookStore
+        from tokgateway.auth.hooks_api import HooksAdminAPI
         from tokgateway.common.http import AdminGuard
         from tokgateway.ledger.service import LedgerAdminAPI
 
         async def op(auth: Any, ledger: Any) -> Any:
+            hooks_db = SQLiteDB(self.settings.data_dir / DB_FILE)
+            hooks = hooks_service(self.settings, SQLiteHookStore(hooks_db), auth.outbox)
             token = "tgc-" + secrets.token_urlsafe(24)
             guard = AdminGuard(auth, token)
             app = Starlette(
                 routes=[
                     *AuthAdminAPI(auth, guard, spend=ledger).routes(),
+                    *HooksAdminAPI(hooks, guard).routes(),
                     *LedgerAdminAPI(ledger, guard).routes(),
                 ]
             )
-            async with httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=app),
-                base_url="http://gateway.local",
-                headers={"authorization": f"Bearer {token}"},
-            ) as client:
-                resp = await client.request(method, path, json=body, params=params)
+            try:
+                await hooks.migrate()
+                async with httpx.AsyncClient(
+                    transport=httpx.ASGITransport(app=app),
+                    base_url="http://gateway.local",
+                    headers={"authorization": f"Bearer {token}"},
+                ) as client:
+                    resp = await client.request(method, path, json=body, params=params)
+            finally:
+                await hooks.close()
+                await hooks_db.close()
             return answer(resp)
 
         return self._run(op)
@@ -236,6 +249,7 @@ class LocalAdmin:
         return dict(self._run(op))
 
     def usage(self, params: dict[str, str]) -> list[dict[str, Any]]:
+        from tokgateway.ledger.filters import UsageFilter
         from tokgateway.ledger.service import parse_time
         from tokgateway.ledger.store import GROUPS
 
@@ -243,13 +257,10 @@ class LocalAdmin:
             group = params.get("group_by")
             if group and group not in GROUPS:
                 raise AdminError(f"--group-by must be one of {', '.join(GROUPS)}")
-            return list(
-                await ledger.usage(
-                    key_id=params.get("key"),
-                    since=parse_time(params.get("since"), "since"),
-                    group_by=group,
-                )
+            filters = UsageFilter(
+                key_id=params.get("key"), since=parse_time(params.get("since"), "since")
             )
+            return list(await ledger.usage(filters, group))
 
         return list(self._run(op))
 

@@ -26,9 +26,10 @@ from starlette.types import ASGIApp
 from tokgateway import runfiles
 from tokgateway.allinone_events import OutboxPump
 from tokgateway.auth.admin_api import AuthAdminAPI
-from tokgateway.auth.hook_store import SQLiteHookStore
+from tokgateway.auth.hook_store import HookStore, SQLiteHookStore
 from tokgateway.auth.hooks import DeliveryPolicy, Hooks
 from tokgateway.auth.hooks_api import HooksAdminAPI
+from tokgateway.auth.outbox import Outbox
 from tokgateway.auth.service import AuthService
 from tokgateway.common.bus import InProcessBus
 from tokgateway.common.contracts import REGISTRY_CHANGED_SUBJECT
@@ -87,6 +88,19 @@ def registry_service(settings: Settings, bus: InProcessBus) -> RegistryService:
     )
 
 
+def hooks_service(settings: Settings, store: HookStore, outbox: Outbox | None) -> Hooks:
+    """The all-in-one hooks: the ``[hook.NAME]`` sections and those the API
+    stored in ``store``, delivered as the ``[hooks]`` settings say."""
+    return Hooks(
+        store,
+        settings.hooks,
+        DeliveryPolicy.from_settings(settings),
+        outbox=outbox,
+        secret_key=str(settings.get("gateway.secret_key")),
+        api_scripts=bool(settings.get("hooks.api_scripts")),
+    )
+
+
 def client_options(settings: Settings) -> ClientOptions:
     """The upstream client's settings; a malformed proxy variable stops the start."""
     try:
@@ -114,6 +128,7 @@ def router_options(settings: Settings) -> RouterOptions:
         access_log=bool(settings.get("gateway.access_log")),
         work_mode=str(settings.get("gateway.work_mode")),
         default_max_tokens=int(settings.get("gateway.default_max_tokens")),
+        health_check_s=float(settings.get("gateway.health_check_s")),
         client=client_options(settings),
     )
 
@@ -257,15 +272,9 @@ class AllInOne:
         )
         breaker = self.router.pipeline.chooser.breaker
         self.registry.routing_health = lambda: breaker.states(time.monotonic())
+        self.registry.probe_health = self.router.prober.public
         hook_store = SQLiteHookStore(SQLiteDB(db_path))
-        self.hooks = Hooks(
-            hook_store,
-            settings.hooks,
-            DeliveryPolicy.from_settings(settings),
-            outbox=self.auth.outbox,
-            secret_key=str(settings.get("gateway.secret_key")),
-            api_scripts=bool(settings.get("hooks.api_scripts")),
-        )
+        self.hooks = hooks_service(settings, hook_store, self.auth.outbox)
         self.events = OutboxPump(
             self.auth,
             self.hooks,
@@ -381,6 +390,8 @@ class AllInOne:
                 now = await store.version()
                 if now != version:
                     version = now
+                    await self.market.prices.load()  # a price table refreshed elsewhere
+                    await self.market.access.load_prices()  # a listing used elsewhere
                     await self.registry.refresh()
                     self.router.replace_table(self.registry.snapshot())
             except Exception:

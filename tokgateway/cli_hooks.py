@@ -7,15 +7,12 @@ next start)."""
 from __future__ import annotations
 
 import argparse
-import asyncio
-import secrets
 import sys
 from typing import Any
 
-import httpx
 import orjson
 
-from tokgateway.admin_client import AdminError, HttpAdmin, connect
+from tokgateway.admin_client import AdminError, connect
 
 
 def _print_json(data: Any) -> None:
@@ -30,63 +27,11 @@ def _table(headers: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
 
 
 def _call(method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    """An admin hooks route: of the running gateway (or the mesh's auth
+    service), else served in this process on the stopped gateway's file."""
     from tokgateway.cli import _load
 
-    settings = _load()
-    admin = connect(settings)
-    if isinstance(admin, HttpAdmin):
-        return admin.request(method, path, "auth", body)
-    return asyncio.run(_local_call(settings, method, path, body))
-
-
-async def _local_call(settings: Any, method: str, path: str, body: dict[str, Any] | None) -> Any:
-    """The same admin routes, served in this process on the stopped gateway's file."""
-    from starlette.applications import Starlette
-
-    from tokgateway.allinone import DB_FILE
-    from tokgateway.auth.hook_store import SQLiteHookStore
-    from tokgateway.auth.hooks import DeliveryPolicy, Hooks
-    from tokgateway.auth.hooks_api import HooksAdminAPI
-    from tokgateway.auth.outbox import SQLiteOutbox
-    from tokgateway.common.http import AdminGuard
-    from tokgateway.common.sqlite import SQLiteDB
-
-    db_path = settings.data_dir / DB_FILE
-    outbox_db, hooks_db = SQLiteDB(db_path), SQLiteDB(db_path)
-    outbox = SQLiteOutbox(outbox_db)
-    hooks = Hooks(
-        SQLiteHookStore(hooks_db),
-        settings.hooks,
-        DeliveryPolicy.from_settings(settings),
-        outbox=outbox,
-        secret_key=str(settings.get("gateway.secret_key")),
-        api_scripts=bool(settings.get("hooks.api_scripts")),
-    )
-    token = "local-" + secrets.token_hex(8)
-    app = Starlette(routes=list(HooksAdminAPI(hooks, AdminGuard(_NoKeys(), token)).routes()))
-    try:
-        await outbox.migrate()
-        await hooks.migrate()
-        async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app),
-            base_url="http://local",
-            headers={"authorization": f"Bearer {token}"},
-        ) as client:
-            resp = await client.request(method, path, json=body)
-    finally:
-        await hooks.close()
-        await outbox_db.close()
-        await hooks_db.close()
-    if resp.status_code >= 400:
-        raise AdminError(f"{resp.status_code}: {resp.json()['error']['message']}")
-    return resp.json()
-
-
-class _NoKeys:
-    """The local CLI authenticates with its own one-off token only."""
-
-    async def verify(self, key_hash: str) -> None:
-        return None
+    return connect(_load()).request(method, path, "auth", body)
 
 
 def cmd_list(args: argparse.Namespace) -> int:

@@ -24,7 +24,14 @@ def cmd_list(args: argparse.Namespace) -> int:
     _table(
         ("MODEL", "INPUT", "OUTPUT", "CACHED", "CACHE_WRITE", "SOURCE"),
         [
-            (r["model"], r["input"], r["output"], r["cached"], r["cache_write"], r["source"])
+            (
+                r["model"],
+                r["input"],
+                r["output"],
+                r["cached"],
+                r["cache_write"],
+                r["source"] + (f" {r['provider']}" if r.get("provider") else ""),
+            )
             for r in rows
         ],
     )

@@ -16,6 +16,8 @@ subclass adds, at the cost of a counter per packet:
   (a thousand idle sockets never lock out a client) and is refused only when
   every connection is busy;
 * protocol-level 400s (bad framing) in the API's own error shape;
+* a ``ClientGone`` in each request's scope, fired when the connection is
+  lost before the response completed (no watcher task per request);
 * a ``ShutdownState`` in the lifespan state that says when a graceful stop
   began and when its drain time ran out.
 
@@ -35,7 +37,7 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
-from tokgateway.common.lifecycle import SHUTDOWN_STATE, ShutdownState
+from tokgateway.common.lifecycle import CLIENT_GONE, SHUTDOWN_STATE, ClientGone, ShutdownState
 
 _REASONS = {400: b"Bad Request", 408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
 _ANTHROPIC_TYPES = {
@@ -188,6 +190,11 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            gone = cycle.scope.get(CLIENT_GONE)
+            if isinstance(gone, ClientGone):
+                gone.fire()  # the request waiting on its upstream stops now
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -247,6 +254,7 @@ class GuardedProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._in_head = False
         self._head_bytes = 0
+        self.scope[CLIENT_GONE] = ClientGone()  # type: ignore[literal-required]
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:

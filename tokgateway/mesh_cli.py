@@ -36,6 +36,14 @@ def _targets(raw: list[dict[str, Any]]) -> str:
     )
 
 
+def _checked(check: dict[str, Any] | None) -> str:
+    """The router's last health check of a provider: its latency and age."""
+    if not check:
+        return "-"
+    state = "ok" if check["healthy"] else "failed"
+    return f"{state} {check['latency_ms']:g} ms, {check['checked_s_ago']:g} s ago"
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     rows = _admin().registry_list(args.kind)
     if args.json:
@@ -43,7 +51,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         return 0
     if args.kind == "providers":
         _table(
-            ("NAME", "KIND", "BASE_URL", "CREDENTIAL", "SOURCE", "HEALTH"),
+            ("NAME", "KIND", "BASE_URL", "CREDENTIAL", "SOURCE", "HEALTH", "CHECKED"),
             [
                 (
                     r["name"],
@@ -52,6 +60,7 @@ def cmd_list(args: argparse.Namespace) -> int:
                     "yes" if r["has_credential"] else "no",
                     r["source"],
                     (r.get("health") or {}).get("status", "-"),
+                    _checked((r.get("health") or {}).get("check")),
                 )
                 for r in rows
             ],

@@ -16,6 +16,7 @@ from tokgateway.common.nats_bus import NatsBus
 from tokgateway.common.postgres import LazyPool, is_postgres_url
 from tokgateway.common.settings import ConfigError, Settings
 from tokgateway.common.tracing import Tracing
+from tokgateway.market_minter import HttpMinter
 from tokgateway.mesh_common import StateCollector, require
 from tokgateway.registry.market_store_pg import PgMarketStore
 from tokgateway.registry.marketplace import Marketplace
@@ -41,11 +42,13 @@ class RegistryNode:
             store=PgRegistryStore(self.pool),
             box=CredentialBox(cfg["secret_key"]),
         )
-        # listings, peers and the signing key on the same database; keys for
-        # subscribers are minted by the all-in-one gateway only (no minter here)
-        self.market = Marketplace(settings, PgMarketStore(self.pool), self.service, None)
         self.token = service_token(cfg["secret_key"])
         self.auth = ServiceClient("auth", cfg["auth_url"], self.token)
+        # listings, peers and the signing key on the same database; keys for
+        # subscribers are minted by the auth service over its internal API
+        self.market = Marketplace(
+            settings, PgMarketStore(self.pool), self.service, HttpMinter(self.auth)
+        )
         self.started = False
         self.metrics = CollectorRegistry(auto_describe=True)
         self.metrics.register(StateCollector("gateway_registry", self._state))

@@ -143,12 +143,18 @@ def table_from_snapshot(data: dict[str, Any], box: CredentialBox) -> RouteTable:
         name: Price(p["input"], p["output"], p.get("cached"), p.get("cache_write"))
         for name, p in (data.get("prices") or {}).items()
     }
+    scoped = {
+        (s["provider"], s["model"]): Price(
+            s["input"], s["output"], s.get("cached"), s.get("cache_write")
+        )
+        for s in data.get("provider_prices") or ()
+    }
     return RouteTable(
         rules=rules,
         aliases=dict(data.get("aliases") or {}),
         providers=providers,
         primary=data.get("primary_provider"),
-        prices=PriceTable(prices, data.get("price_overrides") or ()),
+        prices=PriceTable(prices, data.get("price_overrides") or (), scoped),
         strategies={
             pattern: (s["strategy"], dict(s.get("weights") or {}))
             for pattern, s in (data.get("strategies") or {}).items()

@@ -7,6 +7,7 @@ a shutdown (503), and not as a client that hung up (499)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 SHUTDOWN_STATE = "gateway_shutdown"
@@ -36,3 +37,26 @@ class ShutdownState:
 
     def __repr__(self) -> str:
         return f"ShutdownState(draining={self.draining}, cut={self.cut})"
+
+
+CLIENT_GONE = "tokgateway.client_gone"  # scope key of a request's ``ClientGone``
+
+
+class ClientGone:
+    """Put into each request's scope by the server protocol, which calls
+    ``fire`` when the connection is lost before the response completed: the
+    task that armed it is cancelled at once, with no watcher task per request."""
+
+    __slots__ = ("cancelled", "gone", "task")
+
+    def __init__(self) -> None:
+        self.gone = False
+        self.cancelled = False
+        self.task: asyncio.Task[object] | None = None
+
+    def fire(self) -> None:
+        self.gone = True
+        task, self.task = self.task, None
+        if task is not None and not task.done():
+            self.cancelled = True
+            task.cancel()

@@ -287,6 +287,18 @@ class RouterMetrics:
             ("provider",),
             registry=r,
         )
+        self.healthy = Gauges(
+            "gateway_provider_healthy",
+            "1 while a provider's last health check passed, 0 after a failed one",
+            ("provider",),
+            registry=r,
+        )
+        self.probe_latency = Gauges(
+            "gateway_provider_probe_latency_seconds",
+            "How long a provider's last health check took",
+            ("provider",),
+            registry=r,
+        )
         self._pools = _PoolCollector(r)
         process_metrics(r)
 
@@ -315,6 +327,16 @@ class RouterMetrics:
 
     def set_cooldown(self, provider: str, cooling: bool) -> None:
         self.cooldown.set(1.0 if cooling else 0.0, provider)
+
+    def set_probe(self, provider: str, healthy: bool, latency_s: float) -> None:
+        """The result of a provider's health check (router/prober.py)."""
+        self.healthy.set(1.0 if healthy else 0.0, provider)
+        self.probe_latency.set(latency_s, provider)
+
+    def drop_probe(self, provider: str) -> None:
+        """A provider left the routing snapshot: its health series go."""
+        for family in (self.healthy, self.probe_latency):
+            family.values.pop((provider,), None)
 
     def watch_pool(self, source: PoolSource) -> None:
         """Report an upstream client's connections (read at scrape time)."""

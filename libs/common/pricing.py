@@ -77,11 +77,20 @@ def parse_table(raw: object) -> tuple[str, dict[str, Price]]:
 
 class PriceTable:
     """``overridden``: the names the operator priced on purpose ([prices], the
-    admin API); only those bill a model served by the built-in echo provider."""
+    admin API); only those bill a model served by the built-in echo provider.
+    ``scoped``: prices of one provider's model, keyed by (provider name,
+    upstream model): what a marketplace listing bills for the deployments of
+    the provider `market use` made, whatever this table says of the name."""
 
-    def __init__(self, prices: Mapping[str, Price], overridden: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        prices: Mapping[str, Price],
+        overridden: Iterable[str] = (),
+        scoped: Mapping[tuple[str, str], Price] | None = None,
+    ) -> None:
         self._prices = dict(prices)
         self.overridden = frozenset(overridden)
+        self.scoped: Mapping[tuple[str, str], Price] = dict(scoped or {})
         self._prefixes = sorted(self._prices, key=len, reverse=True)
         self._memo: dict[str, Price | None] = {}
 
@@ -90,12 +99,33 @@ class PriceTable:
         cls,
         overrides: Mapping[str, PriceOverride] | None = None,
         base: Mapping[str, Price] | None = None,
+        scoped: Mapping[tuple[str, str], Price] | None = None,
     ) -> PriceTable:
         """``base``: a refreshed table (`gateway prices refresh`) instead of the shipped one."""
         prices = dict(base) if base is not None else _shipped()
         for model, o in (overrides or {}).items():
             prices[model] = Price(o.input, o.output, o.cached)
-        return cls(prices, overrides or ())
+        return cls(prices, overrides or (), scoped)
+
+    def price_for(
+        self, provider_name: str, provider_kind: str, upstream_model: str, model: str
+    ) -> Price | None:
+        """What a request is billed at when ``provider_name`` (of kind
+        ``provider_kind``) serves ``upstream_model`` for the ``model`` the
+        client asked for: the provider's own price for that model first (a
+        listing in use); echo costs nothing unless a name is priced on purpose;
+        else the upstream model's price, then the asked-for name's."""
+        if self.scoped:
+            found = self.scoped.get((provider_name, upstream_model))
+            if found is not None:
+                return found
+        if provider_kind == "echo":
+            return self.override(upstream_model) or self.override(model)
+        return self.lookup(upstream_model) or self.lookup(model)
+
+    def provider_price(self, provider_name: str, model: str) -> Price | None:
+        """The provider's own price for ``model``, else the table's for the name."""
+        return self.scoped.get((provider_name, model)) or self.lookup(model)
 
     def override(self, model: str) -> Price | None:
         """The price set on purpose for exactly this name, if any."""

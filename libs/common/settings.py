@@ -7,438 +7,84 @@ A bad file, an unknown key or a bad value raises ConfigError naming file and key
 
 from __future__ import annotations
 
-import configparser
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from tokgateway.common.webhooks import secret_bytes
-
-ENVIRONMENTS = ("dev", "test", "live")
-PROVIDER_KINDS = ("openai", "anthropic", "openai-compatible", "gemini", "azure", "echo")
-WORK_MODES = ("auto", "passthrough", "translation")
-HOOK_KINDS = ("webhook", "script")
-LAYER_DEFAULT = "default"
-LAYER_ENV = "environment"
-
-
-class ConfigError(Exception):
-    """A configuration problem, with the file and key that caused it."""
-
-
-def mask_secret(value: str) -> str:
-    if not value:
-        return ""
-    if len(value) <= 8:
-        return "****"
-    return f"{value[:3]}…{value[-4:]}"
-
-
-def _parse_bool(raw: str) -> bool:
-    low = raw.strip().lower()
-    if low in ("1", "true", "yes", "on"):
-        return True
-    if low in ("0", "false", "no", "off", ""):
-        return False
-    raise ValueError(f"expected true or false, got {raw!r}")
-
-
-_BOOL_WORDS = frozenset({"1", "true", "yes", "on", "0", "false", "no", "off"})
-# old name -> new dotted name; the old one is still read, with a warning
-DEPRECATED_KEYS = {("gateway", "enable_providers"): "gateway.provider_filter"}
-
-
-def _parse_int(raw: str) -> int:
-    try:
-        return int(raw.strip())
-    except ValueError:
-        raise ValueError(f"expected an integer, got {raw!r}") from None
-
-
-def _parse_port(raw: str) -> int:
-    port = _parse_int(raw)
-    if not 1 <= port <= 65535:
-        raise ValueError(f"expected a TCP port from 1 to 65535, got {raw.strip()!r}")
-    return port
-
-
-def mask_url(url: str) -> str:
-    """``base_url`` with any ``user:password@`` part masked: such URLs carry
-    credentials and are shown by ``config show`` and the admin API."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return url
-    authority, slash, path = rest.partition("/")
-    if "@" not in authority:
-        return url
-    host = authority.rsplit("@", 1)[1]
-    return f"{scheme}://****@{host}{slash}{path}"
-
-
-def _parse_float(raw: str) -> float:
-    try:
-        return float(raw.strip())
-    except ValueError:
-        raise ValueError(f"expected a number, got {raw!r}") from None
-
-
-def _choice(options: tuple[str, ...]) -> Callable[[str], str]:
-    def parse(raw: str) -> str:
-        value = raw.strip().lower()
-        if value not in options:
-            raise ValueError(f"expected one of {', '.join(options)}, got {raw!r}")
-        return value
-
-    return parse
-
-
-def _text(raw: str) -> str:
-    return raw.strip()
-
-
-@dataclass(frozen=True)
-class KeySpec:
-    section: str
-    name: str
-    default: str
-    parse: Callable[[str], Any] = _text
-    env: tuple[str, ...] = ()
-    secret: bool = False
-    doc: str = ""
-
-    @property
-    def dotted(self) -> str:
-        return f"{self.section}.{self.name}"
-
-
-KEYS: tuple[KeySpec, ...] = (
-    KeySpec("gateway", "env", "dev", _choice(ENVIRONMENTS), ("GATEWAY_ENV",)),
-    KeySpec("gateway", "host", "127.0.0.1", env=("GATEWAY_HOST",)),
-    KeySpec("gateway", "port", "8081", _parse_port, ("GATEWAY_PORT",)),
-    KeySpec(
-        "gateway",
-        "workers",
-        "1",
-        _parse_int,
-        ("GATEWAY_WORKERS",),
-        doc="server processes sharing the port (all-in-one)",
-    ),
-    KeySpec(
-        "gateway",
-        "data_dir",
-        "./data",
-        env=("GATEWAY_DATA_DIR",),
-        doc="SQLite, pid, port and log files; gatewayd alone: $XDG_STATE_HOME/tokgateway",
-    ),
-    KeySpec("gateway", "admin_key", "", env=("GATEWAY_ADMIN_KEY",), secret=True),
-    KeySpec("gateway", "admin_email", "admin@localhost", env=("GATEWAY_EMAIL",)),
-    KeySpec(
-        "gateway",
-        "primary_provider",
-        "",
-        env=("PRIMARY_PROVIDER", "GATEWAY_PRIMARY_PROVIDER"),
-        doc="provider that takes every model no route matches",
-    ),
-    KeySpec(
-        "gateway",
-        "provider_filter",
-        "",
-        env=("GATEWAY_PROVIDER_FILTER",),
-        doc="comma list of configured providers to use; empty uses all (was enable_providers)",
-    ),
-    KeySpec(
-        "gateway",
-        "enable_provider",
-        "false",
-        _parse_bool,
-        ("GATEWAY_ENABLE_PROVIDER",),
-        doc="offer this gateway's models on the marketplace (publishing is refused otherwise)",
-    ),
-    KeySpec(
-        "gateway",
-        "publish_name",
-        "",
-        env=("GATEWAY_PUBLISH_NAME",),
-        doc="display name of this gateway's marketplace listings",
-    ),
-    KeySpec(
-        "gateway",
-        "model_family",
-        "",
-        env=("GATEWAY_MODEL_FAMILY",),
-        doc="comma list of models published when `market publish` names none",
-    ),
-    KeySpec(
-        "market",
-        "public_url",
-        "",
-        env=("GATEWAY_PUBLIC_URL",),
-        doc="this gateway's URL as other operators reach it (default http://host:port)",
-    ),
-    KeySpec(
-        "market",
-        "auto_approve",
-        "false",
-        _parse_bool,
-        ("GATEWAY_MARKET_AUTO_APPROVE",),
-        doc="grant subscriptions at once (else `gateway market approve`)",
-    ),
-    KeySpec("market", "poll_s", "30", _parse_float, doc="how often peers' listings are pulled"),
-    KeySpec("market", "listing_days", "30", _parse_float, doc="a listing expires after this"),
-    KeySpec(
-        "market", "feed_token", "", secret=True, doc="bearer token peers need to read the feed"
-    ),
-    KeySpec("market", "subscriber_rpm", "0", _parse_int, doc="rpm of keys minted (0: none)"),
-    KeySpec("market", "subscriber_budget_usd", "0", _parse_float, doc="monthly budget (0: none)"),
-    KeySpec("gateway", "work_mode", "auto", _choice(WORK_MODES), ("GATEWAY_WORK_MODE",)),
-    KeySpec("gateway", "log_level", "info", _choice(("debug", "info", "warning", "error"))),
-    KeySpec("gateway", "access_log", "true", _parse_bool, ("GATEWAY_ACCESS_LOG",)),
-    KeySpec("gateway", "log_prompts", "false", _parse_bool),
-    KeySpec("gateway", "max_body_mb", "32", _parse_int),
-    KeySpec("gateway", "idle_timeout", "75", _parse_float, doc="s a connection may sit idle"),
-    KeySpec("gateway", "header_timeout", "10", _parse_float, doc="s to send a request head"),
-    KeySpec("gateway", "body_timeout", "120", _parse_float, doc="s to send a request body"),
-    KeySpec("gateway", "max_connections", "10000", _parse_int, doc="open client connections"),
-    KeySpec("gateway", "max_header_kb", "64", _parse_int, doc="request line + headers (431)"),
-    KeySpec("gateway", "max_headers", "100", _parse_int, doc="header fields a request (431)"),
-    KeySpec("gateway", "drain_seconds", "30", _parse_float, doc="graceful stop: time to finish"),
-    KeySpec("gateway", "connect_timeout", "10", _parse_float),
-    KeySpec("gateway", "upstream_timeout", "600", _parse_float),
-    KeySpec(
-        "gateway",
-        "upstream_max_connections",
-        "256",
-        _parse_int,
-        doc="connections per upstream origin (a provider's max_connections overrides it)",
-    ),
-    KeySpec(
-        "gateway",
-        "upstream_pool_timeout",
-        "30",
-        _parse_float,
-        doc="seconds a request waits for a free connection to its origin, then 503",
-    ),
-    KeySpec(
-        "gateway",
-        "upstream_max_body_mb",
-        "64",
-        _parse_int,
-        doc="largest upstream answer (decompressed) that is not streamed; larger is a 502",
-    ),
-    KeySpec(
-        "gateway",
-        "upstream_max_event_mb",
-        "8",
-        _parse_int,
-        doc="largest single server-sent event of an upstream stream; larger is an error",
-    ),
-    KeySpec(
-        "gateway", "upstream_keepalive", "60", _parse_float, doc="idle seconds a connection is kept"
-    ),
-    KeySpec(
-        "gateway",
-        "upstream_happy_eyeballs_ms",
-        "250",
-        _parse_float,
-        doc="delay before the next address (IPv6/IPv4) is tried (RFC 8305)",
-    ),
-    KeySpec("gateway", "key_cache_ttl", "300", _parse_float),
-    KeySpec(
-        "gateway",
-        "default_max_tokens",
-        "4096",
-        _parse_int,
-        ("GATEWAY_DEFAULT_MAX_TOKENS",),
-        doc="output tokens a limited request is assumed to ask for when it sets no max_tokens",
-    ),
-    KeySpec("gateway", "secret_key", "", env=("GATEWAY_SECRET_KEY",), secret=True),
-    KeySpec("gateway", "database_url", "", env=("GATEWAY_DATABASE_URL",), secret=True),
-    KeySpec("gateway", "nats_url", "", env=("GATEWAY_NATS_URL",)),
-    KeySpec("gateway", "redis_url", "", env=("GATEWAY_REDIS_URL",)),
-    KeySpec("gateway", "auth_url", "", env=("GATEWAY_AUTH_URL",)),
-    KeySpec("gateway", "ledger_url", "", env=("GATEWAY_LEDGER_URL",)),
-    KeySpec("gateway", "registry_url", "", env=("GATEWAY_REGISTRY_URL",)),
-    KeySpec(
-        "gateway",
-        "otlp_endpoint",
-        "",
-        env=("GATEWAY_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"),
-        doc="OTLP/HTTP collector base URL; empty exports no spans (context still propagates)",
-    ),
-    KeySpec(
-        "gateway",
-        "event_buffer",
-        "100000",
-        _parse_int,
-        ("GATEWAY_EVENT_BUFFER",),
-        doc="usage events a mesh router holds while NATS is unreachable",
-    ),
-    KeySpec(
-        "hooks",
-        "max_attempts",
-        "8",
-        _parse_int,
-        ("GATEWAY_HOOKS_MAX_ATTEMPTS",),
-        doc="tries per delivery before it is dead-lettered",
-    ),
-    KeySpec(
-        "hooks",
-        "api_scripts",
-        "false",
-        _parse_bool,
-        doc="allow script hooks added through the admin API (commands run on this host)",
-    ),
-    KeySpec("hooks", "backoff_s", "1", _parse_float, doc="first retry delay, doubled each try"),
-    KeySpec("hooks", "backoff_max_s", "600", _parse_float, doc="longest retry delay"),
-    KeySpec("hooks", "timeout_s", "10", _parse_float, doc="webhook request timeout"),
-    KeySpec(
-        "hooks",
-        "expiry_sweep_s",
-        "30",
-        _parse_float,
-        doc="how often auth looks for keys that expired (key.expired events)",
-    ),
-    KeySpec("ledger", "batch_size", "100", _parse_int),
-    KeySpec("ledger", "flush_interval_ms", "20", _parse_int),
-    KeySpec("ledger", "queue_limit", "100000", _parse_int),
-    KeySpec(
-        "ledger",
-        "retention_days",
-        "0",
-        _parse_int,
-        ("GATEWAY_LEDGER_RETENTION_DAYS",),
-        doc="PostgreSQL ledger: drop whole daily partitions older than this; 0 keeps all",
-    ),
+from tokgateway.common.settings_hooks import (
+    HOOK_KEYS,
+    HOOK_KINDS,
+    HookConfig,
+    build_hooks,
+    parse_event_globs,
 )
+from tokgateway.common.settings_ini import IniLayer, default_state_dir, resolve_config_dir
+from tokgateway.common.settings_keys import (
+    DEPRECATED_KEYS,
+    ENVIRONMENTS,
+    KEY_INDEX,
+    KEYS,
+    LAYER_DEFAULT,
+    LAYER_ENV,
+    WORK_MODES,
+    KeySpec,
+)
+from tokgateway.common.settings_providers import (
+    DEFAULT_BASE_URLS,
+    PROVIDER_KEYS,
+    PROVIDER_KINDS,
+    PROXY_VARS,
+    ProviderConfig,
+    ProviderNetwork,
+    build_providers,
+    parse_header_list,
+)
+from tokgateway.common.settings_routes import (
+    ROUTING_STRATEGIES,
+    PriceOverride,
+    RouteRule,
+    RouteTarget,
+    default_routes,
+    parse_price,
+    parse_strategy,
+    parse_targets,
+)
+from tokgateway.common.settings_values import BOOL_WORDS, ConfigError, mask_secret, mask_url
 
-PROXY_VARS = ("https_proxy", "http_proxy", "no_proxy")
-PROVIDER_KEYS: dict[str, Callable[[str], Any]] = {
-    "kind": _choice(PROVIDER_KINDS),
-    "base_url": _text,
-    "api_key": _text,
-    "api_key_env": _text,
-    "timeout": _parse_float,
-    "anthropic_version": _text,
-    "api_version": _text,
-    "proxy": _text,
-    "ca_file": _text,
-    "tls_verify": _parse_bool,
-    "cert_file": _text,
-    "key_file": _text,
-    "headers": _text,
-    "max_connections": _parse_int,
-    "forward_org_headers": _parse_bool,
-}
-HOOK_KEYS: dict[str, Callable[[str], Any]] = {
-    "kind": _choice(HOOK_KINDS),
-    "events": _text,
-    "url": _text,
-    "secret_env": _text,
-    "command": _text,
-    "timeout_s": _parse_float,
-    "enabled": _parse_bool,
-}
-_KEY_INDEX = {(k.section, k.name): k for k in KEYS}
-
-
-def parse_header_list(text: str) -> tuple[tuple[str, str], ...]:
-    """``"X-Team: search, X-Env: prod"`` as ``(("x-team", "search"), ...)``."""
-    out: list[tuple[str, str]] = []
-    for item in text.split(","):
-        if not item.strip():
-            continue
-        name, sep, value = item.partition(":")
-        name = name.strip().lower()
-        if not sep or not name or any(c in name for c in " \t\r\n") or "\n" in value:
-            raise ValueError(f"{item.strip()!r} is not 'Name: value'")
-        out.append((name, value.strip()))
-    return tuple(out)
-
-
-@dataclass(frozen=True, kw_only=True)
-class ProviderNetwork:
-    """How a provider is reached beyond its URL: proxy (None follows
-    HTTPS_PROXY/HTTP_PROXY/NO_PROXY, "none" goes direct), TLS files, extra
-    headers, its own pool limit, and whether clients' OpenAI organisation and
-    project headers are passed on (off: the key's owner decides what is billed)."""
-
-    proxy: str | None = field(default=None, repr=False)  # may carry user:password
-    ca_file: str = ""
-    tls_verify: bool = True
-    cert_file: str = ""
-    key_file: str = ""
-    headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
-    max_connections: int = 0
-    forward_org_headers: bool = False
-
-
-@dataclass(frozen=True, kw_only=True)
-class ProviderConfig:
-    name: str
-    kind: str
-    base_url: str
-    api_key: str = field(default="", repr=False)
-    timeout: float | None = None
-    anthropic_version: str = "2023-06-01"
-    api_version: str = ""
-    api_key_env: str = ""  # the variable the key was read from, if any
-    network: ProviderNetwork = field(default_factory=ProviderNetwork)
-
-    @property
-    def missing_key(self) -> str:
-        """The name of the unset variable ``api_key_env`` points at, or ''."""
-        return self.api_key_env if self.api_key_env and not self.api_key else ""
-
-    def __repr__(self) -> str:
-        return (
-            f"ProviderConfig(name={self.name!r}, kind={self.kind!r}, "
-            f"base_url={mask_url(self.base_url)!r}, api_key={mask_secret(self.api_key)!r})"
-        )
-
-
-@dataclass(frozen=True, kw_only=True)
-class HookConfig:
-    """One provisioning hook: a webhook (Standard Webhooks, signed with the
-    ``whsec_`` secret read from ``secret_env``) or a script, for the event
-    types its ``events`` globs match."""
-
-    name: str
-    kind: str
-    events: tuple[str, ...]
-    url: str = ""
-    secret: str = field(default="", repr=False)
-    secret_env: str = ""
-    command: str = ""
-    timeout_s: float | None = None
-    enabled: bool = True
-
-    def __repr__(self) -> str:
-        target = self.url if self.kind == "webhook" else self.command
-        return (
-            f"HookConfig(name={self.name!r}, kind={self.kind!r}, events={self.events!r}, "
-            f"target={target!r}, secret={mask_secret(self.secret)!r})"
-        )
-
-
-@dataclass(frozen=True)
-class RouteTarget:
-    provider: str
-    upstream_model: str | None = None
-
-
-@dataclass(frozen=True)
-class RouteRule:
-    pattern: str
-    targets: tuple[RouteTarget, ...]
-
-
-@dataclass(frozen=True)
-class PriceOverride:
-    input: float
-    output: float
-    cached: float | None = None
+__all__ = [
+    "DEFAULT_BASE_URLS",
+    "DEPRECATED_KEYS",
+    "ENVIRONMENTS",
+    "HOOK_KEYS",
+    "HOOK_KINDS",
+    "KEYS",
+    "LAYER_DEFAULT",
+    "LAYER_ENV",
+    "PROVIDER_KEYS",
+    "PROVIDER_KINDS",
+    "PROXY_VARS",
+    "ROUTING_STRATEGIES",
+    "WORK_MODES",
+    "ConfigError",
+    "HookConfig",
+    "KeySpec",
+    "PriceOverride",
+    "ProviderConfig",
+    "ProviderNetwork",
+    "RouteRule",
+    "RouteTarget",
+    "Setting",
+    "Settings",
+    "default_state_dir",
+    "load_settings",
+    "mask_secret",
+    "mask_url",
+    "parse_event_globs",
+    "parse_header_list",
+    "resolve_config_dir",
+]
 
 
 @dataclass(frozen=True)
@@ -453,14 +99,6 @@ class Setting:
         if isinstance(self.value, bool):
             return "true" if self.value else "false"
         return str(self.value)
-
-
-DEFAULT_BASE_URLS = {
-    "openai": "https://api.openai.com/v1",
-    "anthropic": "https://api.anthropic.com",
-    "gemini": "https://generativelanguage.googleapis.com/v1beta",
-    "echo": "",
-}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -550,97 +188,16 @@ class Settings:
         ] + list(self.deprecations)
 
 
-class _Layer:
-    """One parsed INI file."""
-
-    def __init__(self, path: Path, label: str) -> None:
-        self.path = path
-        self.label = label
-        parser = configparser.ConfigParser(interpolation=None, delimiters=("=",))
-        parser.optionxform = str  # type: ignore[assignment,method-assign]
-        try:
-            with path.open(encoding="utf-8") as fh:
-                parser.read_file(fh)
-        except (configparser.Error, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{path}: cannot parse: {exc}") from None
-        self.parser = parser
-
-    def sections(self) -> list[str]:
-        return list(self.parser.sections())
-
-    def items(self, section: str) -> list[tuple[str, str]]:
-        return [(k, v) for k, v in self.parser.items(section, raw=True)]
-
-
-def _parse_targets(raw: str, where: str) -> tuple[RouteTarget, ...]:
-    targets = []
-    for piece in raw.split(","):
-        part = piece.strip()
-        if not part:
-            continue
-        provider, _, model = part.partition(":")
-        if not provider.strip():
-            raise ConfigError(f"{where}: empty provider in {raw!r}")
-        targets.append(RouteTarget(provider.strip(), model.strip() or None))
-    if not targets:
-        raise ConfigError(f"{where}: no provider given")
-    return tuple(targets)
-
-
-ROUTING_STRATEGIES = ("priority", "weighted", "cheapest", "fastest", "least-busy")
-
-
-def _parse_strategy(raw: str, where: str) -> tuple[str, dict[str, float]]:
-    """'weighted a=3 b=1', 'cheapest', ...: a strategy and optional weights."""
-    parts = raw.split()
-    if not parts or parts[0] not in ROUTING_STRATEGIES:
-        raise ConfigError(f"{where}: expected one of {', '.join(ROUTING_STRATEGIES)}")
-    weights: dict[str, float] = {}
-    for piece in parts[1:]:
-        name, _, value = piece.partition("=")
-        try:
-            weights[name] = float(value)
-        except ValueError:
-            raise ConfigError(f"{where}: weights are provider=number, got {piece!r}") from None
-        if weights[name] < 0:
-            raise ConfigError(f"{where}: a weight must not be negative")
-    return parts[0], weights
-
-
-def _parse_price(raw: str, where: str) -> PriceOverride:
-    parts = [p.strip() for p in raw.split(",") if p.strip()]
-    try:
-        nums = [float(p) for p in parts]
-    except ValueError:
-        raise ConfigError(f"{where}: expected 'input, output[, cached]' USD per million") from None
-    if len(nums) not in (2, 3) or any(n < 0 for n in nums):
-        raise ConfigError(f"{where}: expected 'input, output[, cached]' USD per million")
-    return PriceOverride(nums[0], nums[1], nums[2] if len(nums) == 3 else None)
-
-
-def resolve_config_dir(environ: Mapping[str, str] | None = None) -> Path:
-    env = os.environ if environ is None else environ
-    return Path(env.get("GATEWAY_CONFIG_DIR") or "./config").expanduser()
-
-
-def default_state_dir(environ: Mapping[str, str] | None = None) -> Path:
-    """Where ``gatewayd`` keeps its state when no data dir is set: the user's
-    XDG state directory, never whatever directory the daemon was started in."""
-    env = os.environ if environ is None else environ
-    base = env.get("XDG_STATE_HOME") or str(Path(env.get("HOME") or "~") / ".local" / "state")
-    return Path(base).expanduser() / "tokgateway"
-
-
 def load_settings(
     config_dir: str | Path | None = None, environ: Mapping[str, str] | None = None
 ) -> Settings:
     env = dict(os.environ if environ is None else environ)
     cfg_dir = Path(config_dir).expanduser() if config_dir else resolve_config_dir(env)
 
-    layers: list[_Layer] = []
+    layers: list[IniLayer] = []
     base = cfg_dir / "setting.ini"
     if base.is_file():
-        layers.append(_Layer(base, "setting.ini"))
+        layers.append(IniLayer(base, "setting.ini"))
     env_name = env.get("GATEWAY_ENV", "").strip().lower()
     if not env_name:
         env_name = "dev"
@@ -654,7 +211,7 @@ def load_settings(
         )
     overlay = cfg_dir / env_name / "gateway.ini"
     if overlay.is_file():
-        layers.append(_Layer(overlay, f"{env_name}/gateway.ini"))
+        layers.append(IniLayer(overlay, f"{env_name}/gateway.ini"))
 
     raw: dict[str, tuple[str, str, str]] = {}  # dotted -> (raw, layer label, where)
     for spec in KEYS:
@@ -699,7 +256,7 @@ def load_settings(
             elif section == "routes":
                 for pattern, value in items:
                     routes[pattern] = RouteRule(
-                        pattern, _parse_targets(value, f"{where_s} {pattern}")
+                        pattern, parse_targets(value, f"{where_s} {pattern}")
                     )
             elif section == "aliases":
                 for alias, target in items:
@@ -708,10 +265,10 @@ def load_settings(
                     aliases[alias] = target.strip()
             elif section == "strategies":
                 for pattern, value in items:
-                    strategies[pattern] = _parse_strategy(value, f"{where_s} {pattern}")
+                    strategies[pattern] = parse_strategy(value, f"{where_s} {pattern}")
             elif section == "prices":
                 for model, value in items:
-                    prices[model] = _parse_price(value, f"{where_s} {model}")
+                    prices[model] = parse_price(value, f"{where_s} {model}")
             else:
                 for key, value in items:
                     if (section, key) in DEPRECATED_KEYS:
@@ -722,12 +279,12 @@ def load_settings(
                         )
                         raw[new_key] = (value, layer.label, f"{where_s} {key}")
                         continue
-                    if (section, key) not in _KEY_INDEX:
+                    if (section, key) not in KEY_INDEX:
                         raise ConfigError(f"{where_s} {key}: unknown key")
                     raw[f"{section}.{key}"] = (value, layer.label, f"{where_s} {key}")
 
     legacy = env.get("GATEWAY_ENABLE_PROVIDER", "").strip()
-    if legacy and legacy.lower() not in _BOOL_WORDS:
+    if legacy and legacy.lower() not in BOOL_WORDS:
         # before the marketplace, GATEWAY_ENABLE_PROVIDER held the provider filter
         deprecations.append(
             "GATEWAY_ENABLE_PROVIDER as a provider list is deprecated; "
@@ -751,7 +308,7 @@ def load_settings(
         values[spec.dotted] = Setting(value, label, spec.secret)
     values["gateway.env"] = Setting(env_name, values["gateway.env"].layer)
 
-    providers = _build_providers(provider_raw, env)
+    providers = build_providers(provider_raw, env)
     layers_by_provider = {n: provider_layer.get(n, LAYER_ENV) for n in providers}
     layers_by_provider.setdefault("echo", LAYER_DEFAULT)
     if "echo" not in provider_raw:
@@ -783,7 +340,7 @@ def load_settings(
                     f"[routes] {rule.pattern}: unknown provider {route_target.provider!r} "
                     f"(configured: {', '.join(providers)})"
                 )
-    rules.extend(_default_routes(providers, {r.pattern for r in rules}))
+    rules.extend(default_routes(providers, {r.pattern for r in rules}))
 
     return Settings(
         values=values,
@@ -794,157 +351,8 @@ def load_settings(
         prices=prices,
         config_dir=cfg_dir,
         files=tuple(layer.path for layer in layers),
-        hooks=_build_hooks(hook_raw, env),
+        hooks=build_hooks(hook_raw, env),
         proxy_env={k: v for k, v in env.items() if k.lower() in PROXY_VARS},
         deprecations=tuple(deprecations),
         strategies=strategies,
     )
-
-
-def parse_event_globs(raw: str) -> tuple[str, ...]:
-    """'key.*, user.created' -> ('key.*', 'user.created')."""
-    return tuple(p.strip() for p in raw.split(",") if p.strip())
-
-
-def _build_hooks(
-    hook_raw: Mapping[str, Mapping[str, tuple[str, str]]], env: Mapping[str, str]
-) -> dict[str, HookConfig]:
-    hooks: dict[str, HookConfig] = {}
-    for name, entry in hook_raw.items():
-        fields: dict[str, Any] = {}
-        for key, (value, where) in entry.items():
-            try:
-                fields[key] = HOOK_KEYS[key](value)
-            except ValueError as exc:
-                raise ConfigError(f"{where}: {exc}") from None
-        kind = fields.get("kind")
-        if not kind:
-            raise ConfigError(f"[hook.{name}] kind: missing (one of {', '.join(HOOK_KINDS)})")
-        events = parse_event_globs(str(fields.get("events", "")))
-        if not events:
-            raise ConfigError(f"[hook.{name}] events: missing (globs such as 'key.*, user.*')")
-        secret_env = str(fields.get("secret_env", ""))
-        secret = env.get(secret_env, "") if secret_env else ""
-        if kind == "webhook":
-            url = str(fields.get("url", ""))
-            if not url.startswith(("http://", "https://")):
-                raise ConfigError(f"[hook.{name}] url: an http:// or https:// URL is required")
-            if not secret_env:
-                raise ConfigError(f"[hook.{name}] secret_env: the variable holding whsec_...")
-            if not secret:
-                raise ConfigError(f"[hook.{name}] secret_env: {secret_env} is not set")
-            try:
-                secret_bytes(secret)
-            except ValueError as exc:
-                raise ConfigError(f"[hook.{name}] secret_env: {secret_env}: {exc}") from None
-        elif not str(fields.get("command", "")):
-            raise ConfigError(f"[hook.{name}] command: required for kind script")
-        timeout = fields.get("timeout_s")
-        if timeout is not None and timeout <= 0:
-            raise ConfigError(f"[hook.{name}] timeout_s: must be positive")
-        hooks[name] = HookConfig(
-            name=name,
-            kind=kind,
-            events=events,
-            url=str(fields.get("url", "")),
-            secret=secret,
-            secret_env=secret_env,
-            command=str(fields.get("command", "")),
-            timeout_s=timeout,
-            enabled=bool(fields.get("enabled", True)),
-        )
-    return hooks
-
-
-def _build_providers(
-    provider_raw: Mapping[str, Mapping[str, tuple[str, str]]], env: Mapping[str, str]
-) -> dict[str, ProviderConfig]:
-    providers: dict[str, ProviderConfig] = {}
-    for name, entry in provider_raw.items():
-        fields: dict[str, Any] = {}
-        for key, (value, where) in entry.items():
-            try:
-                fields[key] = PROVIDER_KEYS[key](value)
-            except ValueError as exc:
-                raise ConfigError(f"{where}: {exc}") from None
-        kind = fields.get("kind") or ("echo" if name == "echo" else "")
-        if not kind:
-            raise ConfigError(
-                f"[provider.{name}] kind: missing (one of {', '.join(PROVIDER_KINDS)})"
-            )
-        base_url = str(fields.get("base_url") or DEFAULT_BASE_URLS.get(kind, ""))
-        if kind in ("openai-compatible", "azure") and not base_url:
-            raise ConfigError(f"[provider.{name}] base_url: required for kind {kind}")
-        api_key = str(fields.get("api_key", ""))
-        key_env = str(fields.get("api_key_env", ""))
-        if key_env and not api_key:
-            api_key = env.get(key_env, "")
-        providers[name] = ProviderConfig(
-            name=name,
-            kind=kind,
-            base_url=base_url.rstrip("/"),
-            api_key=api_key,
-            timeout=fields.get("timeout"),
-            anthropic_version=str(fields.get("anthropic_version") or "2023-06-01"),
-            api_version=str(fields.get("api_version") or ""),
-            api_key_env=key_env,
-            network=_provider_network(name, fields),
-        )
-    if not provider_raw:
-        if env.get("OPENAI_API_KEY"):
-            providers["openai"] = ProviderConfig(
-                name="openai",
-                kind="openai",
-                base_url=(env.get("OPENAI_BASE_URL") or DEFAULT_BASE_URLS["openai"]).rstrip("/"),
-                api_key=env["OPENAI_API_KEY"],
-            )
-        if env.get("ANTHROPIC_API_KEY"):
-            providers["anthropic"] = ProviderConfig(
-                name="anthropic",
-                kind="anthropic",
-                base_url=(env.get("ANTHROPIC_BASE_URL") or DEFAULT_BASE_URLS["anthropic"]).rstrip(
-                    "/"
-                ),
-                api_key=env["ANTHROPIC_API_KEY"],
-            )
-    providers.setdefault("echo", ProviderConfig(name="echo", kind="echo", base_url=""))
-    return providers
-
-
-def _provider_network(name: str, fields: Mapping[str, Any]) -> ProviderNetwork:
-    try:
-        headers = parse_header_list(str(fields.get("headers", "")))
-    except ValueError as exc:
-        raise ConfigError(f"[provider.{name}] headers: {exc}") from None
-    if fields.get("key_file") and not fields.get("cert_file"):
-        raise ConfigError(f"[provider.{name}] key_file: needs cert_file")
-    limit = int(fields.get("max_connections", 0))
-    if limit < 0:
-        raise ConfigError(f"[provider.{name}] max_connections: must be 0 or more")
-    proxy = fields.get("proxy")
-    return ProviderNetwork(
-        proxy=str(proxy) if proxy else None,
-        ca_file=str(fields.get("ca_file", "")),
-        tls_verify=bool(fields.get("tls_verify", True)),
-        cert_file=str(fields.get("cert_file", "")),
-        key_file=str(fields.get("key_file", "")),
-        headers=headers,
-        max_connections=limit,
-        forward_org_headers=bool(fields.get("forward_org_headers", False)),
-    )
-
-
-def _default_routes(providers: Mapping[str, ProviderConfig], taken: set[str]) -> list[RouteRule]:
-    defaults: list[tuple[str, str]] = []
-    if "openai" in providers:
-        defaults += [(p, "openai") for p in ("gpt-*", "o1*", "o3*", "o4*", "text-embedding-*")]
-    if "anthropic" in providers:
-        defaults.append(("claude-*", "anthropic"))
-    if "echo" in providers:
-        # only its own name: a mistyped model is a 404, never an echo billed as another
-        defaults.append(("echo", "echo"))
-    return [
-        RouteRule(pattern, (RouteTarget(provider),))
-        for pattern, provider in defaults
-        if pattern not in taken
-    ]

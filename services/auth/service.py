@@ -340,7 +340,9 @@ def _no_team(team_id: str) -> NotFound:
 
 
 class AuthInternalAPI:
-    """What other mesh services call: key verification by hash. Guarded by the
+    """What other mesh services call: key verification by hash, and the keys
+    the registry's marketplace mints for its subscribers (scoped to a
+    listing's models) and revokes when the listing goes. Guarded by the
     service token derived from GATEWAY_SECRET_KEY."""
 
     def __init__(self, service: AuthService, service_token: str) -> None:
@@ -348,13 +350,49 @@ class AuthInternalAPI:
         self.token = service_token
 
     def routes(self) -> list[Route]:
-        return [Route("/internal/verify", self.verify, methods=["POST"])]
+        return [
+            Route("/internal/verify", self.verify, methods=["POST"]),
+            Route("/internal/keys", self.mint, methods=["POST"]),
+            Route("/internal/keys/{key_id}/revoke", self.revoke, methods=["POST"]),
+        ]
+
+    def _admit(self, request: Request) -> None:
+        given = bearer_token(request.headers.get("authorization"), None)
+        if not token_matches(given, self.token):
+            raise Unauthenticated("Missing or wrong service token.")
+
+    async def mint(self, request: Request) -> Response:
+        try:
+            self._admit(request)
+            data = await read_json(request, 16384)
+            name, models = data.get("name"), data.get("models")
+            if not isinstance(name, str) or not name:
+                raise BadRequest("'name' must be a non-empty string.", param="name")
+            if not isinstance(models, list) or not models:
+                raise BadRequest("'models' must be a non-empty list.", param="models")
+            if not all(isinstance(m, str) and m for m in models):
+                raise BadRequest("'models' must hold model names.", param="models")
+            limits = data.get("limits")
+            if limits is not None and not isinstance(limits, dict):
+                raise BadRequest("'limits' must be an object.", param="limits")
+            rec, secret = await self.service.create_key(
+                name=name[:120], models=tuple(models), limits=Limits.from_dict(limits)
+            )
+        except GatewayError as err:
+            return error_response(err)
+        return JSONResponse({"id": rec.id, "key": secret}, status_code=201)
+
+    async def revoke(self, request: Request) -> Response:
+        try:
+            self._admit(request)
+            rec = await self.service.revoke(request.path_params["key_id"])
+        except GatewayError as err:
+            return error_response(err)
+        return JSONResponse(rec.public())
 
     async def verify(self, request: Request) -> Response:
         try:
-            given = bearer_token(request.headers.get("authorization"), None)
-            if not token_matches(given, self.token):
-                raise Unauthenticated("Missing or wrong service token.")
+            self._admit(request)
             data = await read_json(request, 4096)
             key_hash = data.get("key_hash")
             if not isinstance(key_hash, str) or len(key_hash) != 64:

@@ -20,10 +20,17 @@ from tokgateway.common.contracts import (
 )
 from tokgateway.common.crypto import token_matches
 from tokgateway.common.errors import BadRequest, GatewayError, NotFound, Unauthenticated
-from tokgateway.common.http import AdminGuard, JSONResponse, error_response, read_json
+from tokgateway.common.http import (
+    AdminGuard,
+    Identity,
+    JSONResponse,
+    error_response,
+    read_json,
+)
 from tokgateway.common.keys import bearer_token
 from tokgateway.common.sqlite import SQLiteDB
 from tokgateway.ledger import store
+from tokgateway.ledger.filters import EVERYTHING, UsageFilter
 from tokgateway.ledger.stores import LedgerStore, SQLiteLedgerStore
 from tokgateway.ledger.writer import LedgerWriter
 
@@ -96,36 +103,12 @@ class LedgerService:
         await self.store.close()
 
     async def usage(
-        self,
-        *,
-        key_id: str | None = None,
-        since: float | None = None,
-        until: float | None = None,
-        group_by: str | None = None,
-        user_id: str | None = None,
-        team_id: str | None = None,
+        self, filters: UsageFilter = EVERYTHING, group_by: str | None = None
     ) -> list[dict[str, Any]]:
-        return await self.store.query_usage(
-            key_id=key_id,
-            since=since,
-            until=until,
-            group_by=group_by,
-            user_id=user_id,
-            team_id=team_id,
-        )
+        return await self.store.query_usage(filters, group_by)
 
-    async def latency(
-        self,
-        *,
-        key_id: str | None = None,
-        since: float | None = None,
-        until: float | None = None,
-        user_id: str | None = None,
-        team_id: str | None = None,
-    ) -> dict[str, Any]:
-        return await self.store.latency(
-            key_id=key_id, since=since, until=until, user_id=user_id, team_id=team_id
-        )
+    async def latency(self, filters: UsageFilter = EVERYTHING) -> dict[str, Any]:
+        return await self.store.latency(filters)
 
     # -- the SpendSource contract ---------------------------------------------------
     async def spend_since(self, kind: str, id: str, since: float) -> float:
@@ -171,25 +154,12 @@ class LedgerAdminAPI:
         user's (any other filter narrows within that)."""
         try:
             who = await self.guard.identify(request)
-            q = request.query_params
-            group_by = q.get("group_by") or None
+            group_by = request.query_params.get("group_by") or None
             if group_by is not None and group_by not in store.GROUPS:
                 raise BadRequest(
                     f"'group_by' must be one of {', '.join(store.GROUPS)}.", param="group_by"
                 )
-            user_id = q.get("user") or None
-            if not who.sees_all:
-                if user_id is not None and user_id != who.user_id:
-                    raise BadRequest("A member's key sees only its own usage.", param="user")
-                user_id = who.user_id or "-"
-            rows = await self.service.usage(
-                key_id=q.get("key") or None,
-                since=parse_time(q.get("since"), "since"),
-                until=parse_time(q.get("until"), "until"),
-                group_by=group_by,
-                user_id=user_id,
-                team_id=q.get("team") or None,
-            )
+            rows = await self.service.usage(_filters(request, who), group_by)
         except GatewayError as err:
             return error_response(err)
         return JSONResponse({"object": "list", "group_by": group_by, "data": rows})
@@ -198,19 +168,7 @@ class LedgerAdminAPI:
         """p50/p99 latency of the requests in a window, scoped like ``usage``."""
         try:
             who = await self.guard.identify(request)
-            q = request.query_params
-            user_id = q.get("user") or None
-            if not who.sees_all:
-                if user_id is not None and user_id != who.user_id:
-                    raise BadRequest("A member's key sees only its own usage.", param="user")
-                user_id = who.user_id or "-"
-            stats = await self.service.latency(
-                key_id=q.get("key") or None,
-                since=parse_time(q.get("since"), "since"),
-                until=parse_time(q.get("until"), "until"),
-                user_id=user_id,
-                team_id=q.get("team") or None,
-            )
+            stats = await self.service.latency(_filters(request, who))
         except GatewayError as err:
             return error_response(err)
         return JSONResponse({"object": "latency", **stats})
@@ -224,6 +182,25 @@ class LedgerAdminAPI:
         except GatewayError as err:
             return error_response(err)
         return JSONResponse(row)
+
+
+def _filters(request: Request, who: Identity) -> UsageFilter:
+    """The rows a usage query may read: its ``key``, ``user``, ``team``,
+    ``since`` and ``until`` parameters, within the caller's own user's rows
+    when the caller is a member."""
+    q = request.query_params
+    user_id = q.get("user") or None
+    if not who.sees_all:
+        if user_id is not None and user_id != who.user_id:
+            raise BadRequest("A member's key sees only its own usage.", param="user")
+        user_id = who.user_id or "-"
+    return UsageFilter(
+        key_id=q.get("key") or None,
+        user_id=user_id,
+        team_id=q.get("team") or None,
+        since=parse_time(q.get("since"), "since"),
+        until=parse_time(q.get("until"), "until"),
+    )
 
 
 class LedgerInternalAPI:

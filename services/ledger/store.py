@@ -11,6 +11,7 @@ import orjson
 
 from tokgateway.common.contracts import UsageEvent
 from tokgateway.common.sqlite import transaction
+from tokgateway.ledger.filters import EVERYTHING, UsageFilter
 
 COLUMNS = (
     "request_id",
@@ -159,27 +160,9 @@ def insert_batch(conn: sqlite3.Connection, events: list[UsageEvent]) -> int:
 
 
 def query_usage(
-    conn: sqlite3.Connection,
-    *,
-    key_id: str | None = None,
-    since: float | None = None,
-    until: float | None = None,
-    group_by: str | None = None,
-    user_id: str | None = None,
-    team_id: str | None = None,
+    conn: sqlite3.Connection, filters: UsageFilter = EVERYTHING, group_by: str | None = None
 ) -> list[dict[str, Any]]:
-    where: list[str] = []
-    args: list[Any] = []
-    for column, value in (("key_id", key_id), ("user_id", user_id), ("team_id", team_id)):
-        if value:
-            where.append(f"{column} = ?")
-            args.append(value)
-    if since is not None:
-        where.append("ts >= ?")
-        args.append(since)
-    if until is not None:
-        where.append("ts < ?")
-        args.append(until)
+    where, args = filters.where(_sqlite_placeholder)
     group_sql = GROUPS.get(group_by or "")
     select = f"{group_sql} AS grp, " if group_sql else "'all' AS grp, "
     sql = (
@@ -218,26 +201,8 @@ def recent(conn: sqlite3.Connection, limit: int = 100) -> list[dict[str, Any]]:
     return [dict(r) for r in rows]
 
 
-def _scope_where(
-    key_id: str | None,
-    user_id: str | None,
-    team_id: str | None,
-    since: float | None,
-    until: float | None,
-) -> tuple[list[str], list[Any]]:
-    where: list[str] = []
-    args: list[Any] = []
-    for column, value in (("key_id", key_id), ("user_id", user_id), ("team_id", team_id)):
-        if value:
-            where.append(f"{column} = ?")
-            args.append(value)
-    if since is not None:
-        where.append("ts >= ?")
-        args.append(since)
-    if until is not None:
-        where.append("ts < ?")
-        args.append(until)
-    return where, args
+def _sqlite_placeholder(n: int) -> str:
+    return "?"
 
 
 def nearest_rank(count: int, fraction: float) -> int:
@@ -246,17 +211,9 @@ def nearest_rank(count: int, fraction: float) -> int:
     return max(math.ceil(fraction * count) - 1, 0)
 
 
-def latency(
-    conn: sqlite3.Connection,
-    *,
-    key_id: str | None = None,
-    since: float | None = None,
-    until: float | None = None,
-    user_id: str | None = None,
-    team_id: str | None = None,
-) -> dict[str, Any]:
+def latency(conn: sqlite3.Connection, filters: UsageFilter = EVERYTHING) -> dict[str, Any]:
     """p50 and p99 of the total latency of the requests in the window."""
-    where, args = _scope_where(key_id, user_id, team_id, since, until)
+    where, args = filters.where(_sqlite_placeholder)
     where.append("latency_ms IS NOT NULL")
     cond = " WHERE " + " AND ".join(where)
     count = int(conn.execute(f"SELECT COUNT(*) FROM usage_events{cond}", args).fetchone()[0])

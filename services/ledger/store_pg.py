@@ -15,6 +15,7 @@ from typing import Any
 
 from tokgateway.common.contracts import UsageEvent
 from tokgateway.common.postgres import Migration, affected, migrate, ping
+from tokgateway.ledger.filters import EVERYTHING, UsageFilter
 from tokgateway.ledger.store import COLUMNS, GROUPS, SCOPE_COLUMNS, attempt_log
 
 log = logging.getLogger("tokgateway.ledger")
@@ -115,6 +116,10 @@ _PG_GROUPS = {
 }
 
 
+def _pg_placeholder(n: int) -> str:
+    return f"${n}"
+
+
 def day_of(ts: float) -> date:
     return datetime.fromtimestamp(ts, UTC).date()
 
@@ -178,27 +183,9 @@ class PgLedgerStore:
         return affected(status)
 
     async def query_usage(
-        self,
-        *,
-        key_id: str | None = None,
-        since: float | None = None,
-        until: float | None = None,
-        group_by: str | None = None,
-        user_id: str | None = None,
-        team_id: str | None = None,
+        self, filters: UsageFilter = EVERYTHING, group_by: str | None = None
     ) -> list[dict[str, Any]]:
-        where: list[str] = []
-        args: list[Any] = []
-        for column, value in (("key_id", key_id), ("user_id", user_id), ("team_id", team_id)):
-            if value:
-                args.append(value)
-                where.append(f"{column} = ${len(args)}")
-        if since is not None:
-            args.append(since)
-            where.append(f"ts >= ${len(args)}")
-        if until is not None:
-            args.append(until)
-            where.append(f"ts < ${len(args)}")
+        where, args = filters.where(_pg_placeholder)
         group_sql = _PG_GROUPS.get(group_by or "")
         select = f"{group_sql} AS grp, " if group_sql else "'all' AS grp, "
         sql = (
@@ -231,27 +218,9 @@ class PgLedgerStore:
             )
         return out
 
-    async def latency(
-        self,
-        *,
-        key_id: str | None = None,
-        since: float | None = None,
-        until: float | None = None,
-        user_id: str | None = None,
-        team_id: str | None = None,
-    ) -> dict[str, Any]:
-        where = ["latency_ms IS NOT NULL"]
-        args: list[Any] = []
-        for column, value in (("key_id", key_id), ("user_id", user_id), ("team_id", team_id)):
-            if value:
-                args.append(value)
-                where.append(f"{column} = ${len(args)}")
-        if since is not None:
-            args.append(since)
-            where.append(f"ts >= ${len(args)}")
-        if until is not None:
-            args.append(until)
-            where.append(f"ts < ${len(args)}")
+    async def latency(self, filters: UsageFilter = EVERYTHING) -> dict[str, Any]:
+        where, args = filters.where(_pg_placeholder)
+        where.append("latency_ms IS NOT NULL")
         row = await self.pool.fetchrow(
             "SELECT COUNT(*) AS n,"
             " percentile_disc(0.5) WITHIN GROUP (ORDER BY latency_ms) AS p50,"

@@ -8,6 +8,7 @@ from typing import Any, Protocol
 from tokgateway.common.contracts import UsageEvent
 from tokgateway.common.sqlite import SQLiteDB
 from tokgateway.ledger import store
+from tokgateway.ledger.filters import EVERYTHING, UsageFilter
 
 
 class LedgerStore(Protocol):
@@ -18,26 +19,14 @@ class LedgerStore(Protocol):
         the rows actually inserted."""
 
     async def query_usage(
-        self,
-        *,
-        key_id: str | None = None,
-        since: float | None = None,
-        until: float | None = None,
-        group_by: str | None = None,
-        user_id: str | None = None,
-        team_id: str | None = None,
-    ) -> list[dict[str, Any]]: ...
+        self, filters: UsageFilter = EVERYTHING, group_by: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Sums per ``group_by`` (a key of store.GROUPS; None: one row) of the
+        rows ``filters`` selects."""
 
-    async def latency(
-        self,
-        *,
-        key_id: str | None = None,
-        since: float | None = None,
-        until: float | None = None,
-        user_id: str | None = None,
-        team_id: str | None = None,
-    ) -> dict[str, Any]:
-        """{"requests", "p50_ms", "p99_ms"} of the total latency in the window."""
+    async def latency(self, filters: UsageFilter = EVERYTHING) -> dict[str, Any]:
+        """{"requests", "p50_ms", "p99_ms"} of the total latency of the rows
+        ``filters`` selects."""
 
     async def spend_since(self, kind: str, scope_id: str, since: float) -> float:
         """Sum of cost_usd of the key, user or team since ``since``."""
@@ -68,41 +57,12 @@ class SQLiteLedgerStore:
         return await self.db.run(lambda c: store.insert_batch(c, events))
 
     async def query_usage(
-        self,
-        *,
-        key_id: str | None = None,
-        since: float | None = None,
-        until: float | None = None,
-        group_by: str | None = None,
-        user_id: str | None = None,
-        team_id: str | None = None,
+        self, filters: UsageFilter = EVERYTHING, group_by: str | None = None
     ) -> list[dict[str, Any]]:
-        return await self.db.run(
-            lambda c: store.query_usage(
-                c,
-                key_id=key_id,
-                since=since,
-                until=until,
-                group_by=group_by,
-                user_id=user_id,
-                team_id=team_id,
-            )
-        )
+        return await self.db.run(lambda c: store.query_usage(c, filters, group_by))
 
-    async def latency(
-        self,
-        *,
-        key_id: str | None = None,
-        since: float | None = None,
-        until: float | None = None,
-        user_id: str | None = None,
-        team_id: str | None = None,
-    ) -> dict[str, Any]:
-        return await self.db.run(
-            lambda c: store.latency(
-                c, key_id=key_id, since=since, until=until, user_id=user_id, team_id=team_id
-            )
-        )
+    async def latency(self, filters: UsageFilter = EVERYTHING) -> dict[str, Any]:
+        return await self.db.run(lambda c: store.latency(c, filters))
 
     async def spend_since(self, kind: str, scope_id: str, since: float) -> float:
         return await self.db.run(lambda c: store.spend_since(c, kind, scope_id, since))

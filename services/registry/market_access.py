@@ -5,8 +5,10 @@ registry to subscribe, with a random claim only the two of them know; when
 the publisher grants it, the answer carries an API key of the publisher's
 gateway, scoped to the listed models. The key is stored sealed as the
 credential of a new provider, and a route sends the listed model names to it,
-so agents keep calling the same model names. The listing's prices become this
-registry's model prices, so the consumer's ledger costs what it will be billed.
+so agents keep calling the same model names. The listing's prices become the
+prices of that provider's models (scoped to it: they win over this registry's
+own price for the same name, which stays as it was for its other providers),
+so the consumer's ledger costs what it will be billed.
 
 Publisher side: a subscription is granted at once (market.auto_approve) or
 by `gateway market approve`; the key is minted by the auth service (its own
@@ -19,11 +21,13 @@ import hashlib
 import logging
 import secrets
 import time
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 import httpx
 
 from tokgateway.common.errors import BadRequest, Forbidden, NotFound
+from tokgateway.common.pricing import Price
 from tokgateway.common.settings import Settings
 from tokgateway.registry.federation import PeerError
 from tokgateway.registry.market import MarketService
@@ -53,6 +57,10 @@ class RegistryWriter(Protocol):
     async def put_route(self, data: dict[str, Any]) -> Any: ...
 
     async def put_model(self, data: dict[str, Any]) -> Any: ...
+
+    async def set_scoped_prices(self, prices: Mapping[tuple[str, str], Price]) -> None: ...
+
+    scoped_prices: Mapping[tuple[str, str], Price]
 
 
 def _claim_hash(claim: str) -> str:
@@ -231,20 +239,42 @@ class MarketAccess:
                 "api_key": answer["key"],
             }
         )
-        routed = []
-        for m in models[:1] if as_model else models:
-            local = as_model or m["name"]
-            await self.registry.put_model(
-                {"name": local, "input": m["input"], "output": m["output"], "cached": m["cached"]}
-            )
-            await self.registry.put_route(
-                {"pattern": local, "targets": [{"provider": name, "upstream_model": m["name"]}]}
-            )
-            routed.append({"model": local, "upstream_model": m["name"]})
-        use.update(status="active", provider=name, routes=routed, used_at=time.time())
+        chosen = models[:1] if as_model else models
+        routed = [{"model": as_model or m["name"], "upstream_model": m["name"]} for m in chosen]
+        prices = {m["name"]: [m["input"], m["output"], m["cached"]] for m in chosen}
+        use.update(
+            status="active", provider=name, routes=routed, prices=prices, used_at=time.time()
+        )
         await self.store.put(USE, listing_id, use)
+        # priced before any route sends traffic to it
+        await self.registry.set_scoped_prices(await self.scoped_prices())
+        for r in routed:
+            await self.registry.put_route(
+                {
+                    "pattern": r["model"],
+                    "targets": [{"provider": name, "upstream_model": r["upstream_model"]}],
+                }
+            )
         log.info("listing in use", extra={"listing_id": listing_id, "provider": name})
         return self._use_public(use)
+
+    async def scoped_prices(self) -> dict[tuple[str, str], Price]:
+        """(provider, upstream model) -> the listing's price, for every listing in use."""
+        out: dict[tuple[str, str], Price] = {}
+        for _, _, use in await self.store.list(USE):
+            if use.get("status") != "active" or not use.get("provider"):
+                continue
+            for model, (inp, outp, cached) in (use.get("prices") or {}).items():
+                out[(use["provider"], model)] = Price(
+                    float(inp), float(outp), float(cached) if cached is not None else None
+                )
+        return out
+
+    async def load_prices(self) -> None:
+        """The listings' prices as the registry's scoped prices (at start, and
+        when another worker of the same file changed the registry); the caller
+        refreshes the snapshot."""
+        self.registry.scoped_prices = await self.scoped_prices()
 
     async def uses(self) -> list[Doc]:
         return [self._use_public(u) for _, _, u in await self.store.list(USE)]

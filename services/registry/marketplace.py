@@ -53,6 +53,9 @@ class Marketplace:
 
     async def start(self, *, poll: bool = True) -> None:
         await self.market.start()
+        await self.access.load_prices()
+        if self.registry.scoped_prices:
+            await self.registry.refresh()
         await self.prices.start()
         if poll:
             self.peers.start_polling(float(self.settings.get("market.poll_s")))

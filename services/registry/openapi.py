@@ -266,7 +266,13 @@ def document() -> dict[str, Any]:
         "/admin/prices": {
             "get": _op(
                 "The price table in force, its date, and unpriced routed models",
-                _list(_obj(["model", "input", "output", "source"])),
+                _list(
+                    _obj(
+                        ["model", "input", "output", "source"],
+                        # set on a listing's price: the provider `market use` made
+                        provider={"type": "string"},
+                    )
+                ),
             )
         },
         "/admin/prices/table": {

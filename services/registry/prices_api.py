@@ -36,11 +36,7 @@ class PriceTables:
 
     async def start(self) -> None:
         """The stored table, if one was refreshed; then flag unpriced models."""
-        doc = await self.store.get(PRICES, "table")
-        if doc is not None:
-            as_of, prices = parse_table(doc)
-            self.as_of, self.source = as_of, str(doc.get("source") or "refreshed")
-            self.registry.base_prices = prices
+        if await self.load():
             await self.registry.refresh()
         for model in self.registry.unpriced():
             log.warning(
@@ -48,6 +44,18 @@ class PriceTables:
                 "or a price table covers it",
                 model,
             )
+
+    async def load(self) -> bool:
+        """Take the stored table (a refresh through this or another worker of
+        the same file) as the registry's base prices; True when there is one.
+        The caller refreshes the snapshot."""
+        doc = await self.store.get(PRICES, "table")
+        if doc is None:
+            return False
+        as_of, prices = parse_table(doc)
+        self.as_of, self.source = as_of, str(doc.get("source") or "refreshed")
+        self.registry.base_prices = prices
+        return True
 
     async def replace(self, doc: dict[str, Any]) -> dict[str, Any]:
         try:
@@ -57,6 +65,7 @@ class PriceTables:
         source = str(doc.get("source") or "refreshed")[:500]
         stored = {"as_of": as_of, "source": source, "models": doc["models"], "at": time.time()}
         await self.store.put(PRICES, "table", stored)
+        await self.registry.store.touch()  # other workers of the same file reload
         self.as_of, self.source = as_of, source
         await self.registry.set_base_prices(prices)
         log.info("price table replaced", extra={"as_of": as_of, "models": len(prices)})
@@ -75,6 +84,20 @@ class PriceTables:
                 "source": "override" if name in table.overridden else self.source,
             }
             for name, p in sorted(table.models().items())
+        ]
+        # a listing in use bills its provider's models at its own prices
+        rows += [
+            {
+                "id": f"{provider}:{model}",
+                "model": model,
+                "provider": provider,
+                "input": p.input,
+                "output": p.output,
+                "cached": p.cached,
+                "cache_write": p.cache_write,
+                "source": "listing",
+            }
+            for (provider, model), p in sorted(table.scoped.items())
         ]
         return {
             "object": "list",

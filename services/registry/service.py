@@ -112,6 +112,7 @@ def build_table(
     box: Sealer,
     strategies: Mapping[str, tuple[str, Mapping[str, float]]] | None = None,
     base: Mapping[str, Price] | None = None,
+    scoped: Mapping[tuple[str, str], Price] | None = None,
 ) -> RouteTable:
     providers = {
         p.name: ProviderConfig(
@@ -133,7 +134,7 @@ def build_table(
         aliases={m.name: m.alias_of for m in defs.models if m.alias_of},
         providers=providers,
         primary=primary if primary in providers else None,
-        prices=PriceTable.default(_overrides(defs), base),
+        prices=PriceTable.default(_overrides(defs), base, scoped),
         strategies=strategies,
     )
 
@@ -163,10 +164,15 @@ class RegistryService:
         self._defs = config_definitions(settings, self.box)
         # a refreshed price table (`gateway prices refresh`), else the shipped one
         self.base_prices: Mapping[str, Price] | None = None
+        # (provider, upstream model) -> price: listings in use (market_access.py)
+        self.scoped_prices: Mapping[tuple[str, str], Price] = {}
         self._table = build_table(self._defs, self._primary(), self.box, settings.strategies)
         # the router's breaker states by deployment ("provider:model"), where
         # the wiring can see the router (all-in-one); see router/strategies.py
         self.routing_health: Callable[[], dict[str, dict[str, Any]]] = dict
+        # the router's last health check of each provider (router/prober.py),
+        # by provider name, where the wiring can see the router
+        self.probe_health: Callable[[], dict[str, dict[str, Any]]] = dict
 
     def _primary(self) -> str | None:
         return str(self._settings.get("gateway.primary_provider")) or None
@@ -183,7 +189,12 @@ class RegistryService:
     async def refresh(self) -> Definitions:
         self._defs = await self.store.load()
         self._table = build_table(
-            self._defs, self._primary(), self.box, self._settings.strategies, self.base_prices
+            self._defs,
+            self._primary(),
+            self.box,
+            self._settings.strategies,
+            self.base_prices,
+            self.scoped_prices,
         )
         self.version += 1
         return self._defs
@@ -201,6 +212,11 @@ class RegistryService:
         self.base_prices = prices
         await self._changed("prices")
 
+    async def set_scoped_prices(self, prices: Mapping[tuple[str, str], Price]) -> None:
+        """Prices of providers' own models (listings in use) from now on."""
+        self.scoped_prices = dict(prices)
+        await self._changed("prices")
+
     def unpriced(self) -> list[str]:
         """Models clients can ask for by name that no price covers: they would be
         metered at 0. Echo-served names are free on purpose."""
@@ -215,7 +231,8 @@ class RegistryService:
             except NotFound:
                 continue
             if all(
-                table.prices.lookup(d.upstream_model) is None and table.prices.lookup(model) is None
+                table.prices.provider_price(d.provider.name, d.upstream_model) is None
+                and table.prices.lookup(model) is None
                 for d in res.deployments
             ):
                 out.append(model)
@@ -229,17 +246,22 @@ class RegistryService:
     # -- reads ------------------------------------------------------------------------
     def providers_public(self) -> list[dict[str, Any]]:
         breakers = self.routing_health()
+        probes = self.probe_health()
         out = []
         for p in self._defs.providers:
-            health = self.provider_health(p)
+            health: dict[str, Any] = dict(self.provider_health(p))
             cooling = sorted(
                 k for k, s in breakers.items() if k.split(":")[0] == p.name and s["cooling"]
             )
-            if cooling and health["status"] == "ok":
+            check = probes.get(p.name)
+            if check is not None and not check["healthy"] and health["status"] == "ok":
+                health = {"status": "down", "problem": "health check failed: " + check["error"]}
+            elif cooling and health["status"] == "ok":
                 health = {
                     "status": "cooldown",
                     "problem": "circuit breaker open after failures: " + ", ".join(cooling),
                 }
+            health["check"] = check
             out.append({**p.public(), "health": health})
         return out
 
@@ -302,6 +324,17 @@ class RegistryService:
                 for name, p in table.prices.models().items()
             },
             "price_overrides": sorted(table.prices.overridden),
+            "provider_prices": [
+                {
+                    "provider": provider,
+                    "model": model,
+                    "input": p.input,
+                    "output": p.output,
+                    "cached": p.cached,
+                    "cache_write": p.cache_write,
+                }
+                for (provider, model), p in sorted(table.prices.scoped.items())
+            ],
             "strategies": {
                 pattern: {"strategy": strategy, "weights": dict(weights)}
                 for pattern, (strategy, weights) in table.strategies.items()

@@ -106,6 +106,11 @@ class RegistryStore(Protocol):
 
     async def delete_model(self, name: str) -> bool: ...
 
+    async def touch(self) -> None:
+        """Something the snapshot is built from changed outside these records
+        (the refreshed price table): processes sharing the store reload, as
+        they do after a record changed."""
+
     async def ping(self) -> bool: ...
 
     async def close(self) -> None: ...
@@ -146,6 +151,9 @@ class MemoryRegistryStore:
 
     async def put_model(self, rec: ModelRecord) -> None:
         self._models[rec.name] = rec
+
+    async def touch(self) -> None:
+        return None  # one process: its own refresh is the whole story
 
     async def delete_model(self, name: str) -> bool:
         return self._models.pop(name, None) is not None

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
 from tokgateway.common.postgres import Migration, migrate, ping
+from tokgateway.registry import rows
 from tokgateway.registry.store import Definitions, ModelRecord, ProviderRecord, RouteRecord
 
 MIGRATIONS = (
@@ -55,7 +54,7 @@ MIGRATIONS = (
 
 _PUT_PROVIDER = """
 INSERT INTO registry_providers (name, kind, base_url, api_key_sealed, timeout,
-    anthropic_version, source, api_version)
+    anthropic_version, api_version, source)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 ON CONFLICT (name) DO UPDATE SET kind = EXCLUDED.kind, base_url = EXCLUDED.base_url,
     api_key_sealed = EXCLUDED.api_key_sealed, timeout = EXCLUDED.timeout,
@@ -76,28 +75,6 @@ ON CONFLICT (name) DO UPDATE SET input = EXCLUDED.input, output = EXCLUDED.outpu
 """
 
 
-def _provider_args(r: ProviderRecord) -> tuple[Any, ...]:
-    return (
-        r.name,
-        r.kind,
-        r.base_url,
-        r.api_key_sealed,
-        r.timeout,
-        r.anthropic_version,
-        r.source,
-        r.api_version,
-    )
-
-
-def _route_args(r: RouteRecord) -> tuple[Any, ...]:
-    targets = [[p, m] for p, m in r.targets]
-    return (r.pattern, orjson.dumps(targets).decode(), r.position, r.source)
-
-
-def _model_args(r: ModelRecord) -> tuple[Any, ...]:
-    return (r.name, r.input, r.output, r.cached, r.alias_of, r.source)
-
-
 class PgRegistryStore:
     def __init__(self, pool: Any) -> None:
         self.pool = pool
@@ -107,85 +84,53 @@ class PgRegistryStore:
 
     async def load(self) -> Definitions:
         async with self.pool.acquire() as conn:
-            providers = await conn.fetch("SELECT * FROM registry_providers ORDER BY name")
-            routes = await conn.fetch("SELECT * FROM registry_routes ORDER BY position, pattern")
-            models = await conn.fetch("SELECT * FROM registry_models ORDER BY name")
-        return Definitions(
-            tuple(
-                ProviderRecord(
-                    name=r["name"],
-                    kind=r["kind"],
-                    base_url=r["base_url"],
-                    api_key_sealed=r["api_key_sealed"],
-                    timeout=r["timeout"],
-                    anthropic_version=r["anthropic_version"],
-                    api_version=r["api_version"],
-                    source=r["source"],
-                )
-                for r in providers
-            ),
-            tuple(
-                RouteRecord(
-                    pattern=r["pattern"],
-                    targets=tuple((p, m) for p, m in orjson.loads(r["targets"])),
-                    position=r["position"],
-                    source=r["source"],
-                )
-                for r in routes
-            ),
-            tuple(
-                ModelRecord(
-                    name=r["name"],
-                    input=r["input"],
-                    output=r["output"],
-                    cached=r["cached"],
-                    alias_of=r["alias_of"],
-                    source=r["source"],
-                )
-                for r in models
-            ),
-        )
+            return rows.definitions(
+                await conn.fetch(rows.SELECT_PROVIDERS),
+                await conn.fetch(rows.SELECT_ROUTES),
+                await conn.fetch(rows.SELECT_MODELS),
+            )
 
     async def sync_config(self, config: Definitions) -> None:
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock(hashtext('registry.config'))")
-            for table, key, names in (
-                ("registry_providers", "name", [r.name for r in config.providers]),
-                ("registry_routes", "pattern", [r.pattern for r in config.routes]),
-                ("registry_models", "name", [r.name for r in config.models]),
-            ):
+            for table, key, names in rows.config_keys(config):
                 await conn.execute(
                     f"DELETE FROM {table} WHERE source = 'config'"
                     f" AND NOT ({key} = ANY($1::text[]))",
                     names,
                 )
             if config.providers:
-                await conn.executemany(_PUT_PROVIDER, [_provider_args(r) for r in config.providers])
+                await conn.executemany(
+                    _PUT_PROVIDER, [rows.provider_values(r) for r in config.providers]
+                )
             if config.routes:
-                await conn.executemany(_PUT_ROUTE, [_route_args(r) for r in config.routes])
+                await conn.executemany(_PUT_ROUTE, [rows.route_values(r) for r in config.routes])
             if config.models:
-                await conn.executemany(_PUT_MODEL, [_model_args(r) for r in config.models])
+                await conn.executemany(_PUT_MODEL, [rows.model_values(r) for r in config.models])
 
     async def put_provider(self, rec: ProviderRecord) -> None:
-        await self.pool.execute(_PUT_PROVIDER, *_provider_args(rec))
+        await self.pool.execute(_PUT_PROVIDER, *rows.provider_values(rec))
 
     async def delete_provider(self, name: str) -> bool:
         status = await self.pool.execute("DELETE FROM registry_providers WHERE name = $1", name)
         return bool(status.endswith(" 1"))
 
     async def put_route(self, rec: RouteRecord) -> None:
-        await self.pool.execute(_PUT_ROUTE, *_route_args(rec))
+        await self.pool.execute(_PUT_ROUTE, *rows.route_values(rec))
 
     async def delete_route(self, pattern: str) -> bool:
         status = await self.pool.execute("DELETE FROM registry_routes WHERE pattern = $1", pattern)
         return bool(status.endswith(" 1"))
 
     async def put_model(self, rec: ModelRecord) -> None:
-        await self.pool.execute(_PUT_MODEL, *_model_args(rec))
+        await self.pool.execute(_PUT_MODEL, *rows.model_values(rec))
 
     async def delete_model(self, name: str) -> bool:
         status = await self.pool.execute("DELETE FROM registry_models WHERE name = $1", name)
         return bool(status.endswith(" 1"))
+
+    async def touch(self) -> None:
+        return None  # one registry service: routers reload on registry.v1.changed
 
     async def ping(self) -> bool:
         return await ping(self.pool)

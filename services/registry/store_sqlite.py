@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
-from typing import Any, TypeVar
-
-import orjson
+from typing import TypeVar
 
 from tokgateway.common.sqlite import SQLiteDB, transaction
+from tokgateway.registry import rows
 from tokgateway.registry.store import Definitions, ModelRecord, ProviderRecord, RouteRecord
 
 T = TypeVar("T")
@@ -57,30 +56,15 @@ INSERT OR REPLACE INTO registry_providers
     (name, kind, base_url, api_key_sealed, timeout, anthropic_version, api_version, source)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 """
-_PUT_ROUTE = "INSERT OR REPLACE INTO registry_routes VALUES (?, ?, ?, ?)"
-_PUT_MODEL = "INSERT OR REPLACE INTO registry_models VALUES (?, ?, ?, ?, ?, ?)"
+_PUT_ROUTE = (
+    "INSERT OR REPLACE INTO registry_routes (pattern, targets, position, source)"
+    " VALUES (?, ?, ?, ?)"
+)
+_PUT_MODEL = (
+    "INSERT OR REPLACE INTO registry_models (name, input, output, cached, alias_of, source)"
+    " VALUES (?, ?, ?, ?, ?, ?)"
+)
 _BUMP = "UPDATE registry_version SET version = version + 1 WHERE id = 1"
-
-
-def _provider_row(r: ProviderRecord) -> tuple[Any, ...]:
-    return (
-        r.name,
-        r.kind,
-        r.base_url,
-        r.api_key_sealed,
-        r.timeout,
-        r.anthropic_version,
-        r.api_version,
-        r.source,
-    )
-
-
-def _route_row(r: RouteRecord) -> tuple[Any, ...]:
-    return (r.pattern, orjson.dumps([[p, m] for p, m in r.targets]).decode(), r.position, r.source)
-
-
-def _model_row(r: ModelRecord) -> tuple[Any, ...]:
-    return (r.name, r.input, r.output, r.cached, r.alias_of, r.source)
 
 
 class SQLiteRegistryStore:
@@ -110,62 +94,23 @@ class SQLiteRegistryStore:
 
     async def load(self) -> Definitions:
         def op(conn: sqlite3.Connection) -> Definitions:
-            providers = conn.execute("SELECT * FROM registry_providers ORDER BY name").fetchall()
-            routes = conn.execute(
-                "SELECT * FROM registry_routes ORDER BY position, pattern"
-            ).fetchall()
-            models = conn.execute("SELECT * FROM registry_models ORDER BY name").fetchall()
-            return Definitions(
-                tuple(
-                    ProviderRecord(
-                        name=r["name"],
-                        kind=r["kind"],
-                        base_url=r["base_url"],
-                        api_key_sealed=r["api_key_sealed"],
-                        timeout=r["timeout"],
-                        anthropic_version=r["anthropic_version"],
-                        api_version=r["api_version"],
-                        source=r["source"],
-                    )
-                    for r in providers
-                ),
-                tuple(
-                    RouteRecord(
-                        pattern=r["pattern"],
-                        targets=tuple((p, m) for p, m in orjson.loads(r["targets"])),
-                        position=r["position"],
-                        source=r["source"],
-                    )
-                    for r in routes
-                ),
-                tuple(
-                    ModelRecord(
-                        name=r["name"],
-                        input=r["input"],
-                        output=r["output"],
-                        cached=r["cached"],
-                        alias_of=r["alias_of"],
-                        source=r["source"],
-                    )
-                    for r in models
-                ),
+            return rows.definitions(
+                conn.execute(rows.SELECT_PROVIDERS).fetchall(),
+                conn.execute(rows.SELECT_ROUTES).fetchall(),
+                conn.execute(rows.SELECT_MODELS).fetchall(),
             )
 
         return await self.db.run(op)
 
     async def sync_config(self, config: Definitions) -> None:
         def op(conn: sqlite3.Connection) -> None:
-            for table, key, names in (
-                ("registry_providers", "name", [r.name for r in config.providers]),
-                ("registry_routes", "pattern", [r.pattern for r in config.routes]),
-                ("registry_models", "name", [r.name for r in config.models]),
-            ):
+            for table, key, names in rows.config_keys(config):
                 marks = ",".join("?" * len(names))
                 keep = f" AND {key} NOT IN ({marks})" if names else ""
                 conn.execute(f"DELETE FROM {table} WHERE source = 'config'{keep}", names)
-            conn.executemany(_PUT_PROVIDER, [_provider_row(r) for r in config.providers])
-            conn.executemany(_PUT_ROUTE, [_route_row(r) for r in config.routes])
-            conn.executemany(_PUT_MODEL, [_model_row(r) for r in config.models])
+            conn.executemany(_PUT_PROVIDER, [rows.provider_values(r) for r in config.providers])
+            conn.executemany(_PUT_ROUTE, [rows.route_values(r) for r in config.routes])
+            conn.executemany(_PUT_MODEL, [rows.model_values(r) for r in config.models])
 
         await self._write(op)
 
@@ -176,22 +121,25 @@ class SQLiteRegistryStore:
         return await self._write(op)
 
     async def put_provider(self, rec: ProviderRecord) -> None:
-        await self._write(lambda conn: conn.execute(_PUT_PROVIDER, _provider_row(rec)))
+        await self._write(lambda conn: conn.execute(_PUT_PROVIDER, rows.provider_values(rec)))
 
     async def delete_provider(self, name: str) -> bool:
         return await self._delete("registry_providers", "name", name)
 
     async def put_route(self, rec: RouteRecord) -> None:
-        await self._write(lambda conn: conn.execute(_PUT_ROUTE, _route_row(rec)))
+        await self._write(lambda conn: conn.execute(_PUT_ROUTE, rows.route_values(rec)))
 
     async def delete_route(self, pattern: str) -> bool:
         return await self._delete("registry_routes", "pattern", pattern)
 
     async def put_model(self, rec: ModelRecord) -> None:
-        await self._write(lambda conn: conn.execute(_PUT_MODEL, _model_row(rec)))
+        await self._write(lambda conn: conn.execute(_PUT_MODEL, rows.model_values(rec)))
 
     async def delete_model(self, name: str) -> bool:
         return await self._delete("registry_models", "name", name)
+
+    async def touch(self) -> None:
+        await self._write(lambda conn: None)
 
     async def ping(self) -> bool:
         return True

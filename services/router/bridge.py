@@ -16,15 +16,23 @@ needed; translation translates whenever the provider speaks another API."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 
 from tokgateway.common.errors import ApiFormat, BadRequest
 from tokgateway.common.sse import SSEEvent
+from tokgateway.router.context import RequestContext
 from tokgateway.router.providers.base import Endpoint, Provider
+from tokgateway.router.relay import (
+    StreamTranslator,
+    relay_anthropic,
+    relay_openai,
+    relay_responses,
+    relay_translated,
+)
 from tokgateway.router.translate import (
     ChatToMessagesStream,
     ChatToResponsesStream,
@@ -37,7 +45,7 @@ from tokgateway.router.translate import (
     responses_request_to_chat,
     stream_include_usage,
 )
-from tokgateway.router.usage import Usage
+from tokgateway.router.usage import Usage, from_anthropic, from_openai
 
 JSON = dict[str, Any]
 CLIENT_FORMAT: dict[str, ApiFormat] = {
@@ -58,41 +66,42 @@ API_NAMES = {
 }
 
 
-class StreamTranslator(Protocol):
-    def feed(self, event: SSEEvent) -> list[bytes]: ...
-
-    def finish(self) -> list[bytes]: ...
-
-    @property
-    def usage(self) -> Usage | None: ...
-
-    @property
-    def error(self) -> str | None: ...
-
-    @property
-    def final_response(self) -> JSON | None:
-        """The whole Responses object once a Responses stream has finished."""
+Relay = Callable[[AsyncIterator[bytes], RequestContext], AsyncGenerator[bytes, None]]
+TranslatorFactory = Callable[[RequestContext], StreamTranslator]
 
 
-@dataclass(frozen=True)
-class StreamContext:
-    model: str  # the model name the client asked for
-    body: JSON  # the client's request body
-    input_estimate: int
+def _relay_openai(chunks: AsyncIterator[bytes], ctx: RequestContext) -> AsyncGenerator[bytes, None]:
+    return relay_openai(chunks, ctx, strip_usage=ctx.strip_usage)
+
+
+def translating(factory: TranslatorFactory, client_fmt: ApiFormat) -> Relay:
+    """The relay of a translated stream: a translator per request, built from
+    its context, between the upstream's events and the client's."""
+
+    def relay(chunks: AsyncIterator[bytes], ctx: RequestContext) -> AsyncGenerator[bytes, None]:
+        return relay_translated(chunks, ctx, factory(ctx), client_fmt)
+
+    return relay
 
 
 @dataclass(frozen=True)
 class Plan:
     endpoint: Endpoint  # the upstream API called
     upstream_format: ApiFormat  # how its usage and events are read
+    relay: Relay  # how its stream reaches the client, metered
     # (client body, earlier conversation for previous_response_id) -> upstream body
     request: Callable[[JSON, list[JSON] | None], JSON] | None = None
     response: Callable[[JSON, JSON, str], JSON] | None = None  # (upstream, client body, model)
-    stream: Callable[[StreamContext], StreamTranslator] | None = None
 
     @property
     def translated(self) -> bool:
         return self.request is not None
+
+    def usage(self, raw: Any) -> Usage | None:
+        """The usage object of an answer in the upstream's API."""
+        if self.upstream_format == "anthropic":
+            return from_anthropic(raw) if isinstance(raw, dict) else None
+        return from_openai(raw)
 
 
 def _load(event: SSEEvent) -> JSON | None:
@@ -212,39 +221,52 @@ def _messages_to_responses(upstream: JSON, body: JSON, model: str) -> JSON:
     return chat_response_to_response(message_to_chat_response(upstream, model=model), body)
 
 
-PASSTHROUGH = {
-    ep: Plan(ep, "anthropic" if ep in ("messages", "count_tokens") else "openai")
-    for ep in ("chat", "completions", "embeddings", "messages", "count_tokens", "responses")
+PASSTHROUGH: dict[str, Plan] = {
+    "chat": Plan("chat", "openai", _relay_openai),
+    "completions": Plan("completions", "openai", _relay_openai),
+    "embeddings": Plan("embeddings", "openai", _relay_openai),
+    "responses": Plan("responses", "openai", relay_responses),
+    "messages": Plan("messages", "anthropic", relay_anthropic),
+    "count_tokens": Plan("count_tokens", "anthropic", relay_anthropic),
 }
 MESSAGES_VIA_CHAT = Plan(
     "chat",
     "openai",
+    translating(
+        lambda ctx: _ChatIn(ChatToMessagesStream(ctx.model, input_tokens=ctx.prompt_estimate)),
+        "anthropic",
+    ),
     request=lambda body, _: messages_request_to_chat(body),
     response=lambda up, body, model: chat_response_to_message(up, model=model),
-    stream=lambda ctx: _ChatIn(ChatToMessagesStream(ctx.model, input_tokens=ctx.input_estimate)),
 )
 CHAT_VIA_MESSAGES = Plan(
     "messages",
     "anthropic",
+    translating(
+        lambda ctx: _MessagesIn(MessagesToChatStream(ctx.model, stream_include_usage(ctx.body))),
+        "openai",
+    ),
     request=lambda body, _: chat_request_to_messages(body),
     response=lambda up, body, model: message_to_chat_response(up, model=model),
-    stream=lambda ctx: _MessagesIn(MessagesToChatStream(ctx.model, stream_include_usage(ctx.body))),
 )
 RESPONSES_VIA_CHAT = Plan(
     "chat",
     "openai",
+    translating(lambda ctx: _ChatIn(ChatToResponsesStream(ctx.body)), "openai"),
     request=responses_request_to_chat,
     response=lambda up, body, model: chat_response_to_response(up, body),
-    stream=lambda ctx: _ChatIn(ChatToResponsesStream(ctx.body)),
 )
 RESPONSES_VIA_MESSAGES = Plan(
     "messages",
     "anthropic",
+    translating(
+        lambda ctx: _Chained(
+            MessagesToChatStream(ctx.model, True), ChatToResponsesStream(ctx.body)
+        ),
+        "openai",
+    ),
     request=_responses_via_messages_request,
     response=_messages_to_responses,
-    stream=lambda ctx: _Chained(
-        MessagesToChatStream(ctx.model, True), ChatToResponsesStream(ctx.body)
-    ),
 )
 TRANSLATIONS: dict[str, tuple[Plan, ...]] = {
     "chat": (CHAT_VIA_MESSAGES,),

@@ -1,9 +1,10 @@
 """The request path of one /v1 call
 
-    authenticate -> authorize -> resolve -> forward -> respond -> settle
+    authenticate -> authorize -> resolve -> reserve -> forward -> respond -> settle
 
-Each step is a small method; ``handle`` only chains them. Every request that
-reaches a handler settles exactly once, whatever happens."""
+Each step is a small method on one ``RequestContext``. ``handle`` gives the
+server an ``Exchange``: an ASGI app whose single ``finally`` settles the
+request once it has been answered, whatever happened on the way."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import itertools
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any
@@ -20,9 +21,9 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from tokgateway.common.contracts import KeyInfo, UsageEvent
+from tokgateway.common.contracts import KeyInfo
 from tokgateway.common.errors import (
     ApiFormat,
     Forbidden,
@@ -33,32 +34,25 @@ from tokgateway.common.errors import (
 from tokgateway.common.http import JSONResponse, error_response, read_json
 from tokgateway.common.keys import bearer_token
 from tokgateway.common.lifecycle import SHUTDOWN_STATE
-from tokgateway.common.pricing import PriceTable
 from tokgateway.common.routing import Deployment, Resolution, RouteTable
 from tokgateway.router import validate
-from tokgateway.router.bridge import CLIENT_FORMAT, StreamContext
+from tokgateway.router.bridge import CLIENT_FORMAT
+from tokgateway.router.context import CLIENT_CLOSED, RequestContext
 from tokgateway.router.disconnect import ClientWatch
-from tokgateway.router.forward import Forwarded, forward
+from tokgateway.router.forward import forward
 from tokgateway.router.governor import Governor
 from tokgateway.router.keycache import KeyCache
-from tokgateway.router.relay import (
-    Meter,
-    relay_anthropic,
-    relay_openai,
-    relay_responses,
-    relay_translated,
-)
 from tokgateway.router.responses_store import ResponseStore
-from tokgateway.router.settle import CLIENT_CLOSED, RequestInfo, Settler
+from tokgateway.router.settle import Settler
 from tokgateway.router.snapshot import RoutingSnapshot, Snapshots
 from tokgateway.router.spans import GenAISpans
 from tokgateway.router.strategies import Chooser
 from tokgateway.router.streaming import StreamResponse
 from tokgateway.router.translate import conversation_after, responses_request_to_chat
-from tokgateway.router.usage import estimate_tokens, from_anthropic, from_openai, usage_object
+from tokgateway.router.usage import estimate_tokens, usage_object
 
 if TYPE_CHECKING:
-    from tokgateway.router.providers import Provider
+    from tokgateway.router.providers import Provider, UpstreamResponse
     from tokgateway.router.providers.base import Endpoint
 
 log = logging.getLogger("tokgateway.router")
@@ -86,13 +80,6 @@ class RequestIds:
         return f"{self._prefix}{next(self._counter):08x}"
 
 
-def _ids(info: RequestInfo) -> dict[str, str]:
-    headers = {"x-request-id": info.request_id, "request-id": info.request_id}
-    if info.reservation is not None:
-        headers.update(info.reservation.headers)
-    return headers
-
-
 def _max_output(body: dict[str, Any]) -> int | None:
     for name in ("max_tokens", "max_completion_tokens", "max_output_tokens"):
         value = body.get(name)
@@ -113,21 +100,46 @@ class PipelineDeps:
     spans: GenAISpans | None = None
 
 
+class Exchange:
+    """One request as an ASGI app: prepared, answered, then settled, in one
+    ``try``/``finally`` (settle runs exactly once, after the last byte)."""
+
+    __slots__ = ("ctx", "pipeline", "request")
+
+    def __init__(self, pipeline: Pipeline, request: Request, ctx: RequestContext) -> None:
+        self.pipeline = pipeline
+        self.request = request
+        self.ctx = ctx
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        pipeline, ctx = self.pipeline, self.ctx
+        spans = pipeline.deps.spans
+        try:
+            if spans is None:
+                answer = await pipeline.respond(self.request, ctx)
+            else:
+                with spans.request(ctx.endpoint):
+                    spans.bind(ctx)
+                    answer = await pipeline.respond(self.request, ctx)
+            await answer(scope, receive, send)
+        finally:
+            pipeline.settle(ctx)
+
+
 class Pipeline:
-    def __init__(
-        self,
-        deps: PipelineDeps,
-        snapshots: Snapshots,
-    ) -> None:
+    def __init__(self, deps: PipelineDeps, snapshots: Snapshots) -> None:
         self.deps = deps
         self._ids = RequestIds()
         self._snapshots = snapshots
         self.chooser = Chooser.with_metrics(deps.settler.metrics)  # strategies, breaker
-        # Untraced, a request costs no wrapper at all.
-        self.handle: Callable[[Request, Endpoint], Awaitable[ASGIApp]] = (
-            self._handle if deps.spans is None else self._traced
-        )
 
+    async def handle(self, request: Request, endpoint: Endpoint) -> ASGIApp:
+        scope = request.scope
+        ctx = RequestContext(request_id=self._ids.next(), route=scope["path"], endpoint=endpoint)
+        ctx.shutdown = scope.get("state", {}).get(SHUTDOWN_STATE)
+        return Exchange(self, request, ctx)
+
+    # -- the steps ---------------------------------------------------------------------
     async def authenticate(self, request: Request) -> KeyInfo:
         headers = request.headers
         token = bearer_token(headers.get("authorization"), headers.get("x-api-key"))
@@ -144,44 +156,41 @@ class Pipeline:
             )
 
     def candidates(self, resolution: Resolution, snap: RoutingSnapshot) -> Sequence[Deployment]:
-        """The deployments to try for this request, in order: the place where a
-        routing strategy decides (today: the route's own order)."""
+        """The deployments to try for this request, in order (the strategy
+        ordered them in ``choose``)."""
         return resolution.deployments
 
-    async def reserve(
-        self,
-        info: RequestInfo,
-        endpoint: str,
-        body: dict[str, Any],
-        resolution: Resolution,
-        table: RouteTable,
-    ) -> None:
+    async def reserve(self, ctx: RequestContext, resolution: Resolution, table: RouteTable) -> None:
         """Book the request on the limits of its key, user and team: tokens are
         the local prompt count plus the output cap, the cost those tokens at the
-        first deployment's prices (what the ledger would charge)."""
-        key = info.key
+        first deployment's prices (what the ledger would charge). A request
+        without an output cap that counts against a budget is sent with the
+        default cap, so no answer can cost more than was booked for it."""
+        key = ctx.key
         assert key is not None
-        cap = _max_output(body)
-        if endpoint == "embeddings":
+        cap = _max_output(ctx.body)
+        if ctx.endpoint == "embeddings":
             cap = 0
         elif cap is None:
             cap = self.deps.default_max_tokens
-        tokens = info.prompt_estimate + cap
+            if any(s.limits.budget_usd is not None for s in key.scopes):
+                # What was booked is what may be spent: the upstream gets the cap.
+                ctx.output_cap = cap
+        tokens = ctx.prompt_estimate + cap
         cost = 0.0
         dep = resolution.deployments[0]
         prices = table.prices
-        if dep.provider.kind == "echo":
-            price = prices.override(dep.upstream_model) or prices.override(info.model)
-        else:
-            price = prices.lookup(dep.upstream_model) or prices.lookup(info.model)
+        price = prices.price_for(
+            dep.provider.name, dep.provider.kind, dep.upstream_model, ctx.model
+        )
         if price is not None:
-            cost = price.cost(info.prompt_estimate, cap)
-        info.reservation = await self.deps.governor.reserve(key, tokens, cost)
+            cost = price.cost(ctx.prompt_estimate, cap)
+        ctx.reservation = await self.deps.governor.reserve(key, tokens, cost)
 
-    def _history(self, endpoint: str, body: dict[str, Any]) -> list[dict[str, Any]] | None:
-        if endpoint != "responses":
+    def _history(self, ctx: RequestContext) -> list[dict[str, Any]] | None:
+        if ctx.endpoint != "responses":
             return None
-        prev = body.get("previous_response_id")
+        prev = ctx.body.get("previous_response_id")
         if prev is None:
             return None
         found = self.deps.responses.get(str(prev))
@@ -193,205 +202,149 @@ class Pipeline:
             )
         return found
 
-    async def _traced(self, request: Request, endpoint: Endpoint) -> ASGIApp:
-        assert self.deps.spans is not None
-        with self.deps.spans.request(endpoint):
-            return await self._handle(request, endpoint)
-
-    async def _handle(self, request: Request, endpoint: Endpoint) -> ASGIApp:
-        fmt = CLIENT_FORMAT[endpoint]
-        meter = Meter()
-        snap = self._snapshots.acquire()  # read once: this request's table and providers
+    async def respond(self, request: Request, ctx: RequestContext) -> ASGIApp:
+        """Every step up to the answer; an error becomes the answer in the
+        client's API. The caller settles."""
+        fmt = CLIENT_FORMAT[ctx.endpoint]
+        ctx.snapshot = snap = self._snapshots.acquire()  # this request's table and providers
         table = snap.table
-        info = RequestInfo(request_id=self._ids.next(), route=request.scope["path"])
-        info.snapshot = snap
-        info.shutdown = request.scope.get("state", {}).get(SHUTDOWN_STATE)
-        if self.deps.spans is not None:
-            self.deps.spans.bind(info)
-        body: dict[str, Any] = {}
         gone = False
         try:
-            info.key = await self.authenticate(request)
-            body = await read_json(request, self.deps.max_body_bytes)
-            info.model, info.stream = CHECKS[endpoint](body)
-            resolution = table.resolve(info.model)
-            await self.authorize(info.key, info.model, resolution.target)
-            resolution, body = self.chooser.choose(
+            ctx.key = await self.authenticate(request)
+            ctx.body = body = await read_json(request, self.deps.max_body_bytes)
+            ctx.model, ctx.stream = CHECKS[ctx.endpoint](body)
+            resolution = table.resolve(ctx.model)
+            await self.authorize(ctx.key, ctx.model, resolution.target)
+            resolution, ctx.body = self.chooser.choose(
                 resolution, body, **table.routing(resolution.target)
             )
-            info.prompt_estimate = estimate_tokens(validate.prompt_chars(body))
-            providers = snap.providers
-            if endpoint == "count_tokens":
-                local = self._count_locally(resolution.deployments[0].provider.name, providers)
-                if local:
-                    return self._local_count(body, info, meter)
-            elif info.key.scopes:
-                await self.reserve(info, endpoint, body, resolution, table)
-            history = self._history(endpoint, body)
-            watch = ClientWatch(request.receive)
+            ctx.resolution = resolution
+            ctx.prompt_estimate = estimate_tokens(validate.prompt_chars(ctx.body))
+            if ctx.endpoint == "count_tokens":
+                if self._count_locally(resolution.deployments[0].provider.name, snap.providers):
+                    return self._local_count(ctx)
+            elif ctx.key.scopes:
+                await self.reserve(ctx, resolution, table)
+            ctx.history = self._history(ctx)
+            watch = ClientWatch(request.scope, request.receive)
             try:
-                fwd = await forward(
+                upstream = await forward(
                     self.candidates(resolution, snap),
-                    providers,
-                    endpoint,
-                    body,
+                    snap.providers,
                     request.headers,
-                    info,
-                    meter,
+                    ctx,
                     work_mode=self.deps.work_mode,
-                    history=history,
                     metrics=self.deps.settler.metrics,
                     spans=self.deps.spans,
                 )
             finally:
                 gone = watch.stop()
-            self.chooser.done(resolution, info.attempts, fwd.response.status < 400, meter)
         except GatewayError as err:
-            if info.attempts:
-                self.chooser.done(resolution, info.attempts, False, meter)
-            return self._fail(err, fmt, info, meter, table)
+            return self._fail(err, fmt, ctx)
         except asyncio.CancelledError:
             # The client went away while the upstream was being asked (the
             # upstream call is cancelled with it): nothing was delivered.
-            meter.client_gone = True
-            info.status = CLIENT_CLOSED
-            self._settle(info, meter, table.prices)
+            ctx.client_gone = True
+            ctx.status = CLIENT_CLOSED
             if not gone:
                 raise  # cancelled from outside (shutdown): keep cancelling
             return Response(status_code=CLIENT_CLOSED)
-        except Exception as exc:  # a bug: never leave a request unsettled
-            log.exception("internal error", extra={"request_id": info.request_id})
+        except Exception as exc:  # a bug: answered and settled like any error
+            log.exception("internal error", extra={"request_id": ctx.request_id})
             internal = InternalError(f"Internal gateway error ({type(exc).__name__}).")
-            return self._fail(internal, fmt, info, meter, table)
+            return self._fail(internal, fmt, ctx)
 
-        info.status = fwd.response.status
-        if fwd.response.chunks is None:
-            return self._complete(fwd, endpoint, body, history, info, meter, table)
-        return self._stream(fwd, endpoint, body, history, info, meter, table)
+        ctx.status = upstream.status
+        if upstream.chunks is None:
+            return self._complete(upstream, ctx)
+        return self._stream(upstream, ctx)
 
-    def _settle(
-        self,
-        info: RequestInfo,
-        meter: Meter,
-        prices: PriceTable | None,
-        error: GatewayError | None = None,
-    ) -> UsageEvent:
-        """Settle, then let go of the routing snapshot (once)."""
+    def settle(self, ctx: RequestContext) -> None:
+        """The ledger row, the limits' real cost, the routing state; then the
+        routing snapshot is let go."""
+        snap, ctx.snapshot = ctx.snapshot, None
         try:
-            return self.deps.settler.settle(info, meter, prices, error)
+            if ctx.attempts:
+                ok = None if ctx.client_gone and ctx.error is None else ctx.error is None
+                self.chooser.done(ctx.resolution, ctx.attempts, ok, ctx)
+            self.deps.settler.settle(ctx, snap.table.prices if snap is not None else None)
         finally:
-            snap, info.snapshot = info.snapshot, None
             if snap is not None:
                 self._snapshots.release(snap)
 
-    def _fail(
-        self, err: GatewayError, fmt: ApiFormat, info: RequestInfo, meter: Meter, table: RouteTable
-    ) -> Response:
-        info.status = err.http_status
-        self._settle(info, meter, table.prices, err)
-        return error_response(err, fmt, **_ids(info))
+    # -- answers -------------------------------------------------------------------------
+    def _fail(self, err: GatewayError, fmt: ApiFormat, ctx: RequestContext) -> Response:
+        ctx.status = err.http_status
+        ctx.error = err
+        return error_response(err, fmt, **ctx.response_headers())
 
     @staticmethod
     def _count_locally(provider: str, providers: Mapping[str, Provider]) -> bool:
         p = providers.get(provider)
         return p is None or not p.supports("count_tokens")
 
-    def _local_count(self, body: dict[str, Any], info: RequestInfo, meter: Meter) -> Response:
+    def _local_count(self, ctx: RequestContext) -> Response:
         """count_tokens for providers without one: an estimate (no tokenizer of
         every model ships with the gateway)."""
-        tools = body.get("tools")
+        tools = ctx.body.get("tools")
         extra = len(orjson.dumps(tools)) if tools else 0
-        count = info.prompt_estimate + estimate_tokens(extra)
-        self._settle(info, meter, None)
-        return JSONResponse({"input_tokens": count}, headers=_ids(info))
+        count = ctx.prompt_estimate + estimate_tokens(extra)
+        return JSONResponse({"input_tokens": count}, headers=ctx.response_headers())
 
-    def _complete(
-        self,
-        fwd: Forwarded,
-        endpoint: str,
-        body: dict[str, Any],
-        history: list[dict[str, Any]] | None,
-        info: RequestInfo,
-        meter: Meter,
-        table: RouteTable,
-    ) -> Response:
-        meter.upstream_done = time.perf_counter()
-        raw = fwd.response.body or b""
-        plan = fwd.plan
+    def _complete(self, upstream: UpstreamResponse, ctx: RequestContext) -> Response:
+        ctx.upstream_done = time.perf_counter()
+        raw = upstream.body or b""
+        plan = ctx.plan
+        assert plan is not None
         if plan.response is None and len(raw) > 2048:
             # passthrough of a large body: read the usage alone
             cut = usage_object(raw)
             if cut is not None:
-                if plan.upstream_format == "anthropic":
-                    meter.usage = from_anthropic(cut)
-                else:
-                    meter.usage = from_openai(cut)
-                return self._answer(raw, fwd, info, meter, table)
+                ctx.usage = plan.usage(cut)
+                return self._answer(raw, upstream, ctx)
         try:
             obj = orjson.loads(raw)
         except orjson.JSONDecodeError:
             obj = None
         if isinstance(obj, dict):
-            usage = obj.get("usage")
-            if plan.upstream_format == "anthropic":
-                meter.usage = from_anthropic(usage) if isinstance(usage, dict) else None
-            else:
-                meter.usage = from_openai(usage)
+            ctx.usage = plan.usage(obj.get("usage"))
             if plan.response is not None:
                 try:
-                    out = plan.response(obj, body, info.model)
+                    out = plan.response(obj, ctx.body, ctx.model)
                 except GatewayError as err:
-                    return self._fail(err, CLIENT_FORMAT[endpoint], info, meter, table)
-                if endpoint == "responses":
-                    self._remember(body, history, out)
+                    return self._fail(err, CLIENT_FORMAT[ctx.endpoint], ctx)
+                if ctx.endpoint == "responses":
+                    self._remember(ctx, out)
                 raw = orjson.dumps(out)
-        return self._answer(raw, fwd, info, meter, table)
+        return self._answer(raw, upstream, ctx)
 
-    def _answer(
-        self, raw: bytes, fwd: Forwarded, info: RequestInfo, meter: Meter, table: RouteTable
-    ) -> Response:
-        event = self._settle(info, meter, table.prices)
+    def _headers(self, upstream: UpstreamResponse, ctx: RequestContext) -> dict[str, str]:
         # upstream rate limits and request id; the gateway's own limits for the key win
-        headers = {**fwd.response.client_headers(), **_ids(info)}
-        headers["x-gateway-overhead-ms"] = f"{event.overhead_ms or 0:.3f}"
+        headers = {**upstream.client_headers(), **ctx.response_headers()}
+        headers["x-gateway-overhead-ms"] = f"{ctx.overhead_ms(time.perf_counter()):.3f}"
+        return headers
+
+    def _answer(self, raw: bytes, upstream: UpstreamResponse, ctx: RequestContext) -> Response:
         return Response(
-            raw, status_code=fwd.response.status, headers=headers, media_type="application/json"
+            raw,
+            status_code=upstream.status,
+            headers=self._headers(upstream, ctx),
+            media_type="application/json",
         )
 
-    def _remember(
-        self, body: dict[str, Any], history: list[dict[str, Any]] | None, response: dict[str, Any]
-    ) -> None:
+    def _remember(self, ctx: RequestContext, response: dict[str, Any]) -> None:
+        body = ctx.body
         if body.get("store") is False or not isinstance(response.get("id"), str):
             return
-        chat_request = responses_request_to_chat(body, history)
+        chat_request = responses_request_to_chat(body, ctx.history)
         self.deps.responses.put(response["id"], conversation_after(body, chat_request, response))
 
-    def _stream(
-        self,
-        fwd: Forwarded,
-        endpoint: str,
-        body: dict[str, Any],
-        history: list[dict[str, Any]] | None,
-        info: RequestInfo,
-        meter: Meter,
-        table: RouteTable,
-    ) -> StreamResponse:
-        chunks = fwd.response.chunks
-        assert chunks is not None
-        plan = fwd.plan
-        fmt = CLIENT_FORMAT[endpoint]
-        translator = None
-        if plan.stream is not None:
-            ctx = StreamContext(info.model, body, info.prompt_estimate)
-            translator = plan.stream(ctx)
-            relay = relay_translated(chunks, meter, translator, fmt)
-        elif plan.endpoint == "messages":
-            relay = relay_anthropic(chunks, meter)
-        elif plan.endpoint == "responses":
-            relay = relay_responses(chunks, meter)
-        else:
-            relay = relay_openai(chunks, meter, strip_usage=fwd.strip_usage)
-        close = fwd.response.close
+    def _stream(self, upstream: UpstreamResponse, ctx: RequestContext) -> StreamResponse:
+        chunks = upstream.chunks
+        plan = ctx.plan
+        assert chunks is not None and plan is not None
+        relay = plan.relay(chunks, ctx)  # the plan knows how its stream is read
+        close = upstream.close
 
         async def stream_body() -> AsyncIterator[bytes]:
             finished = False
@@ -402,19 +355,12 @@ class Pipeline:
             finally:
                 if not finished:
                     # A client that hangs up after the answer was complete is no 499.
-                    meter.client_gone = meter.error is None and not meter.upstream_complete
+                    ctx.client_gone = ctx.error is None and not ctx.upstream_complete
                 await relay.aclose()
                 await close()
-                if finished and endpoint == "responses" and translator is not None:
-                    final = translator.final_response
-                    if final is not None:
-                        self._remember(body, history, final)
-                self._settle(info, meter, table.prices)
+                if finished and ctx.final_response is not None and ctx.endpoint == "responses":
+                    self._remember(ctx, ctx.final_response)
 
-        # upstream rate limits and request id; the gateway's own limits for the key win
-        headers = {**fwd.response.client_headers(), **_ids(info)}
-        now = time.perf_counter()
-        up = (meter.upstream_headers or now) - (meter.upstream_started or now)
-        headers["x-gateway-overhead-ms"] = f"{(now - meter.started - up) * 1000:.3f}"
+        headers = self._headers(upstream, ctx)
         headers["x-accel-buffering"] = "no"
         return StreamResponse(stream_body(), status=200, headers=headers)

@@ -8,12 +8,11 @@ import re
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import orjson
 
-from tokgateway.common.errors import ApiFormat, GatewayError, UpstreamError, stream_error_event
+from tokgateway.common.errors import ApiFormat, UpstreamError, stream_error_event
 from tokgateway.common.sse import (
     DONE,
     EventRuns,
@@ -22,67 +21,8 @@ from tokgateway.common.sse import (
     encode_data,
     encode_event,
 )
+from tokgateway.router.context import RequestContext, count_content
 from tokgateway.router.usage import Usage, from_anthropic, from_openai
-
-HOLD_LIMIT = 256 * 1024
-
-
-@dataclass(slots=True)
-class Meter:
-    """What one request measured; the settle step turns it into a usage event."""
-
-    started: float = field(default_factory=time.perf_counter)
-    upstream_started: float | None = None
-    upstream_headers: float | None = None
-    first_chunk: float | None = None
-    upstream_done: float | None = None
-    usage: Usage | None = None
-    content_chunks: int = 0
-    content_chars: int = 0
-    error: GatewayError | None = None
-    in_stream_error: str | None = None
-    client_gone: bool = False
-    upstream_complete: bool = False  # the upstream finished its answer
-    held: list[bytes] = field(default_factory=list)  # relayed, not yet counted
-    held_size: int = 0
-
-    def hold(self, data: bytes) -> None:
-        """Keep relayed events to count their text only if the upstream ends
-        up reporting no usage (most do, so the counting is mostly skipped);
-        past ``HOLD_LIMIT`` bytes they are counted at once and let go."""
-        self.held.append(data)
-        self.held_size += len(data)
-        if self.held_size > HOLD_LIMIT:
-            self.count_held()
-
-    def count_held(self) -> None:
-        for data in self.held:
-            count_content(data, self)
-        self.held = []
-        self.held_size = 0
-
-    def upstream_ms(self) -> float | None:
-        if self.upstream_started is None:
-            return None
-        end = self.upstream_done or time.perf_counter()
-        return (end - self.upstream_started) * 1000.0
-
-
-# The strings a streamed answer is made of, whitespace after the colon or not.
-_CONTENT = re.compile(
-    rb'"(?:content|text|arguments|partial_json|thinking|refusal|delta)"\s*:\s*"((?:[^"\\]|\\.)*)"'
-)
-
-
-def count_content(data: bytes, meter: Meter) -> None:
-    """Meter the generated text of one or more events, for when the upstream
-    reports no usage: every non-empty text field counts as one chunk."""
-    for match in _CONTENT.finditer(data):
-        size = match.end(1) - match.start(1)
-        if size:
-            meter.content_chunks += 1
-            meter.content_chars += size
-
 
 _USAGE_SET = re.compile(rb'"usage"\s*:\s*[^n\s]')
 
@@ -126,19 +66,19 @@ class _OpenAIFilter:
     ``type`` and ``function.name`` in every delta (the SDK helpers concatenate
     them) or send a legacy ``function_call`` beside ``tool_calls``."""
 
-    def __init__(self, meter: Meter, strip_usage: bool) -> None:
-        self.meter = meter
+    def __init__(self, ctx: RequestContext, strip_usage: bool) -> None:
+        self.ctx = ctx
         self.strip_usage = strip_usage
         self.started_calls: set[tuple[int, int]] = set()
 
     def event(self, data: bytes) -> bytes | None:
-        meter = self.meter
+        ctx = self.ctx
         if data == b"[DONE]":
-            meter.upstream_complete = True
+            ctx.upstream_complete = True
             return DONE
         if not data:
             return None
-        count_content(data, meter)
+        count_content(data, ctx)
         if b'"error"' in data[:20]:
             self._error(data)
         tools = b'"tool_calls"' in data
@@ -154,7 +94,7 @@ class _OpenAIFilter:
         if obj.get("usage") is not None:
             usage = from_openai(obj.get("usage"))
             if usage is not None:
-                meter.usage = usage
+                ctx.usage = usage
             if self.strip_usage:
                 if not obj.get("choices"):
                     return None  # the usage-only chunk the client did not ask for
@@ -169,7 +109,7 @@ class _OpenAIFilter:
             return
         if isinstance(obj, dict) and obj.get("error"):
             err = obj["error"]
-            self.meter.in_stream_error = str(err.get("message") if isinstance(err, dict) else err)
+            self.ctx.in_stream_error = str(err.get("message") if isinstance(err, dict) else err)
 
     def _repair_tool_calls(self, obj: dict[str, Any]) -> bool:
         changed = False
@@ -203,7 +143,7 @@ class _OpenAIFilter:
 
 async def _pass_through(
     chunks: AsyncIterator[bytes],
-    meter: Meter,
+    ctx: RequestContext,
     special: Callable[[bytes, int], int],
     convert: Callable[[SSEEvent], bytes | None],
 ) -> AsyncGenerator[bytes, None]:
@@ -212,32 +152,35 @@ async def _pass_through(
     drops one)."""
     decoder = SSEDecoder()
     runs = EventRuns(special)
-    async for raw in chunks:
-        if meter.first_chunk is None:
-            meter.first_chunk = time.perf_counter()
-        plain, coded = runs.split(raw)
-        batch = []
-        if plain:
-            meter.hold(plain)
-            batch.append(plain)
-        for ev in decoder.feed(coded) if coded else ():
-            out = convert(ev)
-            if out is not None:
-                batch.append(out)
-        if batch:
-            yield b"".join(batch)
-    tail = [convert(ev) for ev in decoder.feed(runs.rest()) + decoder.flush()]
-    rest = b"".join([out for out in tail if out is not None])
-    if rest:
-        yield rest
+    try:
+        async for raw in chunks:
+            if ctx.first_chunk is None:
+                ctx.first_chunk = time.perf_counter()
+            plain, coded = runs.split(raw)
+            batch = []
+            if plain:
+                ctx.hold(plain)
+                batch.append(plain)
+            for ev in decoder.feed(coded) if coded else ():
+                out = convert(ev)
+                if out is not None:
+                    batch.append(out)
+            if batch:
+                yield b"".join(batch)
+        tail = [convert(ev) for ev in decoder.feed(runs.rest()) + decoder.flush()]
+        rest = b"".join([out for out in tail if out is not None])
+        if rest:
+            yield rest
+    finally:
+        ctx.finish_counting()  # however the stream ended: its end time and its text
 
 
 async def relay_openai(
-    chunks: AsyncIterator[bytes], meter: Meter, *, strip_usage: bool
+    chunks: AsyncIterator[bytes], ctx: RequestContext, *, strip_usage: bool
 ) -> AsyncGenerator[bytes, None]:
     """OpenAI chat/completions SSE. Ends with ``[DONE]`` even when the upstream
     closed without one."""
-    filt = _OpenAIFilter(meter, strip_usage)
+    filt = _OpenAIFilter(ctx, strip_usage)
     done_sent = False
 
     def convert(ev: SSEEvent) -> bytes | None:
@@ -247,37 +190,37 @@ async def relay_openai(
         return out
 
     try:
-        async with aclosing(_pass_through(chunks, meter, _openai_special, convert)) as pieces:
+        async with aclosing(_pass_through(chunks, ctx, _openai_special, convert)) as pieces:
             async for piece in pieces:
                 yield piece
     except UpstreamError as err:
-        meter.error = err
+        ctx.error = err
         yield stream_error_event(err, "openai")
-    meter.upstream_done = time.perf_counter()
+    ctx.upstream_done = time.perf_counter()
     if not done_sent:
-        meter.upstream_complete = meter.error is None
+        ctx.upstream_complete = ctx.error is None
         yield DONE
 
 
 async def relay_anthropic(
-    chunks: AsyncIterator[bytes], meter: Meter
+    chunks: AsyncIterator[bytes], ctx: RequestContext
 ) -> AsyncGenerator[bytes, None]:
     """Anthropic Messages SSE; every event keeps its ``event:`` line."""
 
     def convert(ev: SSEEvent) -> bytes:
-        return _anthropic_event(ev.event, ev.data, meter)
+        return _anthropic_event(ev.event, ev.data, ctx)
 
     try:
-        async with aclosing(_pass_through(chunks, meter, _anthropic_special, convert)) as pieces:
+        async with aclosing(_pass_through(chunks, ctx, _anthropic_special, convert)) as pieces:
             async for piece in pieces:
                 yield piece
     except UpstreamError as err:
-        meter.error = err
+        ctx.error = err
         yield stream_error_event(err, "anthropic")
-    meter.upstream_done = time.perf_counter()
+    ctx.upstream_done = time.perf_counter()
 
 
-def _anthropic_event(name: str | None, data: bytes, meter: Meter) -> bytes:
+def _anthropic_event(name: str | None, data: bytes, ctx: RequestContext) -> bytes:
     kind = name
     if kind is None:
         try:
@@ -293,20 +236,22 @@ def _anthropic_event(name: str | None, data: bytes, meter: Meter) -> bytes:
         if isinstance(obj, dict):
             if kind == "message_start":
                 msg = obj.get("message") or {}
-                meter.usage = from_anthropic(msg.get("usage"), meter.usage)
+                ctx.usage = from_anthropic(msg.get("usage"), ctx.usage)
             elif kind == "message_delta":
-                meter.usage = from_anthropic(obj.get("usage"), meter.usage)
+                ctx.usage = from_anthropic(obj.get("usage"), ctx.usage)
             else:
                 err = obj.get("error") or {}
-                meter.in_stream_error = str(err.get("message", "upstream error"))
+                ctx.in_stream_error = str(err.get("message", "upstream error"))
     elif kind == "content_block_delta":
-        count_content(data, meter)
+        count_content(data, ctx)
     elif kind == "message_stop":
-        meter.upstream_complete = True
+        ctx.upstream_complete = True
     return encode_event(kind, data)
 
 
-class _Translator(Protocol):
+class StreamTranslator(Protocol):
+    """Turns the upstream's events into the client's API, one event at a time."""
+
     def feed(self, event: SSEEvent) -> list[bytes]: ...
 
     def finish(self) -> list[bytes]: ...
@@ -317,39 +262,47 @@ class _Translator(Protocol):
     @property
     def error(self) -> str | None: ...
 
+    @property
+    def final_response(self) -> dict[str, Any] | None:
+        """The whole Responses object once a Responses stream has finished."""
+
 
 async def relay_translated(
-    chunks: AsyncIterator[bytes], meter: Meter, translator: _Translator, client_fmt: ApiFormat
+    chunks: AsyncIterator[bytes],
+    ctx: RequestContext,
+    translator: StreamTranslator,
+    client_fmt: ApiFormat,
 ) -> AsyncGenerator[bytes, None]:
     """Upstream SSE in one API, client SSE in another, event by event."""
 
     def convert(ev: SSEEvent) -> bytes:
         if ev.data == b"[DONE]" or ev.event == "message_stop":
-            meter.upstream_complete = True
+            ctx.upstream_complete = True
         elif ev.data:
-            count_content(ev.data, meter)
+            count_content(ev.data, ctx)
         return b"".join(translator.feed(ev))
 
     try:
-        async with aclosing(_pass_through(chunks, meter, _every_event, convert)) as pieces:
+        async with aclosing(_pass_through(chunks, ctx, _every_event, convert)) as pieces:
             async for piece in pieces:
                 yield piece
     except UpstreamError as err:
-        meter.error = err
-        meter.usage = translator.usage
-        meter.upstream_done = time.perf_counter()
+        ctx.error = err
+        ctx.usage = translator.usage
+        ctx.upstream_done = time.perf_counter()
         yield stream_error_event(err, client_fmt)
         return
-    meter.upstream_done = time.perf_counter()
+    ctx.upstream_done = time.perf_counter()
     for out in translator.finish():
         yield out
-    meter.usage = translator.usage
+    ctx.usage = translator.usage
+    ctx.final_response = translator.final_response
     if translator.error:
-        meter.in_stream_error = translator.error
+        ctx.in_stream_error = translator.error
 
 
 async def relay_responses(
-    chunks: AsyncIterator[bytes], meter: Meter
+    chunks: AsyncIterator[bytes], ctx: RequestContext
 ) -> AsyncGenerator[bytes, None]:
     """OpenAI Responses SSE passed through; usage read from the final event."""
 
@@ -366,20 +319,20 @@ async def relay_responses(
                 name = name or str(obj.get("type"))
                 response = obj.get("response")
                 if isinstance(response, dict):
-                    meter.usage = from_openai(response.get("usage")) or meter.usage
-                    meter.upstream_complete = True
+                    ctx.usage = from_openai(response.get("usage")) or ctx.usage
+                    ctx.upstream_complete = True
                 if name in ("response.failed", "error"):
-                    meter.in_stream_error = str(obj.get("message") or name)
+                    ctx.in_stream_error = str(obj.get("message") or name)
         elif ev.data and b"delta" in ev.data[:60]:
-            count_content(ev.data, meter)
+            count_content(ev.data, ctx)
         return encode_event(name, ev.data) if name else encode_data(ev.data)
 
     try:
-        async with aclosing(_pass_through(chunks, meter, _every_event, one)) as pieces:
+        async with aclosing(_pass_through(chunks, ctx, _every_event, one)) as pieces:
             async for piece in pieces:
                 yield piece
     except UpstreamError as err:
-        meter.error = err
+        ctx.error = err
         payload = orjson.dumps(
             {
                 "type": "error",
@@ -390,4 +343,4 @@ async def relay_responses(
             }
         )
         yield encode_event("error", payload)
-    meter.upstream_done = time.perf_counter()
+    ctx.upstream_done = time.perf_counter()

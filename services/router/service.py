@@ -27,6 +27,7 @@ from tokgateway.router.catalogue import openai_model as _openai_model
 from tokgateway.router.governor import Governor, LocalGovernor
 from tokgateway.router.keycache import KeyCache
 from tokgateway.router.pipeline import Pipeline, PipelineDeps
+from tokgateway.router.prober import Prober
 from tokgateway.router.providers import Provider, build_provider
 from tokgateway.router.providers.client import HTTPClient
 from tokgateway.router.providers.options import ClientOptions, HeaderHook
@@ -48,6 +49,7 @@ class RouterOptions:
     access_log: bool = True
     work_mode: str = "auto"
     default_max_tokens: int = 4096  # output cap assumed by limits when a request sets none
+    health_check_s: float = 0.0  # seconds between provider health checks; 0: none
     client: ClientOptions = field(default_factory=ClientOptions)
 
 
@@ -91,6 +93,12 @@ class RouterService:
             ),
             snapshots=self.snapshots,
         )
+        self.prober = Prober(
+            lambda: self.providers,
+            self.pipeline.chooser.breaker,
+            self.metrics,
+            interval_s=options.health_check_s,
+        )
         self._client: HTTPClient | None = None
         self.catalogue = ModelCatalogue()
         self.ready = False
@@ -104,6 +112,7 @@ class RouterService:
         table = self.table
         self.snapshots.current = RoutingSnapshot(table, MappingProxyType(self._providers_of(table)))
         self.bus.subscribe(AUTH_SUBJECT_PREFIX, self.keys.on_auth_event)
+        self.prober.start()
         self.ready = True
 
     @property
@@ -137,6 +146,7 @@ class RouterService:
 
     async def close(self) -> None:
         self.ready = False
+        await self.prober.close()
         await self.catalogue.close()
         await self.snapshots.close()
         if self._client is not None:

@@ -6,43 +6,18 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
-from tokgateway.common.contracts import USAGE_SUBJECT, Bus, KeyInfo, UsageEvent
-from tokgateway.common.errors import GatewayError, summary
-from tokgateway.common.lifecycle import ShutdownState
+from tokgateway.common.contracts import USAGE_SUBJECT, Bus, UsageEvent
+from tokgateway.common.errors import summary
 from tokgateway.common.logs import AccessLog
 from tokgateway.common.metrics import RouterMetrics
 from tokgateway.common.pricing import PriceTable
-from tokgateway.router.governor import Governor, Reservation
-from tokgateway.router.relay import Meter
-from tokgateway.router.snapshot import RoutingSnapshot
+from tokgateway.router.context import CLIENT_CLOSED, RequestContext
+from tokgateway.router.governor import Governor
 from tokgateway.router.spans import GenAISpans
 from tokgateway.router.usage import Usage, estimate_tokens
 
 log = logging.getLogger("tokgateway.router")
-
-CLIENT_CLOSED = 499
-
-
-@dataclass(slots=True)
-class RequestInfo:
-    request_id: str
-    route: str
-    model: str = ""
-    stream: bool = False
-    key: KeyInfo | None = None
-    provider: str | None = None
-    provider_kind: str = ""
-    upstream_model: str | None = None
-    attempts: int = 0
-    status: int = 200
-    prompt_estimate: int = 0
-    reservation: Reservation | None = None
-    tried: list[dict[str, object]] | None = None  # every upstream attempt
-    snapshot: RoutingSnapshot | None = None  # the routing snapshot the request holds
-    shutdown: ShutdownState | None = None  # set by the server: a cut at the drain end
-
 
 UsageSink = Callable[[UsageEvent], None]
 
@@ -69,61 +44,54 @@ class Settler:
     def _publish(self, event: UsageEvent) -> None:
         self.bus.publish_nowait(USAGE_SUBJECT, event.to_json())
 
-    def settle(
-        self,
-        info: RequestInfo,
-        meter: Meter,
-        prices: PriceTable | None,
-        error: GatewayError | None = None,
-    ) -> UsageEvent:
+    def settle(self, ctx: RequestContext, prices: PriceTable | None) -> UsageEvent:
+        """The request's usage event; ``ctx.error`` says how it failed, if it did."""
         end = time.perf_counter()
-        latency = (end - meter.started) * 1000.0
-        upstream_ms = meter.upstream_ms()
+        latency = (end - ctx.started) * 1000.0
+        upstream_ms = ctx.upstream_ms()
         ttft = None
-        if info.stream and meter.first_chunk is not None:
-            ttft = (meter.first_chunk - meter.started) * 1000.0
+        if ctx.stream and ctx.first_chunk is not None:
+            ttft = (ctx.first_chunk - ctx.started) * 1000.0
         overhead = latency - upstream_ms if upstream_ms is not None else latency
 
-        usage = meter.usage
+        usage = ctx.usage
         estimated = False
-        if usage is None and info.provider is not None and info.status < 400:
-            # The upstream reported nothing: estimate, and say so.
+        if usage is None and ctx.provider is not None and ctx.status < 400:
+            # The upstream reported nothing: estimate from the text relayed, and say so.
             estimated = True
-            meter.count_held()
+            ctx.count_held()
             usage = Usage(
-                prompt_tokens=info.prompt_estimate,
-                completion_tokens=max(meter.content_chunks, estimate_tokens(meter.content_chars)),
+                prompt_tokens=ctx.prompt_estimate,
+                completion_tokens=max(ctx.content_chunks, estimate_tokens(ctx.content_chars)),
             )
         usage = usage or Usage()
 
-        err = error or meter.error
-        status = info.status
+        err = ctx.error
+        status = ctx.status
         error_class: str | None = None
         message = None
         if err is not None:
-            status = err.http_status if info.status < 400 or error is not None else info.status
+            status = err.http_status
             error_class = err.error_class
             message = summary(err.message)
-        elif meter.client_gone and info.shutdown is not None and info.shutdown.cut:
+        elif ctx.client_gone and ctx.shutdown is not None and ctx.shutdown.cut:
             status = 503  # the server stopped it at the end of the drain time
             error_class = "shutdown"
             message = "gateway shutdown: the drain time ran out"
-        elif meter.client_gone:
+        elif ctx.client_gone:
             status = CLIENT_CLOSED
             error_class = "client"
             message = "client closed the connection"
-        elif meter.in_stream_error is not None:
+        elif ctx.in_stream_error is not None:
             status = 502
             error_class = "upstream"
-            message = summary(meter.in_stream_error)
+            message = summary(ctx.in_stream_error)
 
         cost = 0.0
-        if prices is not None and info.upstream_model:
-            if info.provider_kind == "echo":
-                # echo costs nothing: only a price set on purpose for the name bills it
-                price = prices.override(info.upstream_model) or prices.override(info.model)
-            else:
-                price = prices.lookup(info.upstream_model) or prices.lookup(info.model)
+        if prices is not None and ctx.upstream_model:
+            price = prices.price_for(
+                ctx.provider or "", ctx.provider_kind, ctx.upstream_model, ctx.model
+            )
             if price is not None:
                 cost = price.cost(
                     usage.prompt_tokens,
@@ -131,26 +99,26 @@ class Settler:
                     usage.cached_tokens,
                     usage.cache_write_tokens,
                 )
-            elif usage.total and info.provider_kind != "echo":
+            elif usage.total and ctx.provider_kind != "echo":
                 # Metered at cost 0: say so, so an operator can add a [prices] line.
-                model = self.metrics.model_label(info.upstream_model)
+                model = self.metrics.model_label(ctx.upstream_model)
                 self.metrics.unpriced.labels(model).inc()
 
-        key = info.key
-        reservation = info.reservation
+        key = ctx.key
+        reservation = ctx.reservation
         if reservation is not None and self.governor is not None:
             self.governor.settle(reservation, usage.total, cost)
         event = UsageEvent(
-            request_id=info.request_id,
+            request_id=ctx.request_id,
             ts=time.time(),
             key_id=key.id if key else None,
             user_id=key.user_id if key else None,
             team_id=key.team_id if key else None,
-            route=info.route,
-            model=info.model,
-            provider=info.provider,
-            upstream_model=info.upstream_model,
-            stream=info.stream,
+            route=ctx.route,
+            model=ctx.model,
+            provider=ctx.provider,
+            upstream_model=ctx.upstream_model,
+            stream=ctx.stream,
             prompt_tokens=usage.prompt_tokens,
             completion_tokens=usage.completion_tokens,
             cached_tokens=usage.cached_tokens,
@@ -164,16 +132,16 @@ class Settler:
             upstream_ms=round(upstream_ms, 3) if upstream_ms is not None else None,
             ttft_ms=round(ttft, 3) if ttft is not None else None,
             overhead_ms=round(overhead, 3),
-            attempts=info.attempts,
+            attempts=ctx.attempts,
         )
-        if info.tried:
-            event.extra["attempts"] = info.tried
+        if ctx.tried:
+            event.extra["attempts"] = ctx.tried
         self._observe(event)
         if key is not None:
             # Requests refused before a key was known are logged, not billed.
             self._emit(event)
         if self.spans is not None:
-            self.spans.finish(info, event, err)
+            self.spans.finish(ctx, event, err)
         return event
 
     def _observe(self, ev: UsageEvent) -> None:

@@ -26,7 +26,7 @@ from tokgateway.common.errors import GatewayError
 if TYPE_CHECKING:
     from tokgateway.common.metrics import RouterMetrics
     from tokgateway.common.settings import ProviderConfig
-    from tokgateway.router.settle import RequestInfo
+    from tokgateway.router.context import RequestContext
 
 # gen_ai.operation.name per gateway endpoint (the convention's well-known values
 # where one fits; count_tokens has none, so it keeps the endpoint's own name).
@@ -70,14 +70,14 @@ class GenAISpans:
             finally:
                 self._pending = None
 
-    def bind(self, info: RequestInfo) -> None:
+    def bind(self, info: RequestContext) -> None:
         pending = self._pending
         if pending is not None:
             self._pending = None
             self._requests[info.request_id] = pending
             pending[0].set_attribute("gateway.request_id", info.request_id)
 
-    def attempt(self, info: RequestInfo, provider: ProviderConfig, endpoint: str) -> None:
+    def attempt(self, info: RequestContext, provider: ProviderConfig, endpoint: str) -> None:
         """An upstream attempt starts (``endpoint``: the API spoken upstream)."""
         self._end_attempt(info.request_id, None)
         op = OPERATIONS.get(endpoint, endpoint)
@@ -97,7 +97,7 @@ class GenAISpans:
         )
         self._attempts[info.request_id] = span
 
-    def failed(self, info: RequestInfo, err: GatewayError) -> None:
+    def failed(self, info: RequestContext, err: GatewayError) -> None:
         self._end_attempt(info.request_id, err)
 
     def _end_attempt(self, request_id: str, err: GatewayError | None) -> None:
@@ -108,7 +108,7 @@ class GenAISpans:
             _error(span, err)
         span.end()
 
-    def finish(self, info: RequestInfo, event: UsageEvent, err: GatewayError | None) -> None:
+    def finish(self, info: RequestContext, event: UsageEvent, err: GatewayError | None) -> None:
         """The request settled: its attempt and request spans get the outcome."""
         attrs: dict[str, str | int | float | bool] = {
             "gen_ai.usage.input_tokens": event.prompt_tokens,
@@ -160,7 +160,7 @@ def _error(span: Span, err: GatewayError) -> None:
 def failover(
     metrics: RouterMetrics | None,
     spans: GenAISpans | None,
-    info: RequestInfo,
+    info: RequestContext,
     provider: str,
     err: GatewayError,
     more: bool,

@@ -190,7 +190,11 @@ class _BreakerState:
 class Breaker:
     """``threshold`` consecutive failures put a deployment in cooldown for
     ``cooldown_s``; afterwards one request may try it (half open): a success
-    closes the breaker, a failure opens it again at once."""
+    closes the breaker, a failure opens it again at once.
+
+    Health checks (prober.py) act on a whole provider: a failed probe holds
+    every deployment of it in cooldown until a probe (or a request) succeeds;
+    a good probe also closes the provider's deployments that were cooling."""
 
     def __init__(
         self,
@@ -202,15 +206,48 @@ class Breaker:
         self.cooldown_s = cooldown_s
         self.on_change = on_change
         self._states: dict[str, _BreakerState] = {}
+        self._down: set[str] = set()  # providers whose last health check failed
+
+    @property
+    def idle(self) -> bool:
+        """Nothing failed: routing needs no look at the breaker."""
+        return not self._states and not self._down
 
     def cooling(self, name: str, now: float) -> bool:
         state = self._states.get(name)
-        return state is not None and state.open_until > now
+        if state is not None and state.open_until > now:
+            return True
+        return bool(self._down) and name.partition(":")[0] in self._down
 
     def success(self, name: str) -> None:
         state = self._states.pop(name, None)
         if state is not None and state.open_until and self.on_change is not None:
             self.on_change(name, False)
+        if self._down:
+            self._provider_up(name.partition(":")[0])
+
+    def probed(self, provider: str, ok: bool) -> None:
+        """A health check of ``provider`` passed or failed."""
+        if not ok:
+            if provider not in self._down:
+                self._down.add(provider)
+                if self.on_change is not None:
+                    self.on_change(provider + ":", True)
+            return
+        for name in [n for n, s in self._states.items() if n.partition(":")[0] == provider]:
+            if self._states[name].open_until:
+                self.success(name)
+        self._provider_up(provider)
+
+    def _provider_up(self, provider: str) -> None:
+        if provider in self._down:
+            self._down.discard(provider)
+            if self.on_change is not None:
+                self.on_change(provider + ":", False)
+
+    def down(self) -> frozenset[str]:
+        """The providers held out by a failed health check."""
+        return frozenset(self._down)
 
     def failure(self, name: str, now: float) -> None:
         state = self._states.setdefault(name, _BreakerState())
@@ -259,7 +296,11 @@ class Chooser:
         out = {}
         for d in candidates:
             name = dep_key(d)
-            price = prices.lookup(d.upstream_model) if prices is not None else None
+            price = (
+                prices.provider_price(d.provider.name, d.upstream_model)
+                if prices is not None
+                else None
+            )
             window = self.windows.get(name)
             out[name] = DeploymentStats(
                 p50_ms=window.p50() if window else None,
@@ -282,7 +323,7 @@ class Chooser:
         """The resolution with its deployments ordered, and the body without
         ``provider`` (what goes upstream)."""
         prefs, body = parse_provider(body)
-        if prefs is None and strategy == "priority" and not self.breaker._states:
+        if prefs is None and strategy == "priority" and self.breaker.idle:
             return resolution, body  # the common case costs nothing
         stats = self.snapshot(resolution.deployments, prices, weights or {})
         ordered = order(resolution.deployments, stats, strategy, prefs)
@@ -299,15 +340,19 @@ class Chooser:
     def started(self, name: str) -> None:
         self.inflight[name] = self.inflight.get(name, 0) + 1
 
-    def done(self, resolution: Resolution | None, attempts: int, ok: bool, meter: Any) -> None:
-        """A request's forward step ended: ``ok`` when an upstream answered
-        below 400; records the attempts and the request leaves the in-flight count."""
-        tried = attempted(resolution, attempts)
+    def done(
+        self, resolution: Resolution | None, attempts: int, ok: bool | None, meter: Any
+    ) -> None:
+        """A request ended (its stream too): ``ok`` when the upstream answered
+        in full, None when the client left first (no verdict on the provider);
+        records the attempts and the request leaves the in-flight count."""
         if resolution is not None and resolution.deployments:
             first = dep_key(resolution.deployments[0])
             if first in self.inflight:
                 self.finished(first)
-        self.observe(tried, ok, upstream_ms(meter) if ok else None)
+        if ok is not None:
+            tried = attempted(resolution, attempts)
+            self.observe(tried, ok, upstream_ms(meter) if ok else None)
 
     def observe(self, tried: Sequence[str], ok: bool, latency_ms: float | None) -> None:
         """``tried``: the providers attempted, in order; all but the last

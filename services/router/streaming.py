@@ -5,10 +5,11 @@ so the upstream request) in ``finally``."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Mapping
 
 from starlette.types import Receive, Scope, Send
+
+from tokgateway.router.disconnect import ClientWatch
 
 
 class StreamResponse:
@@ -27,35 +28,17 @@ class StreamResponse:
         self.raw_headers = raw
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # The body is pumped in this task; a watcher task cancels it when the
-        # client disconnects (one extra task per stream, not two).
-        task = asyncio.current_task()
-        assert task is not None
-        gone = done = False
-
-        def on_disconnect(watcher: asyncio.Future[None]) -> None:
-            nonlocal gone
-            if done or watcher.cancelled() or watcher.exception() is not None:
-                return
-            gone = True
-            task.cancel()
-
-        watcher = asyncio.ensure_future(self._watch(receive))
-        watcher.add_done_callback(on_disconnect)
+        # The body is pumped in this task; a client that leaves cancels it.
+        watch = ClientWatch(scope, receive)
         try:
             await self._pump(send)
         except asyncio.CancelledError:
-            if not gone:
+            if not watch.stop():
                 raise
-            task.uncancel()  # our own cancellation: the client went away
         except OSError:
             pass  # the client's socket broke mid-write
         finally:
-            done = True
-            if not watcher.done():
-                watcher.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await watcher
+            watch.stop()
             aclose = getattr(self.body, "aclose", None)
             if aclose is not None:
                 await aclose()
@@ -73,10 +56,3 @@ class StreamResponse:
             async for chunk in body:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
-
-    @staticmethod
-    async def _watch(receive: Receive) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return

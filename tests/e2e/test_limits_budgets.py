@@ -139,6 +139,26 @@ def test_budget_is_reserved_then_settled_and_refused_in_each_api_shape(
     assert spend(gw, created["id"], 36.0) == pytest.approx(36.0)
 
 
+def test_a_budget_sends_the_booked_output_cap_when_the_request_sets_none(
+    gw: GatewayProcess, mock: tuple[MockUpstream, str]
+) -> None:
+    """What was reserved is what may be spent: a request without max_tokens
+    that counts against a budget goes upstream with the default cap it booked
+    (4096), so concurrent requests cannot overshoot the budget on output.
+    Without a budget the request goes as the client sent it."""
+    rec = mock[0].rec
+    budgeted = gw.create_key("capped", "--budget-usd", "100000", "--budget-period", "total")
+    rpm_only = gw.create_key("rpm-only", "--rpm", "1000")
+    plain = gw.create_key("plain")
+    for key, sent_cap in ((budgeted, 4096), (rpm_only, None), (plain, None)):
+        assert chat(gw, key["key"], max_tokens=None).status_code == 200
+        assert rec.last().get("max_tokens") == sent_cap, key["name"]
+    assert chat(gw, budgeted["key"], max_tokens=9).status_code == 200
+    assert rec.last()["max_tokens"] == 9  # the client's own cap is kept
+    # 3 requests at $18: the cap bounds the answer, it does not change the bill
+    assert spend(gw, budgeted["id"], 36.0) == pytest.approx(36.0)
+
+
 def test_user_and_team_limits_hold_over_all_their_keys(gw: GatewayProcess) -> None:
     user = _cli_json(gw, "users", "create", "--email", "lim@example.com", "--rpm", "2")
     team = _cli_json(gw, "teams", "create", "--name", "lim", "--budget-usd", "25")

@@ -111,3 +111,45 @@ def test_registry_changes_reach_every_worker_and_survive_a_restart(
         assert next(r for r in routes if r["pattern"] == "kept")["source"] == "api"
     finally:
         gw.stop()
+
+
+def test_price_changes_reach_every_worker(
+    mock: tuple[MockUpstream, str], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """`gateway prices refresh` and `prices set` go to one worker; the ledger
+    rows every worker writes afterwards use the new prices."""
+    root = tmp_path_factory.mktemp("workers-prices")
+    gw = GatewayProcess(root, gateway_config(mock[1]), env={"GATEWAY_WORKERS": "2"}).start()
+
+    def costs(key: str, model: str, n: int) -> set[float]:
+        def one(_: int) -> str:
+            with httpx.Client() as client:  # a fresh connection: either worker
+                body = {"model": model, "messages": [{"role": "user", "content": "hi"}]}
+                resp = client.post(
+                    gw.url + "/v1/chat/completions",
+                    json=body,
+                    headers={"authorization": f"Bearer {key}"},
+                )
+                assert resp.status_code == 200, resp.text
+                return resp.headers["x-request-id"]
+
+        with ThreadPoolExecutor(8) as pool:
+            ids = list(pool.map(one, range(n)))
+        return {round(gw.ledger_row(i)["cost_usd"], 9) for i in ids}
+
+    try:
+        key = gw.create_key("prices")["key"]
+        # 11 prompt tokens (3 cached), 7 completion tokens from the mock
+        table = root / "prices.json"
+        table.write_text(
+            orjson.dumps(
+                {"as_of": "2026-12-02", "models": {"gpt-4o-mini": [100, 200, 100]}}
+            ).decode()
+        )
+        gw.cli("prices", "refresh", "--from", str(table))
+        gw.cli("prices", "set", "gpt-4o", "--input", "1000", "--output", "2000")
+        time.sleep(0.6)  # > the registry poll interval of the other worker
+        assert costs(key, "gpt-4o-mini", 24) == {round((11 * 100 + 7 * 200) / 1e6, 9)}
+        assert costs(key, "gpt-4o", 24) == {round((11 * 1000 + 7 * 2000) / 1e6, 9)}
+    finally:
+        gw.stop()

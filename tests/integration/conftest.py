@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.cluster import Mesh
+from tests.integration.cluster import Mesh, Postgres
 
 pytestmark = pytest.mark.integration
 
@@ -23,3 +23,16 @@ def fresh_mesh(tmp_path: Path) -> Iterator[Mesh]:
         raise
     finally:
         mesh.close()
+
+
+@pytest.fixture(scope="module")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgres]:
+    """A throwaway PostgreSQL cluster for the tests of one module."""
+    pg = Postgres(tmp_path_factory.mktemp("pg"))
+    pg.init()
+    pg.start()
+    try:
+        yield pg
+    finally:
+        pg.stop()
+        pg.remove()

@@ -5,7 +5,7 @@ the same rules as SQLite, and the ledger's team column and spend queries."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -20,23 +20,12 @@ from tokgateway.common.errors import BadRequest
 from tokgateway.common.keys import hash_key
 from tokgateway.common.periods import period_start
 from tokgateway.common.postgres import create_pool, migrate
+from tokgateway.ledger.filters import UsageFilter
 from tokgateway.ledger.service import LedgerService
 from tokgateway.ledger.store_pg import MIGRATIONS as LEDGER_MIGRATIONS
 from tokgateway.ledger.store_pg import PgLedgerStore
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
-
-
-@pytest.fixture(scope="module")
-def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgres]:
-    pg = Postgres(tmp_path_factory.mktemp("pg"))
-    pg.init()
-    pg.start()
-    try:
-        yield pg
-    finally:
-        pg.stop()
-        pg.remove()
 
 
 @pytest.fixture
@@ -162,7 +151,7 @@ async def test_ledger_team_column_and_spend_on_postgres(pool: Any) -> None:
     )
     by_team = {r["group"]: r["cost_usd"] for r in await ledger.usage(group_by="team")}
     assert by_team == {"": 4.0, "t1": 11.0}
-    mine = await ledger.usage(user_id="u1")
+    mine = await ledger.usage(UsageFilter(user_id="u1"))
     assert mine[0]["requests"] == 2 and mine[0]["cost_usd"] == 9.0
     assert await ledger.spend_since("team", "t1", day) == 3.0
     assert await ledger.spend_since("user", "u2", 0.0) == 6.0

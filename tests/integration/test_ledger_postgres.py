@@ -5,7 +5,7 @@ and the usage queries served by their indexes."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -13,22 +13,11 @@ import pytest
 from tests.integration.cluster import Postgres
 from tokgateway.common.contracts import UsageEvent
 from tokgateway.common.postgres import create_pool, migrate
+from tokgateway.ledger.filters import UsageFilter
 from tokgateway.ledger.store_pg import MIGRATIONS, PgLedgerStore, day_of, partition_name
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 DAY = 86400
-
-
-@pytest.fixture(scope="module")
-def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgres]:
-    pg = Postgres(tmp_path_factory.mktemp("pg"))
-    pg.init()
-    pg.start()
-    try:
-        yield pg
-    finally:
-        pg.stop()
-        pg.remove()
 
 
 @pytest.fixture
@@ -115,7 +104,7 @@ async def test_usage_queries_and_their_indexes(pool: Any) -> None:
         _ev(i, now - i, key="key_a" if i % 2 else "key_b", model=f"m{i % 3}") for i in range(60)
     ]
     await store.insert_batch(events)
-    rows = await store.query_usage(key_id="key_a", since=now - 3600, group_by="model")
+    rows = await store.query_usage(UsageFilter(key_id="key_a", since=now - 3600), group_by="model")
     assert sum(r["requests"] for r in rows) == 30
     assert {r["group"] for r in rows} == {"m0", "m1", "m2"}
     day = await store.query_usage(group_by="day")
@@ -152,11 +141,15 @@ async def test_latency_percentiles_match_the_sqlite_store(pool: Any) -> None:
     old = _ev(500, now - 2 * DAY)
     old.latency_ms = 5000.0
     await store.insert_batch([*events, old])
-    assert await store.latency(key_id="key_a", since=now - 60) == {
+    assert await store.latency(UsageFilter(key_id="key_a", since=now - 60)) == {
         "requests": 100,
         "p50_ms": 50.0,
         "p99_ms": 99.0,
     }
     # nearest rank over 101 rows: the 51st and the 100th value
     assert await store.latency() == {"requests": 101, "p50_ms": 51.0, "p99_ms": 100.0}
-    assert await store.latency(since=now + 1) == {"requests": 0, "p50_ms": None, "p99_ms": None}
+    assert await store.latency(UsageFilter(since=now + 1)) == {
+        "requests": 0,
+        "p50_ms": None,
+        "p99_ms": None,
+    }

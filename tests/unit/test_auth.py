@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
 import orjson
 import pytest
 
@@ -53,4 +54,39 @@ async def test_env_admin_key_replaces_generated(tmp_path: Path) -> None:
     assert (await auth.verify(hash_key(first))).revoked  # type: ignore[union-attr]
     fresh = await auth.verify(hash_key("tga-operator-chosen"))
     assert fresh is not None and fresh.is_admin and not fresh.revoked
+    await auth.close()
+
+
+async def test_internal_key_mint_and_revoke_need_the_service_token(tmp_path: Path) -> None:
+    """What the mesh registry's marketplace calls to mint a subscriber's key."""
+    from starlette.applications import Starlette
+
+    from tokgateway.auth.service import AuthInternalAPI
+
+    auth = AuthService(SQLiteDB(tmp_path / "a.db"), InProcessBus(), admin_email="a@b.c")
+    await auth.start(None)
+    app = Starlette(routes=AuthInternalAPI(auth, "svc-token").routes())
+    body = {"name": "market sub_1", "models": ["m1"], "limits": {"rpm": 7}}
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://auth") as client:
+        wrong = await client.post(
+            "/internal/keys", json=body, headers={"authorization": "Bearer x"}
+        )
+        assert wrong.status_code == 401
+        ok = {"authorization": "Bearer svc-token"}
+        bad = await client.post("/internal/keys", json={"name": "n", "models": []}, headers=ok)
+        assert bad.status_code == 400 and bad.json()["error"]["param"] == "models"
+        minted = await client.post("/internal/keys", json=body, headers=ok)
+        assert minted.status_code == 201
+        key_id, secret = minted.json()["id"], minted.json()["key"]
+        info = await auth.verify(hash_key(secret))
+        assert info is not None and info.id == key_id
+        assert info.models == ("m1",) and info.rpm == 7
+        assert (await client.post(f"/internal/keys/{key_id}/revoke")).status_code == 401
+        revoked = await client.post(f"/internal/keys/{key_id}/revoke", headers=ok)
+        assert revoked.status_code == 200 and revoked.json()["id"] == key_id
+        missing = await client.post("/internal/keys/key_nope/revoke", headers=ok)
+        assert missing.status_code == 404
+    info = await auth.verify(hash_key(secret))
+    assert info is None or info.revoked
     await auth.close()

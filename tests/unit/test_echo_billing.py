@@ -8,14 +8,14 @@ from tokgateway.common.logs import AccessLog
 from tokgateway.common.metrics import RouterMetrics
 from tokgateway.common.pricing import PriceTable
 from tokgateway.common.settings import PriceOverride
-from tokgateway.router.relay import Meter
-from tokgateway.router.settle import RequestInfo, Settler
+from tokgateway.router.context import RequestContext
+from tokgateway.router.settle import Settler
 from tokgateway.router.usage import Usage
 
 
 def _settle(prices: PriceTable, kind: str, model: str) -> float:
     settler = Settler(InProcessBus(), RouterMetrics(), AccessLog(False), lambda ev: None)
-    info = RequestInfo(
+    ctx = RequestContext(
         request_id="r1",
         route="/v1/chat/completions",
         model=model,
@@ -23,9 +23,8 @@ def _settle(prices: PriceTable, kind: str, model: str) -> float:
         provider_kind=kind,
         upstream_model=model,
     )
-    meter = Meter()
-    meter.usage = Usage(prompt_tokens=1_000_000, completion_tokens=1_000_000)
-    return settler.settle(info, meter, prices).cost_usd
+    ctx.usage = Usage(prompt_tokens=1_000_000, completion_tokens=1_000_000)
+    return settler.settle(ctx, prices).cost_usd
 
 
 def test_echo_is_free_even_under_a_priced_name() -> None:

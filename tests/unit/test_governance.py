@@ -24,6 +24,7 @@ from tokgateway.common.http import AdminGuard
 from tokgateway.common.keys import hash_key
 from tokgateway.common.periods import period_start
 from tokgateway.common.sqlite import SQLiteDB
+from tokgateway.ledger.filters import UsageFilter
 from tokgateway.ledger.service import LedgerAdminAPI, LedgerService
 from tokgateway.router.keycache import KeyCache
 
@@ -233,7 +234,7 @@ async def test_ledger_team_column_groups_and_spend(tmp_path: Path) -> None:
     assert by_team == {"": 4.25, "t1": 11.0}
     by_user = {r["group"]: r["requests"] for r in await ledger.usage(group_by="user")}
     assert by_user == {"u1": 3, "u2": 2}
-    only_u2 = await ledger.usage(user_id="u2", group_by="key")
+    only_u2 = await ledger.usage(UsageFilter(user_id="u2"), group_by="key")
     assert {r["group"] for r in only_u2} == {"k2", "k3"}
     assert await ledger.spend_since("team", "t1", month) == 3.0
     assert await ledger.spend_since("user", "u1", 0.0) == 9.25

@@ -9,6 +9,7 @@ from pathlib import Path
 from tokgateway.common.bus import InProcessBus
 from tokgateway.common.contracts import USAGE_SUBJECT, UsageEvent
 from tokgateway.common.sqlite import SQLiteDB
+from tokgateway.ledger.filters import UsageFilter
 from tokgateway.ledger.service import LedgerService
 from tokgateway.ledger.writer import LedgerWriter
 
@@ -93,3 +94,26 @@ async def test_a_background_database_thread_runs_at_lower_priority(tmp_path: Pat
     finally:
         await background.close()
         await normal.close()
+
+
+def test_usage_filter_spells_its_conditions_for_either_driver() -> None:
+    filters = UsageFilter(key_id="k1", user_id="", team_id="t1", since=10.0, until=20.0)
+    assert filters.where(lambda n: f"${n}") == (
+        ["key_id = $1", "team_id = $2", "ts >= $3", "ts < $4"],
+        ["k1", "t1", 10.0, 20.0],
+    )
+    assert filters.where(lambda n: "?")[0] == ["key_id = ?", "team_id = ?", "ts >= ?", "ts < ?"]
+    assert UsageFilter().where(lambda n: "?") == ([], [])
+
+
+async def test_usage_filter_window_is_half_open(tmp_path: Path) -> None:
+    ledger = LedgerService(SQLiteDB(tmp_path / "l.db"), None)
+    await ledger.start()
+    rows = [event(i) for i in range(3)]
+    for i, ev in enumerate(rows):
+        ev.ts = 100.0 + i
+    await ledger.store.insert_batch(rows)
+    window = await ledger.usage(UsageFilter(key_id="k1", since=100.0, until=102.0))
+    assert window[0]["requests"] == 2
+    assert await ledger.usage(UsageFilter(key_id="k2")) == []
+    await ledger.close()

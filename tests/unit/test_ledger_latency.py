@@ -9,6 +9,7 @@ from pathlib import Path
 
 from tokgateway.common.contracts import UsageEvent
 from tokgateway.common.sqlite import SQLiteDB
+from tokgateway.ledger.filters import UsageFilter
 from tokgateway.ledger.service import LedgerService
 from tokgateway.ledger.store import nearest_rank
 
@@ -33,9 +34,13 @@ async def test_percentiles_in_a_window_and_scope(tmp_path: Path) -> None:
     events += [_ev(200, now - 7200, 5000.0), _ev(201, now - 10, 9000.0, key="k2")]
     events.append(_ev(202, now - 10, None))  # no latency recorded: not counted
     await ledger.store.insert_batch(events)
-    stats = await ledger.latency(key_id="k1", since=now - 60)
+    stats = await ledger.latency(UsageFilter(key_id="k1", since=now - 60))
     assert stats == {"requests": 100, "p50_ms": 50.0, "p99_ms": 99.0}
     everything = await ledger.latency()
     assert everything["requests"] == 102 and everything["p99_ms"] == 5000.0
-    assert await ledger.latency(since=now + 1) == {"requests": 0, "p50_ms": None, "p99_ms": None}
+    assert await ledger.latency(UsageFilter(since=now + 1)) == {
+        "requests": 0,
+        "p50_ms": None,
+        "p99_ms": None,
+    }
     await ledger.close()

@@ -15,8 +15,8 @@ from tokgateway.common.pricing import PriceTable
 from tokgateway.common.routing import RouteTable
 from tokgateway.common.settings import ProviderConfig
 from tokgateway.common.tracing import Tracing
+from tokgateway.router.context import RequestContext
 from tokgateway.router.service import RouterOptions, RouterService
-from tokgateway.router.settle import RequestInfo
 from tokgateway.router.spans import GenAISpans, failover
 
 
@@ -46,7 +46,7 @@ def test_an_exporter_gives_the_router_spans() -> None:
     tracing.shutdown()
 
 
-def _event(info: RequestInfo, **kw: object) -> UsageEvent:
+def _event(info: RequestContext, **kw: object) -> UsageEvent:
     fields: dict[str, object] = {
         "request_id": info.request_id,
         "ts": 0.0,
@@ -74,7 +74,7 @@ def test_request_and_attempts_in_genai_conventions() -> None:
     assert tracing.tracer is not None
     spans = GenAISpans(tracing.tracer)
     metrics = RouterMetrics()
-    info = RequestInfo(request_id="req_1", route="/v1/messages", model="claude-x")
+    info = RequestContext(request_id="req_1", route="/v1/messages", model="claude-x")
     primary = ProviderConfig(name="primary", kind="anthropic", base_url="https://api.anthropic.com")
     backup = ProviderConfig(
         name="backup", kind="openai-compatible", base_url="http://10.0.0.2:8000/v1"
@@ -124,7 +124,7 @@ def test_a_failed_request_marks_its_spans() -> None:
     tracing = Tracing("router", exporter=exporter)
     assert tracing.tracer is not None
     spans = GenAISpans(tracing.tracer)
-    info = RequestInfo(request_id="req_2", route="/v1/chat/completions", model="gpt-x")
+    info = RequestContext(request_id="req_2", route="/v1/chat/completions", model="gpt-x")
     dead = ProviderConfig(name="dead", kind="openai", base_url="https://api.openai.com/v1")
     with spans.request("chat"):
         spans.bind(info)

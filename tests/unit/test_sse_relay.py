@@ -6,7 +6,8 @@ import orjson
 
 from tokgateway.common.errors import UpstreamUnavailable
 from tokgateway.common.sse import EventRuns, SSEDecoder
-from tokgateway.router.relay import Meter, relay_anthropic, relay_openai
+from tokgateway.router.context import RequestContext
+from tokgateway.router.relay import relay_anthropic, relay_openai
 
 
 def test_decoder_handles_split_events_and_line_ends() -> None:
@@ -46,7 +47,7 @@ USAGE = {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
 
 
 async def test_openai_relay_strips_usage_chunk_and_meters() -> None:
-    meter = Meter()
+    meter = RequestContext()
     parts = [
         _chunk("he"),
         _chunk("llo")[:10],
@@ -62,7 +63,7 @@ async def test_openai_relay_strips_usage_chunk_and_meters() -> None:
 
 
 async def test_openai_relay_keeps_usage_when_asked_and_adds_missing_done() -> None:
-    meter = Meter()
+    meter = RequestContext()
     out = await _collect(
         relay_openai(_gen([_chunk("x"), _chunk(None, USAGE, False)]), meter, strip_usage=False)
     )
@@ -70,7 +71,7 @@ async def test_openai_relay_keeps_usage_when_asked_and_adds_missing_done() -> No
 
 
 async def test_openai_relay_removes_usage_from_content_chunk_when_stripping() -> None:
-    meter = Meter()
+    meter = RequestContext()
     out = await _collect(relay_openai(_gen([_chunk("x", USAGE)]), meter, strip_usage=True))
     assert b"usage" not in out[0] and b'"x"' in out[0]
     assert meter.usage is not None and meter.usage.prompt_tokens == 3
@@ -81,10 +82,10 @@ async def test_upstream_failure_mid_stream_becomes_error_event() -> None:
         yield _chunk("x")
         raise UpstreamUnavailable("provider went away")
 
-    meter = Meter()
+    meter = RequestContext()
     out = await _collect(relay_openai(broken(), meter, strip_usage=True))
     assert orjson.loads(out[1][6:])["error"]["message"] == "provider went away"
-    meter2 = Meter()
+    meter2 = RequestContext()
     out2 = await _collect(relay_anthropic(broken(), meter2))
     assert out2[-1].startswith(b"event: error\ndata: ")
     assert meter.error is not None and meter2.error is not None
@@ -111,7 +112,7 @@ async def test_anthropic_relay_cumulative_usage_and_event_names() -> None:
         b"event: message_start\ndata: " + orjson.dumps(start) + b"\n\n",
         b"data: " + orjson.dumps(delta) + b"\n\n",
     ]  # event line missing upstream
-    meter = Meter()
+    meter = RequestContext()
     out = await _collect(relay_anthropic(_gen(parts), meter))
     assert out[1].startswith(b"event: message_delta\n")
     u = meter.usage
@@ -126,7 +127,7 @@ async def test_anthropic_relay_cumulative_usage_and_event_names() -> None:
 
 async def test_estimate_counts_content_with_spaced_json() -> None:
     spaced = b'data: {"choices": [{"index": 0, "delta": {"content": "Answer \\"here\\""}}]}\n\n'
-    meter = Meter()
+    meter = RequestContext()
     await _collect(relay_openai(_gen([spaced, spaced]), meter, strip_usage=True))
     meter.count_held()  # what settle does when no usage came
     assert meter.content_chunks == 2
@@ -160,7 +161,7 @@ async def test_repeated_tool_call_fields_are_sent_once() -> None:
         _tool_delta('ty": "Paris"}', True, True),
         b"data: [DONE]\n\n",
     ]
-    meter = Meter()
+    meter = RequestContext()
     out = await _collect(relay_openai(_gen(parts), meter, strip_usage=True))
     first = orjson.loads(out[0][6:])["choices"][0]["delta"]
     second = orjson.loads(out[1][6:])["choices"][0]["delta"]
@@ -176,7 +177,7 @@ async def test_stream_incomplete_when_upstream_breaks() -> None:
         yield _chunk("x")
         raise UpstreamUnavailable("gone")
 
-    meter = Meter()
+    meter = RequestContext()
     await _collect(relay_openai(broken(), meter, strip_usage=True))
     assert not meter.upstream_complete
 
@@ -243,14 +244,14 @@ def _anthropic_stream() -> bytes:
 Events = list[tuple[str | None, bytes]]
 
 
-async def _relay_splits(raw: bytes, relay: str) -> list[tuple[Events, Meter]]:
+async def _relay_splits(raw: bytes, relay: str) -> list[tuple[Events, RequestContext]]:
     """The relay's output events and meter for the stream read whole and cut
     at every position into two reads and into reads of 7 bytes."""
     cuts = [[raw]] + [[raw[:i], raw[i:]] for i in range(1, len(raw))]
     cuts.append([raw[i : i + 7] for i in range(0, len(raw), 7)])
     results = []
     for parts in cuts:
-        meter = Meter()
+        meter = RequestContext()
         if relay == "openai":
             gen = relay_openai(_gen(parts), meter, strip_usage=True)
         else:

@@ -46,6 +46,8 @@ def split_base_url(base_url: str) -> tuple[str, str | None]:
 
 
 class AzureOpenAIProvider(OpenAIProvider):
+    probe_path = ""  # its model list needs an api-version; reachability is enough
+
     def __init__(
         self,
         config: ProviderConfig,

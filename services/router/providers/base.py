@@ -77,5 +77,11 @@ class Provider(ABC):
         (``GET /models`` of OpenAI-format servers); [] elsewhere."""
         return []
 
+    async def probe(self) -> None:
+        """A cheap health check; raises UpstreamUnavailable or UpstreamTimeout
+        when the provider does not work. Providers without an upstream (echo)
+        are always healthy."""
+        return None
+
     async def close(self) -> None:
         return None

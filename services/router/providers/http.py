@@ -56,6 +56,9 @@ def is_json_object(body: bytes) -> bool:
 
 class HttpProvider(Provider):
     paths: Mapping[str, str] = {}
+    # the GET a health check sends: a path whose answer shows the provider
+    # works (a bad key fails it), or "" to check only that its base URL answers
+    probe_path = ""
 
     def __init__(self, config: ProviderConfig, client: HTTPClient, read_timeout: float) -> None:
         super().__init__(config)
@@ -122,6 +125,30 @@ class HttpProvider(Provider):
         chunks = _iter_chunks(resp, self.name, EventCheck(self._max_event))
         return UpstreamResponse(status, resp.headers, chunks=chunks, close=close)
 
+    async def probe(self) -> None:
+        headers = dict(self._base_headers)
+        headers.pop("content-type", None)
+        path = self.probe_path
+        try:
+            resp = await self._client.request(
+                "GET",
+                self.config.base_url + path,
+                headers,
+                read_timeout=10.0,
+                options=self._options,
+            )
+            await resp.read()
+        except (ConnectTimeout, ReadTimeout):
+            raise UpstreamTimeout(f"Provider {self.name!r} did not answer in time.") from None
+        except ClientError as exc:
+            raise UpstreamUnavailable(
+                f"Provider {self.name!r} could not be reached: {exc}."
+            ) from None
+        if resp.status >= 500 or (path and resp.status in (401, 403)):
+            raise UpstreamUnavailable(
+                f"Provider {self.name!r}: GET {path or '/'} answered {resp.status}."
+            )
+
     async def _read(self, resp: Response) -> bytes:
         try:
             return await resp.read()
@@ -160,6 +187,7 @@ async def _iter_chunks(resp: Response, name: str, check: EventCheck) -> AsyncIte
 
 class OpenAIProvider(HttpProvider):
     api_format = "openai"
+    probe_path = "/models"
     endpoints = frozenset({"chat", "completions", "embeddings", "responses"})
     paths = {
         "chat": "/chat/completions",
