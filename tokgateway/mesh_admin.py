@@ -1,7 +1,7 @@
 """The admin API at a mesh router, so the console it serves at /ui works from
 the one address the mesh publishes: every admin route is passed to the service
 that owns it (keys, users, teams and hooks to auth; usage to the ledger;
-providers, routes, models and the marketplace to the registry). The router
+providers, routes, models, prices and the marketplace to the registry). The router
 decides nothing here: the caller's key goes along unchanged and the owning
 service checks it, exactly as when it is called directly. The router's own
 /admin/config (tokgateway/config_api.py) is answered by the router itself."""
@@ -36,6 +36,7 @@ OWNERS: Mapping[str, str] = {
     "routes": "registry",
     "models": "registry",
     "market": "registry",
+    "prices": "registry",
 }
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 # What travels with the call each way; nothing else (no cookies, no hop-by-hop headers).

@@ -106,6 +106,8 @@ def test_admin_calls_through_the_router_land_in_their_services(mesh: Mesh) -> No
     providers = _through(mesh, "GET", "/admin/providers")["data"]
     assert "far" in {p["name"] for p in providers}
     assert _through(mesh, "GET", "/admin/usage", params={"group_by": "model"})["object"] == "list"
+    prices = _through(mesh, "GET", "/admin/prices")["data"]
+    assert any(p["model"] == "echo" and p["input"] == 1.5 for p in prices)  # CONFIG's [prices]
     # an owner's refusal comes back as it was given
     bad = httpx.patch(_router(mesh) + f"/admin/teams/{team['id']}", headers=ADMIN, json={"rpm": -1})
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "rpm"
