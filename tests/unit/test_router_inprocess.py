@@ -89,9 +89,15 @@ def _table(upstream: str) -> RouteTable:
         rule("wait", ("a", "x-wait")),
         rule("midfail", ("a", "x-midfail")),
         rule("ok", ("a", "ok")),
+        rule("busy", ("a", "x-slow"), ("b", "x-slow")),
     )
     return RouteTable(
-        rules=rules, aliases={}, providers=providers, primary=None, prices=PriceTable({})
+        rules=rules,
+        aliases={},
+        providers=providers,
+        primary=None,
+        prices=PriceTable({}),
+        strategies={"busy": ("least-busy", {})},
     )
 
 
@@ -138,8 +144,8 @@ async def router(tmp_db: Path) -> AsyncIterator[Router]:
             await auth.close()
 
 
-async def _chat(r: Router, model: str, *, stream: bool = False, timeout: float = 10.0) -> Any:
-    async with httpx.AsyncClient(timeout=timeout) as client:
+async def _chat(r: Router, model: str, *, stream: bool = False, wait_s: float = 10.0) -> Any:
+    async with httpx.AsyncClient(timeout=wait_s) as client:
         return await client.post(
             r.url + "/v1/chat/completions",
             json={
@@ -215,7 +221,7 @@ async def test_a_stream_that_breaks_settles_as_an_upstream_error(router: Router)
 
 async def test_a_client_that_leaves_before_the_answer_is_a_499(router: Router) -> None:
     with pytest.raises(httpx.ReadTimeout):
-        await _chat(router, "wait", timeout=0.5)
+        await _chat(router, "wait", wait_s=0.5)
     (event,) = await _settle_wait(router, 1)
     assert (event.status, event.error_class) == (499, "client")
     assert event.completion_tokens == 0 and event.cost_usd == 0.0
@@ -246,3 +252,29 @@ async def test_every_request_settles_exactly_once(router: Router) -> None:
     assert len(set(ids)) == len(ids)
     sent = {a.headers["x-request-id"] for a in answers + streams}
     assert sent == set(ids)
+
+
+async def test_least_busy_counts_a_stream_until_it_ends(router: Router) -> None:
+    """A stream keeps its deployment busy to its last byte, not only until the
+    upstream's headers: the next request goes to the idle one."""
+    body = {"model": "busy", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+    headers = {"authorization": f"Bearer {router.key}"}
+    async with (
+        httpx.AsyncClient(timeout=10.0) as client,
+        client.stream(
+            "POST", router.url + "/v1/chat/completions", json=body, headers=headers
+        ) as first,
+    ):
+        assert first.status_code == 200
+        pieces = first.aiter_bytes()
+        assert await anext(pieces)  # the stream is under way
+        second = await _chat(router, "busy")
+        assert second.status_code == 200
+        (event,) = await _settle_wait(router, 1)
+        assert event.provider == "b"  # a is still streaming
+    # the client hangs up mid-stream: a is free again, and not blamed for it
+    events = await _settle_wait(router, 2)
+    assert (events[1].provider, events[1].stream, events[1].status) == ("a", True, 499)
+    third = await _chat(router, "busy")
+    assert third.status_code == 200
+    assert (await _settle_wait(router, 3))[2].provider == "a"  # idle again: a first
