@@ -9,17 +9,32 @@ COPY pyproject.toml README.md LICENSE ./
 COPY tokgateway ./tokgateway
 COPY services ./services
 COPY libs ./libs
-# the web console as built by `make ui` beforehand (only its package marker otherwise)
+# the web console as `make ui` built it (`make d-build` does that first; without
+# a build only its package marker, and /ui says the console is not built)
 COPY fe/dist ./fe/dist
 # the image runs the mesh too: the wheel plus the [mesh] drivers
 RUN pip install --no-cache-dir --upgrade pip==24.3.1 \
     && pip wheel --no-cache-dir --wheel-dir /wheels ".[mesh]"
 
-FROM python:3.11-slim AS test
-WORKDIR /src
+# The suite's tools from Debian, as .ci/run installs them on a build machine:
+# Node.js and npm build the console (`make ui`), Chromium runs its browser
+# test, promtool checks the alert rules, tinyproxy serves the proxy tests.
+# Trixie, because Vite needs Node.js 20.19 or later (bookworm has 18).
+FROM python:3.11-slim-trixie AS test
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends make nodejs npm chromium prometheus tinyproxy \
+    && rm -rf /var/lib/apt/lists/*
 RUN pip install --no-cache-dir --upgrade pip==24.3.1
+# the console's npm packages first: this layer stays until the lock file changes
+WORKDIR /src/fe
+COPY fe/package.json fe/package-lock.json ./
+RUN npm ci --no-audit --no-fund
+WORKDIR /src
 COPY . .
-RUN pip install --no-cache-dir -e ".[dev,mesh]"
+RUN pip install --no-cache-dir -e ".[dev,mesh]" \
+    && make ui \
+    && test -f fe/dist/web/index.html && test -f fe/dist/h5/index.html
 # integration tests need PostgreSQL, NATS and Redis servers beside the image
 CMD ["python", "-m", "pytest", "-q", "-m", "not integration", "tests/unit", "tests/e2e"]
 

@@ -5,7 +5,9 @@ Redis for limits shared by every replica.
 * keys: verified by auth over HTTP, cached locally, evicted by auth.v1.* events;
 * routes: an in-memory snapshot from the registry, reloaded on
   registry.v1.changed, on NATS reconnects and every ``RESYNC_INTERVAL``;
-* usage: one event per request into a bounded buffer that JetStream drains."""
+* usage: one event per request into a bounded buffer that JetStream drains;
+* the console: /ui when built, /admin/config answered here, the rest of the
+  admin API passed to its owning service (mesh_admin.py)."""
 
 from __future__ import annotations
 
@@ -27,16 +29,20 @@ from tokgateway.common.clients import (
 )
 from tokgateway.common.contracts import REGISTRY_CHANGED_SUBJECT, SpendSource
 from tokgateway.common.crypto import CredentialBox, SecretError, service_token
+from tokgateway.common.http import AdminGuard
 from tokgateway.common.metrics import RouterMetrics
 from tokgateway.common.nats_bus import NatsBus
 from tokgateway.common.pricing import PriceTable
 from tokgateway.common.routing import RouteTable
 from tokgateway.common.settings import Settings
 from tokgateway.common.tracing import Tracing
+from tokgateway.config_api import config_routes
+from tokgateway.mesh_admin import AdminForward
 from tokgateway.mesh_common import StateCollector, require
 from tokgateway.router.governor import Governor, LocalGovernor
 from tokgateway.router.governor_redis import RedisGovernor
 from tokgateway.router.service import RouterService
+from tokgateway.ui import ui_routes
 
 log = logging.getLogger("tokgateway.router")
 
@@ -57,6 +63,7 @@ class RouterNode:
 
     def __init__(self, settings: Settings) -> None:
         cfg = require(settings, "router", "nats_url", "auth_url", "registry_url", "secret_key")
+        self.settings = settings
         otlp = str(settings.get("gateway.otlp_endpoint"))
         self.tracing = Tracing("router", otlp_endpoint=otlp)
         self.bus = NatsBus(
@@ -84,9 +91,14 @@ class RouterNode:
             self.redis = RedisGovernor(redis_url, spend, m)
             return self.redis
 
+        self.verifier = HttpKeyVerifier(self.auth)
+        # the console at /ui calls the admin API here; each call goes to its owner
+        self.admin = AdminForward(
+            {"auth": cfg["auth_url"], "registry": cfg["registry_url"], "ledger": ledger_url}
+        )
         self.router = RouterService(
             table=empty_table(),
-            verifier=HttpKeyVerifier(self.auth),
+            verifier=self.verifier,
             bus=self.bus,
             options=router_options(settings),
             governor=governor,
@@ -112,7 +124,13 @@ class RouterNode:
 
     def routes(self) -> list[BaseRoute]:
         skip = {"/healthz", "/readyz", "/metrics"}
-        return [r for r in self.router.routes() if getattr(r, "path", "") not in skip]
+        return [
+            *(r for r in self.router.routes() if getattr(r, "path", "") not in skip),
+            # this router's own effective configuration, like the all-in-one's
+            *config_routes(lambda: self.settings, AdminGuard(self.verifier)),
+            *self.admin.routes(),
+            *ui_routes(),
+        ]
 
     async def start(self) -> None:
         await self.bus.start()
@@ -179,6 +197,7 @@ class RouterNode:
         # In-flight requests are done: publish what is buffered, then close.
         await self.bus.close(grace=10.0)
         await self.router.close()
+        await self.admin.close()
         await self.auth.close()
         if self.ledger is not None:
             await self.ledger.close()

@@ -260,11 +260,72 @@ async function desktop(browser) {
   await go(page, "Users and Teams");
   const users = await rows(page, "Users");
   check(users.some((r) => r[0] === "admin@localhost"), "the admin user is not listed");
+  await people(page);
 
   check(external.length === 0, `requests left the gateway's origin: ${external.join(", ")}`);
   check(failures.length === 0, `page errors: ${failures.join("; ")}`);
   await context.close();
   return { total, second };
+}
+
+// Users and Teams: a user and a team made in the console, the user's limits
+// set, the user added to the team and a budget on the team; the test reads
+// them back through the admin API.
+async function people(page) {
+  const email = "ada@console.test";
+  const teamName = "console-team";
+  await page.getByLabel("Email", { exact: true }).fill(email);
+  await page.getByRole("button", { name: "Create user" }).click();
+  await page.getByRole("status").filter({ hasText: `User ${email} created.` }).waitFor({ timeout: TIMEOUT });
+  await page.getByLabel("Team name", { exact: true }).fill(teamName);
+  await page.getByRole("button", { name: "Create team" }).click();
+  await page.getByRole("status").filter({ hasText: `Team ${teamName} created.` }).waitFor({ timeout: TIMEOUT });
+
+  // the user's limits, from the keyboard: Enter on Edit, type, Enter saves, focus comes back
+  const edit = page.getByRole("button", { name: `Edit ${email}` });
+  await edit.focus();
+  await page.keyboard.press("Enter");
+  const userEditor = page.getByRole("region", { name: `Edit user ${email}` });
+  await userEditor.waitFor({ timeout: TIMEOUT });
+  check(
+    await userEditor.getByRole("heading").evaluate((el) => el === document.activeElement),
+    "the user editor does not take the focus",
+  );
+  await userEditor.getByLabel("RPM", { exact: true }).focus();
+  await page.keyboard.type("120");
+  await page.keyboard.press("Enter");
+  await page.getByRole("status").filter({ hasText: `User ${email} saved.` }).waitFor({ timeout: TIMEOUT });
+  await userEditor.waitFor({ state: "detached", timeout: TIMEOUT });
+  check(await edit.evaluate((el) => el === document.activeElement), "the focus is not back on Edit");
+
+  await page.getByRole("button", { name: `Edit team ${teamName}` }).click();
+  const teamEditor = page.getByRole("region", { name: `Edit team ${teamName}` });
+  await teamEditor.getByLabel("User to add").selectOption({ label: email });
+  await teamEditor.getByRole("button", { name: "Add member" }).click();
+  await page.getByRole("status").filter({ hasText: `${email} added to team ${teamName}.` }).waitFor({ timeout: TIMEOUT });
+  await until(
+    () => rows(page, `Members of ${teamName}`),
+    (rs) => rs.some((r) => r[0] === email),
+    "the member table does not show the new member",
+  );
+  const limits = teamEditor.getByRole("form", { name: `Limits of team ${teamName}` });
+  await limits.getByLabel("Budget (USD)", { exact: true }).fill("25");
+  await limits.getByLabel("Budget period").selectOption("week");
+  await limits.getByLabel("TPM", { exact: true }).fill("50000");
+  await limits.getByRole("button", { name: "Save limits" }).click();
+  await page.getByRole("status").filter({ hasText: `Limits of team ${teamName} saved.` }).waitFor({ timeout: TIMEOUT });
+  await until(
+    () => rows(page, "Teams"),
+    (rs) => rs.some((r) => r[0] === teamName && r[2] === email && r[5] === "$25.00 / week"),
+    "the team table does not show the member and the budget",
+  );
+  await until(
+    () => rows(page, "Users"),
+    (rs) => rs.some((r) => r[0] === email && r[4] === teamName && r[5] === "120"),
+    "the user row lacks its team or RPM",
+  );
+  await shot(page, "09-users-and-teams");
+  await ask({ step: "people", email, team: teamName });
 }
 
 async function phone(browser) {
@@ -287,12 +348,16 @@ async function phone(browser) {
     view: window.innerWidth,
   }));
   check(width.doc <= width.view, `the h5 Keys page scrolls sideways: ${width.doc} > ${width.view}`);
-  const keyRows = await rows(page, "API keys");
-  check(keyRows.some((r) => r[0] === "console-e2e"), "h5 key list lacks the key");
-  await shot(page, "09-h5-keys");
+  // the list arrives after the page renders: wait for it rather than read it once
+  await until(
+    () => rows(page, "API keys"),
+    (rs) => rs.some((r) => r[0] === "console-e2e"),
+    "h5 key list lacks the key",
+  );
+  await shot(page, "10-h5-keys");
   await go(page, "Overview");
   await page.getByTestId("total-requests").waitFor({ timeout: TIMEOUT });
-  await shot(page, "10-h5-overview");
+  await shot(page, "11-h5-overview");
   await context.close();
 }
 
@@ -304,6 +369,7 @@ const browser = await chromium.launch({
     "--headless",
     "--no-sandbox",
     "--disable-gpu",
+    "--disable-dev-shm-usage", // a container's /dev/shm is small (64 MB under docker run)
     "--disable-quic",
     "--no-first-run",
     "--disable-background-networking",

@@ -125,6 +125,7 @@ export interface User {
   rpm: number | null;
   tpm: number | null;
   budget_usd: number | null;
+  budget_period: string | null;
 }
 
 export interface Team {
@@ -134,6 +135,7 @@ export interface Team {
   rpm: number | null;
   tpm: number | null;
   budget_usd: number | null;
+  budget_period: string | null;
 }
 
 export interface Hook {

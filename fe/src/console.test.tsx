@@ -220,11 +220,11 @@ describe("routes", () => {
   });
 });
 
-describe("pages for parts the gateway lacks", () => {
-  it("says the marketplace is not there instead of showing sample data", async () => {
+describe("marketplace", () => {
+  it("says an older gateway has no marketplace instead of showing sample data", async () => {
     fakeGateway({});
     render(<Marketplace />);
-    expect((await screen.findByText(/no marketplace API yet/)).textContent).toContain("Nothing is shown");
+    expect((await screen.findByText(/does not answer the marketplace API/)).textContent).toContain("Nothing is shown");
     expect(screen.queryByRole("table")).toBeNull();
   });
 

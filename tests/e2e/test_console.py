@@ -2,8 +2,10 @@
 sign in with the admin key, create a key in the console, use it through the
 gateway with the official openai SDK, see the request in Usage and in the
 Overview totals, swap the provider behind the model in Routes and see the next
-request go to the new provider (the ledger's provider column), then the h5
-layout in a phone viewport. Screenshots land in the test's tmp dir."""
+request go to the new provider (the ledger's provider column), make a user and
+a team in Users and Teams (the user's limits, the membership and the team's
+budget read back through the admin API), then the h5 layout in a phone
+viewport. Screenshots land in the test's tmp dir."""
 
 from __future__ import annotations
 
@@ -155,8 +157,25 @@ def test_console_in_a_real_browser(gateway: GatewayProcess, tmp_path: Path) -> N
     assert by_provider["echo"] == 3
     csv = next(m for m in seen if m["step"] == "csv")["path"]
     assert Path(csv).read_text().splitlines()[0].startswith("provider,requests,")
-    assert len(screenshots) >= 10 and all(Path(p).stat().st_size > 5000 for p in screenshots)
+    assert len(screenshots) >= 11 and all(Path(p).stat().st_size > 5000 for p in screenshots)
     print("\n".join(screenshots))
+
+
+def _admin_list(gw: GatewayProcess, what: str) -> list[dict[str, Any]]:
+    resp = httpx.get(gw.url + f"/admin/{what}", headers={"authorization": f"Bearer {ADMIN_KEY}"})
+    resp.raise_for_status()
+    return list(resp.json()["data"])
+
+
+def _check_people(gw: GatewayProcess, email: str, team_name: str) -> None:
+    """What the Users and Teams page did, as the admin API has it."""
+    user = next(u for u in _admin_list(gw, "users") if u["email"] == email)
+    team = next(t for t in _admin_list(gw, "teams") if t["name"] == team_name)
+    assert team["members"] == [user["id"]] and user["teams"] == [team["id"]]
+    assert (team["budget_usd"], team["budget_period"], team["tpm"]) == (25.0, "week", 50000)
+    assert team["rpm"] is None
+    assert (user["rpm"], user["tpm"], user["budget_usd"]) == (120, None, None)
+    assert user["role"] == "member" and user["status"] == "active"
 
 
 def _drive(
@@ -199,6 +218,9 @@ def _drive(
         elif step == "revoked":
             with pytest.raises(openai.AuthenticationError):
                 _send(gateway, msg["key"])
+            reply = {}
+        elif step == "people":
+            _check_people(gateway, msg["email"], msg["team"])
             reply = {}
         elif step == "failed":
             raise AssertionError(f"in the browser: {msg['error']}")

@@ -2,23 +2,15 @@ import { useState, type FormEvent } from "react";
 import { call, type CreatedKey, type Key, type Listing } from "../api";
 import { Table } from "../components/Table";
 import { useLoad } from "../components/useLoad";
+import { LimitFields } from "../components/LimitFields";
 import { int, usd, when } from "../format";
-
-function numberOrNull(raw: string, name: string): number | null {
-  if (raw.trim() === "") return null;
-  const n = Number(raw);
-  if (!Number.isFinite(n) || n < 0) throw new Error(`${name} must be a number of at least 0.`);
-  return n;
-}
+import { budgetText, noLimits, parseLimits } from "../limits";
 
 export function Keys() {
   const keys = useLoad(() => call<Listing<Key>>("GET", "/admin/keys").then((r) => r.data), []);
   const [name, setName] = useState("");
   const [models, setModels] = useState("");
-  const [rpm, setRpm] = useState("");
-  const [tpm, setTpm] = useState("");
-  const [budget, setBudget] = useState("");
-  const [period, setPeriod] = useState("month");
+  const [limits, setLimits] = useState(noLimits);
   const [secret, setSecret] = useState<{ name: string; key: string; verb: string } | null>(null);
   const [error, setError] = useState<string | null>(null);
 
@@ -26,25 +18,21 @@ export function Keys() {
     e.preventDefault();
     setError(null);
     try {
-      const budgetUsd = numberOrNull(budget, "Budget (USD)");
+      const { budget_period, ...counts } = parseLimits(limits);
       const body = {
         name: name.trim(),
         models: models
           .split(",")
           .map((m) => m.trim())
           .filter(Boolean),
-        rpm: numberOrNull(rpm, "RPM"),
-        tpm: numberOrNull(tpm, "TPM"),
-        budget_usd: budgetUsd,
-        ...(budgetUsd !== null ? { budget_period: period } : {}),
+        ...counts,
+        ...(counts.budget_usd !== null ? { budget_period } : {}),
       };
       const made = await call<CreatedKey>("POST", "/admin/keys", { body });
       setSecret({ name: made.name, key: made.key, verb: "created" });
       setName("");
       setModels("");
-      setRpm("");
-      setTpm("");
-      setBudget("");
+      setLimits({ ...noLimits, period: limits.period });
       keys.reload();
     } catch (err) {
       setError((err as Error).message);
@@ -77,24 +65,7 @@ export function Keys() {
             value={models}
             onChange={(e) => setModels(e.target.value)}
           />
-          <label htmlFor="key-rpm">RPM</label>
-          <input id="key-rpm" inputMode="numeric" value={rpm} onChange={(e) => setRpm(e.target.value)} />
-          <label htmlFor="key-tpm">TPM</label>
-          <input id="key-tpm" inputMode="numeric" value={tpm} onChange={(e) => setTpm(e.target.value)} />
-          <label htmlFor="key-budget">Budget (USD)</label>
-          <input
-            id="key-budget"
-            inputMode="decimal"
-            value={budget}
-            onChange={(e) => setBudget(e.target.value)}
-          />
-          <label htmlFor="key-period">Budget period</label>
-          <select id="key-period" value={period} onChange={(e) => setPeriod(e.target.value)}>
-            <option value="day">day</option>
-            <option value="week">week</option>
-            <option value="month">month</option>
-            <option value="total">total</option>
-          </select>
+          <LimitFields prefix="key" value={limits} onChange={setLimits} />
           <button type="submit">Create key</button>
         </form>
         <div role="status" className={secret ? "secret" : "visually-hidden"}>
@@ -129,7 +100,7 @@ export function Keys() {
             { header: "TPM", cell: (k) => int(k.tpm), numeric: true },
             {
               header: "Budget",
-              cell: (k) => (k.budget_usd === null ? "—" : `${usd(k.budget_usd)} / ${k.budget_period}`),
+              cell: (k) => budgetText(k, usd),
               numeric: true,
             },
             { header: "Status", cell: (k) => (k.is_admin ? `${k.status} (admin)` : k.status) },

@@ -5,7 +5,7 @@ import { useLoad } from "../components/useLoad";
 import { usd } from "../format";
 
 // The registry's marketplace admin API (asked, never assumed: an older
-// gateway answers 404 and the page says so).
+// gateway answers 404 and the page says so; a mesh router passes it to the registry).
 export const MARKET_LISTINGS = "/admin/market/listings";
 
 interface MarketModel {
@@ -104,8 +104,8 @@ export function Marketplace() {
   if (!found.data)
     return (
       <p className="unavailable">
-        This gateway has no marketplace API yet, so there are no listings to browse, compare or
-        use. Nothing is shown rather than sample data.
+        This gateway does not answer the marketplace API (/admin/market: an older version), so
+        there are no listings to browse, compare or use. Nothing is shown rather than sample data.
       </p>
     );
   return (

@@ -193,6 +193,26 @@ def test_d_test_builds_and_runs_the_image_test_stage() -> None:
     assert "COPY config/setting.example.ini /etc/tokgateway/setting.ini" in dockerfile
 
 
+def test_the_test_stage_carries_what_the_console_tests_need() -> None:
+    """The suite in the image builds the console and drives Chromium, as on a
+    build machine: Debian's Node.js (Vite needs 20.19 or later: trixie, not
+    bookworm), npm, chromium and make; the npm packages installed in the image,
+    never copied from the checkout."""
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    stage = dockerfile.split(" AS test\n", 1)[1].split("\nFROM ", 1)[0]
+    base = dockerfile.split(" AS test\n", 1)[0].rsplit("FROM ", 1)[1]
+    assert base.endswith("-trixie"), base
+    install = next(line for line in stage.splitlines() if "apt-get install" in line).split()
+    assert {"nodejs", "npm", "chromium", "make", "prometheus", "tinyproxy"} <= set(install)
+    assert "npm ci" in stage and "make ui" in stage
+    assert stage.index("npm ci") < stage.index("COPY . .") < stage.index("make ui")
+    ignored = (ROOT / ".dockerignore").read_text().splitlines()
+    assert "fe/node_modules" in ignored
+    # a headless Chromium in a container: the browser scripts do not rely on /dev/shm
+    for script in ("console.e2e.mjs", "mesh.e2e.mjs"):
+        assert "--disable-dev-shm-usage" in (ROOT / "fe" / "e2e" / script).read_text()
+
+
 def test_make_help_lists_every_target() -> None:
     done = subprocess.run(
         ["make", "-s", "-C", str(ROOT), "help"], capture_output=True, text=True, check=True
