@@ -57,6 +57,17 @@ PROVIDER = _obj(
     has_credential={"type": "boolean"},
     source={"type": "string"},
     health=OBJ,
+    network=_obj(
+        [],
+        proxy={"type": ["string", "null"], "description": "user:password masked"},
+        ca_file={"type": "string"},
+        tls_verify={"type": "boolean"},
+        cert_file={"type": "string"},
+        key_file={"type": "string"},
+        headers={"type": "array", "items": {"type": "string"}, "description": "names only"},
+        max_connections={"type": "integer"},
+        forward_org_headers={"type": "boolean"},
+    ),
 )
 ROUTE = _obj(
     ["pattern", "targets", "position"],
@@ -144,6 +155,14 @@ def document() -> dict[str, Any]:
         base_url={"type": "string", "format": "uri"},
         api_key={"type": "string"},
         timeout={"type": "number", "exclusiveMinimum": 0},
+        proxy={"type": ["string", "null"], "pattern": "^(none|(http|socks5|socks5h)://.+)$"},
+        ca_file={"type": ["string", "null"]},
+        tls_verify={"type": ["boolean", "null"]},
+        cert_file={"type": ["string", "null"]},
+        key_file={"type": ["string", "null"]},
+        headers={"type": ["string", "object", "null"], "additionalProperties": {"type": "string"}},
+        max_connections={"type": ["integer", "null"], "minimum": 0},
+        forward_org_headers={"type": ["boolean", "null"]},
     )
     route_in = _obj(
         ["pattern", "targets"],

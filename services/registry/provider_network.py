@@ -51,10 +51,13 @@ def open_network(box: Sealer, token: str) -> ProviderNetwork:
 def check_proxy_url(url: str) -> None:
     """A proxy URL the upstream client can use, or BadRequest naming the problem
     (never the credentials in it)."""
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if scheme not in PROXY_SCHEMES or not parts.hostname:
-        shown = " or ".join(f"{s}://host:port" for s in PROXY_SCHEMES)
+    shown = " or ".join(f"{s}://host:port" for s in PROXY_SCHEMES)
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:  # such as an unclosed [IPv6 bracket
+        raise BadRequest(f"'proxy' must be {shown}, or \"none\".", param="proxy") from None
+    if parts.scheme.lower() not in PROXY_SCHEMES or not host or not url.isprintable():
         raise BadRequest(f"'proxy' must be {shown}, or \"none\".", param="proxy")
     try:
         parts.port  # noqa: B018 - it raises on a bad port
@@ -131,6 +134,11 @@ def _headers(raw: Any) -> tuple[tuple[str, str], ...]:
     if not isinstance(raw, str):
         raise BadRequest("'headers' must be 'Name: value, ...' or an object.", param="headers")
     try:
-        return parse_header_list(raw)
+        headers = parse_header_list(raw)
     except ValueError as exc:
         raise BadRequest(f"'headers': {exc}.", param="headers") from None
+    for name, value in headers:
+        text = name + value
+        if not text.isprintable() or not text.isascii():
+            raise BadRequest("'headers' must be printable ASCII.", param="headers")
+    return headers

@@ -113,6 +113,8 @@ async def test_router_uses_the_record_network_when_its_ini_has_no_section(
         ({"proxy": "http://proxy:99999"}, "proxy"),
         ({"proxy": "http://proxy:3128/path"}, "proxy"),
         ({"proxy": 3128}, "proxy"),
+        ({"proxy": "http://[::1"}, "proxy"),
+        ({"headers": {"X-A": "caf\u00e9"}}, "headers"),
         ({"cert_file": ""}, "key_file"),
         ({"ca_file": "/a\nb"}, "ca_file"),
         ({"tls_verify": "no"}, "tls_verify"),
