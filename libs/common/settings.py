@@ -39,6 +39,7 @@ from tokgateway.common.settings_providers import (
     ProviderConfig,
     ProviderNetwork,
     build_providers,
+    mask_proxy,
     parse_header_list,
 )
 from tokgateway.common.settings_routes import (
@@ -154,7 +155,7 @@ class Settings:
             out.append((f"provider.{name}.api_key", mask_secret(prov.api_key), layer))
             net = prov.network
             if net.proxy:
-                out.append((f"provider.{name}.proxy", mask_url(net.proxy), layer))
+                out.append((f"provider.{name}.proxy", mask_proxy(net.proxy), layer))
             if not net.tls_verify:
                 out.append((f"provider.{name}.tls_verify", "false", layer))
             if net.headers:  # names only: values may be credentials

@@ -149,3 +149,17 @@ async def test_proxy_schemes_the_client_speaks_are_taken(tmp_path: Path, proxy: 
         assert registry.snapshot().providers["corp"].network.proxy == proxy
     finally:
         await registry.close()
+
+
+def test_config_show_masks_a_proxy_password_with_or_without_a_scheme(tmp_path: Path) -> None:
+    cfg = tmp_path / "cfg"
+    cfg.mkdir()
+    (cfg / "setting.ini").write_text(
+        "[provider.a]\nkind = openai-compatible\nbase_url = http://h/v1\n"
+        "proxy = u:pr0xy-s3cret@proxy.corp:3128\n"
+        "[provider.b]\nkind = openai-compatible\nbase_url = http://h/v1\n"
+        "proxy = socks5h://u:pr0xy-s3cret@proxy.corp:1080\n"
+    )
+    rows = {k: v for k, v, _ in load_settings(cfg, {}).rows()}
+    assert rows["provider.a.proxy"] == "****@proxy.corp:3128"
+    assert rows["provider.b.proxy"] == "socks5h://****@proxy.corp:1080"
