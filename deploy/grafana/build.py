@@ -198,6 +198,17 @@ UPSTREAM = (
         kind="state-timeline",
     ),
     Panel(
+        "Provider health checks (1 healthy, 0 down)",
+        (("min by (provider) (gateway_provider_healthy)", "{{provider}}"),),
+        "bool",
+        kind="state-timeline",
+    ),
+    Panel(
+        "Health check latency by provider",
+        (("max by (provider) (gateway_provider_probe_latency_seconds)", "{{provider}}"),),
+        "s",
+    ),
+    Panel(
         "Upstream connections by origin",
         (("sum by (origin, state) (gateway_upstream_connections)", "{{origin}} {{state}}"),),
         "short",

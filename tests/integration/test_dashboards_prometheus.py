@@ -119,6 +119,7 @@ GATEWAY_CONFIG = """
 [gateway]
 log_level = warning
 access_log = false
+health_check_s = 0
 
 [ledger]
 flush_interval_ms = 50
@@ -158,11 +159,18 @@ def gateway(upstream: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
 
 @pytest.fixture(scope="module")
 def mesh(upstream: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
-    config = CONFIG + f"""
+    # The mesh router checks its providers every second (health panels and
+    # alert): `down` answers nothing and is in no route.
+    config = CONFIG.replace("access_log = false\n", "access_log = false\nhealth_check_s = 1\n")
+    config += f"""
 [provider.mock]
 kind = openai-compatible
 base_url = {upstream}/v1
 api_key = sk-upstream-dashboards-0123456789
+
+[provider.down]
+kind = openai-compatible
+base_url = http://127.0.0.1:{free_port()}/v1
 
 [routes]
 mock-* = mock
@@ -321,6 +329,14 @@ def test_prometheus_evaluates_every_rule_without_error(
     assert {s["metric"]["provider"] for s in down} >= {"dead"}
     cooling = prometheus.series('gateway_provider_cooldown{provider="dead"}')
     assert cooling and float(cooling[0]["value"][1]) == 1.0, cooling
+    # the mesh router's health checks: `down` fails them, the mock and echo pass
+    health = {
+        s["metric"]["provider"]: float(s["value"][1])
+        for s in prometheus.series('gateway_provider_healthy{job="tokgateway-router"}')
+    }
+    assert health == {"down": 0.0, "mock": 1.0, "echo": 1.0}, health
+    failing = prometheus.series(signals["GatewayProviderHealthCheckFailing"] + " == 0")
+    assert {s["metric"]["provider"] for s in failing} == {"down"}
 
 
 def test_promtool_checks_the_rules(tmp_path: Path) -> None:
