@@ -34,6 +34,26 @@ class JSONResponse(Response):
         return orjson.dumps(content)
 
 
+class BytesResponse:
+    """A whole body with headers given as (name, value) pairs, lower-case
+    names, encoded once: the answers of the request path, which would
+    otherwise pay for a header mapping and its normalisation per request."""
+
+    __slots__ = ("body", "raw_headers", "status")
+
+    def __init__(self, body: bytes, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        self.body = body
+        self.status = status
+        headers.append((b"content-length", b"%d" % len(body)))
+        self.raw_headers = headers
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send(
+            {"type": "http.response.start", "status": self.status, "headers": self.raw_headers}
+        )
+        await send({"type": "http.response.body", "body": self.body})
+
+
 def error_response(err: GatewayError, fmt: ApiFormat = "openai", **headers: str) -> Response:
     hdrs = {**err.response_headers(), **headers}
     return Response(

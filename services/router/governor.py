@@ -137,26 +137,28 @@ def _reset(now: float) -> str:
 
 def rate_headers(checks: Sequence[Check], values: Sequence[float], now: float) -> dict[str, str]:
     """OpenAI's x-ratelimit-* headers for the tightest rpm and tpm booked."""
-    requests: tuple[float, float] | None = None
-    tokens: tuple[float, float] | None = None
-    for check, value in zip(checks, values, strict=True):
+    req_limit = req_left = tok_limit = tok_left = -1.0
+    for i, check in enumerate(checks):
         metric = check.metric
+        if metric == "budget":
+            continue
+        left = check.limit - values[i]
         if metric == "rpm":
-            if requests is None or check.limit - value < requests[1]:
-                requests = (check.limit, check.limit - value)
-        elif metric == "tpm" and (tokens is None or check.limit - value < tokens[1]):
-            tokens = (check.limit, check.limit - value)
-    if requests is None and tokens is None:
+            if req_limit < 0 or left < req_left:
+                req_limit, req_left = check.limit, left
+        elif tok_limit < 0 or left < tok_left:
+            tok_limit, tok_left = check.limit, left
+    if req_limit < 0 and tok_limit < 0:
         return {}
     reset = _reset(now)
     headers: dict[str, str] = {}
-    if requests is not None:
-        headers["x-ratelimit-limit-requests"] = str(int(requests[0]))
-        headers["x-ratelimit-remaining-requests"] = str(max(int(requests[1]), 0))
+    if req_limit >= 0:
+        headers["x-ratelimit-limit-requests"] = str(int(req_limit))
+        headers["x-ratelimit-remaining-requests"] = str(max(int(req_left), 0))
         headers["x-ratelimit-reset-requests"] = reset
-    if tokens is not None:
-        headers["x-ratelimit-limit-tokens"] = str(int(tokens[0]))
-        headers["x-ratelimit-remaining-tokens"] = str(max(int(tokens[1]), 0))
+    if tok_limit >= 0:
+        headers["x-ratelimit-limit-tokens"] = str(int(tok_limit))
+        headers["x-ratelimit-remaining-tokens"] = str(max(int(tok_left), 0))
         headers["x-ratelimit-reset-tokens"] = reset
     return headers
 
@@ -327,24 +329,22 @@ class LocalGovernor(CounterGovernor):
             self._window = window
             self._counts = {k: v for k, v in self._counts.items() if k.startswith("b:")}
         values = self._counts
-        current = []
-        missing = []
+        after = []
+        missing: list[int] | None = None
         for i, c in enumerate(checks):
             value = values.get(c.counter)
             if value is None:
                 if c.metric == "budget":
-                    missing.append(i)
+                    missing = [*(missing or ()), i]
+                    continue
                 value = 0.0
-            current.append(value)
-        if missing:
-            return Outcome(missing=missing)
-        for i, (c, value, amount) in enumerate(zip(checks, current, amounts, strict=True)):
-            if value + amount > c.limit + EPSILON:
+            if value + amounts[i] > c.limit + EPSILON:
                 return Outcome(values=[value], rejected=i)
-        after = []
-        for c, value, amount in zip(checks, current, amounts, strict=True):
-            values[c.counter] = value + amount
-            after.append(value + amount)
+            after.append(value + amounts[i])
+        if missing is not None:
+            return Outcome(missing=missing)
+        for c, value in zip(checks, after, strict=True):
+            values[c.counter] = value
         return Outcome(values=after)
 
     async def _book(self, checks: Sequence[Check], amounts: Sequence[float], now: float) -> Outcome:

@@ -31,7 +31,7 @@ from tokgateway.common.errors import (
     InternalError,
     NotFound,
 )
-from tokgateway.common.http import JSONResponse, error_response, read_json
+from tokgateway.common.http import BytesResponse, JSONResponse, error_response, read_json
 from tokgateway.common.keys import bearer_token
 from tokgateway.common.lifecycle import SHUTDOWN_STATE
 from tokgateway.common.routing import Deployment, Resolution, RouteTable
@@ -291,7 +291,7 @@ class Pipeline:
         count = ctx.prompt_estimate + estimate_tokens(extra)
         return JSONResponse({"input_tokens": count}, headers=ctx.response_headers())
 
-    def _complete(self, upstream: UpstreamResponse, ctx: RequestContext) -> Response:
+    def _complete(self, upstream: UpstreamResponse, ctx: RequestContext) -> ASGIApp:
         ctx.upstream_done = time.perf_counter()
         raw = upstream.body or b""
         plan = ctx.plan
@@ -324,13 +324,19 @@ class Pipeline:
         headers["x-gateway-overhead-ms"] = f"{ctx.overhead_ms(time.perf_counter()):.3f}"
         return headers
 
-    def _answer(self, raw: bytes, upstream: UpstreamResponse, ctx: RequestContext) -> Response:
-        return Response(
-            raw,
-            status_code=upstream.status,
-            headers=self._headers(upstream, ctx),
-            media_type="application/json",
-        )
+    def _answer(
+        self, raw: bytes, upstream: UpstreamResponse, ctx: RequestContext
+    ) -> BytesResponse:
+        own = ctx.response_headers()
+        own["x-gateway-overhead-ms"] = f"{ctx.overhead_ms(time.perf_counter()):.3f}"
+        headers = [(b"content-type", b"application/json")]
+        # upstream rate limits and request id; the gateway's own limits for the key win
+        for name, value in upstream.client_headers().items():
+            if name not in own:
+                headers.append((name.encode("latin-1"), value.encode("latin-1")))
+        for name, value in own.items():
+            headers.append((name.encode("latin-1"), value.encode("latin-1")))
+        return BytesResponse(raw, upstream.status, headers)
 
     def _remember(self, ctx: RequestContext, response: dict[str, Any]) -> None:
         body = ctx.body
