@@ -4,7 +4,7 @@ Every step of the request path (authenticate, resolve, reserve, forward,
 relay, settle) reads and writes the same ``RequestContext``: what the client
 asked, the routing snapshot it holds, the upstream attempts, the limits it
 booked, and what was measured on the way. The settle step turns it into one
-usage event, exactly once (``settled``)."""
+usage event (``pipeline.Exchange`` calls it once, in its ``finally``)."""
 
 from __future__ import annotations
 
@@ -75,7 +75,6 @@ class RequestContext:
     held: list[bytes] = field(default_factory=list)  # relayed, not yet counted
     held_size: int = 0
     shutdown: ShutdownState | None = None  # set by the server: a cut at the drain end
-    settled: bool = False
 
     # -- counting what a stream carried ----------------------------------------------
     def hold(self, data: bytes) -> None:
