@@ -324,9 +324,7 @@ class Pipeline:
         headers["x-gateway-overhead-ms"] = f"{ctx.overhead_ms(time.perf_counter()):.3f}"
         return headers
 
-    def _answer(
-        self, raw: bytes, upstream: UpstreamResponse, ctx: RequestContext
-    ) -> BytesResponse:
+    def _answer(self, raw: bytes, upstream: UpstreamResponse, ctx: RequestContext) -> BytesResponse:
         own = ctx.response_headers()
         own["x-gateway-overhead-ms"] = f"{ctx.overhead_ms(time.perf_counter()):.3f}"
         headers = [(b"content-type", b"application/json")]
