@@ -24,6 +24,10 @@ def gateway_config(mock_url: str, extra: str = "") -> str:
 [gateway]
 log_level = info
 max_body_mb = 1
+# No health checks: a probe of `dead` would hold it in cooldown from the first
+# round on and change the attempts these tests count (test_health_checks.py
+# runs them on purpose).
+health_check_s = 0
 
 [ledger]
 flush_interval_ms = 50
