@@ -3,7 +3,6 @@ survives a restart, sealed; a peer's listings are replaced as one set."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,18 +16,6 @@ from tokgateway.registry.market_store import LISTING
 from tokgateway.registry.market_store_pg import PgMarketStore
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
-
-
-@pytest.fixture(scope="module")
-def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgres]:
-    pg = Postgres(tmp_path_factory.mktemp("pg"))
-    pg.init()
-    pg.start()
-    try:
-        yield pg
-    finally:
-        pg.stop()
-        pg.remove()
 
 
 async def test_market_documents_on_postgres(postgres: Postgres, tmp_path: Path) -> None:
