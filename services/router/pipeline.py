@@ -325,14 +325,8 @@ class Pipeline:
         return headers
 
     def _answer(self, raw: bytes, upstream: UpstreamResponse, ctx: RequestContext) -> BytesResponse:
-        own = ctx.response_headers()
-        own["x-gateway-overhead-ms"] = f"{ctx.overhead_ms(time.perf_counter()):.3f}"
         headers = [(b"content-type", b"application/json")]
-        # upstream rate limits and request id; the gateway's own limits for the key win
-        for name, value in upstream.client_headers().items():
-            if name not in own:
-                headers.append((name.encode("latin-1"), value.encode("latin-1")))
-        for name, value in own.items():
+        for name, value in self._headers(upstream, ctx).items():
             headers.append((name.encode("latin-1"), value.encode("latin-1")))
         return BytesResponse(raw, upstream.status, headers)
 
