@@ -16,8 +16,11 @@ subclass adds, at the cost of a counter per packet:
   (a thousand idle sockets never lock out a client) and is refused only when
   every connection is busy;
 * protocol-level 400s (bad framing) in the API's own error shape;
-* a ``ClientGone`` in each request's scope, fired when the connection is
-  lost before the response completed (no watcher task per request);
+* a ``ClientGone`` in each request's scope (one per connection), fired
+  when the connection is lost before the response completed (no watcher
+  task per request);
+* responses written by ``http_cycle.GuardedCycle`` (one check of the whole
+  header block instead of two regular expressions per header);
 * a ``ShutdownState`` in the lifespan state that says when a graceful stop
   began and when its drain time ran out.
 
@@ -34,10 +37,11 @@ from typing import Any
 import httptools
 import orjson
 from uvicorn.config import Config
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 from uvicorn.server import ServerState
 
 from tokgateway.common.lifecycle import CLIENT_GONE, SHUTDOWN_STATE, ClientGone, ShutdownState
+from tokgateway.http_cycle import GuardedCycle
 
 _REASONS = {400: b"Bad Request", 408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
 _ANTHROPIC_TYPES = {
@@ -119,9 +123,8 @@ class GuardedProtocol(HttpToolsProtocol):
         super().__init__(config, server_state, app_state, _loop)
         limits = getattr(config, "limits", None)
         self._limits = limits if isinstance(limits, Limits) else Limits()
-        self._in_head = True  # between requests or inside a request head
-        self._head_bytes = 0
-        self._header_count = 0
+        self._head_bytes = 0  # of the request head being received
+        self._gone = ClientGone()  # one per connection: it is lost once
         self._deadline: asyncio.TimerHandle | None = None
         self._timer = _NO_TIMER
         self._head_start = b""
@@ -154,10 +157,15 @@ class GuardedProtocol(HttpToolsProtocol):
             return
         self.transport.close()
 
+    def _in_head(self) -> bool:
+        """Between requests or inside a request head (not in a body)."""
+        cycle = self.cycle
+        return cycle is None or not cycle.more_body
+
     def _idle(self) -> bool:
         return (
-            self._in_head
-            and self._head_bytes == 0
+            self._head_bytes == 0
+            and self._in_head()
             and (self.cycle is None or self.cycle.response_complete)
         )
 
@@ -192,16 +200,19 @@ class GuardedProtocol(HttpToolsProtocol):
         self._disarm()
         cycle = self.cycle
         if cycle is not None and not cycle.response_complete:
-            gone = cycle.scope.get(CLIENT_GONE)
-            if isinstance(gone, ClientGone):
-                gone.fire()  # the request waiting on its upstream stops now
+            self._gone.fire()  # the request waiting on its upstream stops now
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        self._unset_keepalive_if_required()
-        if self._in_head:
+        keep_alive = self.timeout_keep_alive_task
+        if keep_alive is not None:  # uvicorn's keep-alive timer: a request came
+            keep_alive.cancel()
+            self.timeout_keep_alive_task = None
+        cycle = self.cycle
+        if cycle is None or not cycle.more_body:  # in a request head
             if self._head_bytes == 0:
                 self._head_start = data[:512]
+                self._active = time.monotonic()
             self._head_bytes += len(data)
             if self._head_bytes > self._limits.max_header_bytes and not self._head_done(data):
                 self._reject(431, "The request head (request line and headers) is too large.")
@@ -225,7 +236,8 @@ class GuardedProtocol(HttpToolsProtocol):
             return
         # The deadline follows the phase the parser is in after this packet; a
         # request that arrives whole in one packet arms none.
-        if not self._in_head:
+        cycle = self.cycle
+        if cycle is not None and cycle.more_body:
             if self._timer != _BODY:
                 self._arm(_BODY, self._limits.body_timeout, None)
         elif self._head_bytes:
@@ -241,30 +253,18 @@ class GuardedProtocol(HttpToolsProtocol):
         return end >= 0 and self._head_bytes - len(data) + end + 4 <= self._limits.max_header_bytes
 
     # -- parser callbacks ---------------------------------------------------------
-    def on_message_begin(self) -> None:
-        super().on_message_begin()
-        self._header_count = 0
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._header_count += 1
-        if self._header_count > self._limits.max_headers:
-            raise _HeadTooLarge
-        super().on_header(name, value)
-
     def on_headers_complete(self) -> None:
-        self._in_head = False
+        # The head's size is capped while it arrives, so the count of its
+        # header fields is bounded too; past the limit it is refused here.
+        if len(self.headers) > self._limits.max_headers:
+            raise _HeadTooLarge
         self._head_bytes = 0
-        self.scope[CLIENT_GONE] = ClientGone()  # type: ignore[literal-required]
+        self.scope[CLIENT_GONE] = self._gone  # type: ignore[literal-required]
         super().on_headers_complete()
-
-    def on_message_complete(self) -> None:
-        self._in_head = True
-        super().on_message_complete()
-
-    def on_response_complete(self) -> None:
-        # uvicorn arms its keep-alive timer (idle_timeout) for the next request
-        self._active = time.monotonic()
-        super().on_response_complete()
+        cycle = self.cycle
+        if cycle is not None and type(cycle) is RequestResponseCycle:
+            # its task has not run yet: it will send through the leaner writer
+            cycle.__class__ = GuardedCycle
 
     def shutdown(self) -> None:
         """uvicorn's graceful stop reached this connection: the first one
