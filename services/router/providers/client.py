@@ -365,10 +365,13 @@ class Response:
         self.max_body = client.max_body
         self.max_stream = client.max_stream
         self._coding_error = ""
-        try:
-            self._decoder = decoder_for(conn.headers.get("content-encoding", ""))
-        except DecodeError as exc:
-            self._decoder, self._coding_error = None, str(exc)
+        self._decoder = None
+        coding = conn.headers.get("content-encoding")
+        if coding is not None:
+            try:
+                self._decoder = decoder_for(coding)
+            except DecodeError as exc:
+                self._coding_error = str(exc)
         if self._decoder is not None:
             self.headers = {
                 k: v
@@ -392,20 +395,24 @@ class Response:
         self._check_encoding()
         out: list[bytes] = []
         size = 0
+        plain = self._decoder is None
         try:
             while True:
                 if conn.body:
-                    for piece in self._decoded(conn.take_body(), DECODED_PIECE):
+                    data = conn.take_body()
+                    pieces = (data,) if plain else self._decoded(data, DECODED_PIECE)
+                    for piece in pieces:
                         size += len(piece)
                         if size > self.max_body:
                             raise BodyTooLarge(f"the answer is larger than {self.max_body} bytes")
                         out.append(piece)
                     continue
                 if conn.complete:
-                    out.append(self._finish())
-                    size += len(out[-1])
-                    if size > self.max_body:
-                        raise BodyTooLarge(f"the answer is larger than {self.max_body} bytes")
+                    if not plain:
+                        out.append(self._finish())
+                        size += len(out[-1])
+                        if size > self.max_body:
+                            raise BodyTooLarge(f"the answer is larger than {self.max_body} bytes")
                     break
                 if conn.error is not None:
                     raise conn.error
