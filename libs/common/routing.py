@@ -6,7 +6,7 @@ registry changes: resolving never touches a database."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Any
 
@@ -21,6 +21,13 @@ MAX_ALIAS_DEPTH = 8
 class Deployment:
     provider: ProviderConfig
     upstream_model: str
+    # its key in routing stats and the breaker: provider and upstream model
+    # (provider names never hold a ':'); resolutions are memoised, so it is
+    # built once per deployment, not per request
+    key: str = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", f"{self.provider.name}:{self.upstream_model}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +56,7 @@ class RouteTable:
         # route pattern -> (strategy, provider weights); see router/strategies.py
         self.strategies = dict(strategies or {})
         self._memo: dict[str, Resolution] = {}
+        self._routing: dict[str, dict[str, Any]] = {}
 
     def resolve(self, model: str) -> Resolution:
         found = self._memo.get(model)
@@ -84,11 +92,19 @@ class RouteTable:
 
     def routing(self, target: str) -> dict[str, Any]:
         """How a route's deployments are ordered: the first [strategies]
-        pattern matching ``target``, else priority (the listed order)."""
+        pattern matching ``target``, else priority (the listed order).
+        Memoised per target like ``resolve``; callers do not change it."""
+        found = self._routing.get(target)
+        if found is not None:
+            return found
+        found = {"strategy": "priority", "weights": {}, "prices": self.prices}
         for pattern, (strategy, weights) in self.strategies.items():
             if pattern == target or fnmatchcase(target, pattern):
-                return {"strategy": strategy, "weights": weights, "prices": self.prices}
-        return {"strategy": "priority", "weights": {}, "prices": self.prices}
+                found = {"strategy": strategy, "weights": weights, "prices": self.prices}
+                break
+        if len(self._routing) < 10_000:
+            self._routing[target] = found
+        return found
 
     def listed_models(self) -> list[tuple[str, str]]:
         """(model id, owner) for /v1/models: exact route names, aliases and

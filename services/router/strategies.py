@@ -106,7 +106,7 @@ def parse_provider(body: dict[str, Any]) -> tuple[ProviderPrefs | None, dict[str
 def dep_key(d: Deployment) -> str:
     """A deployment's key in stats and the breaker: provider and upstream model
     (provider names never hold a ':')."""
-    return f"{d.provider.name}:{d.upstream_model}"
+    return d.key
 
 
 def _cost(stats: DeploymentStats | None) -> float:
@@ -346,13 +346,24 @@ class Chooser:
         """A request ended (its stream too): ``ok`` when the upstream answered
         in full, None when the client left first (no verdict on the provider);
         records the attempts and the request leaves the in-flight count."""
-        if resolution is not None and resolution.deployments:
-            first = dep_key(resolution.deployments[0])
-            if first in self.inflight:
-                self.finished(first)
-        if ok is not None:
-            tried = attempted(resolution, attempts)
-            self.observe(tried, ok, upstream_ms(meter) if ok else None)
+        if resolution is None or not resolution.deployments:
+            return
+        first = resolution.deployments[0].key
+        if self.inflight and first in self.inflight:
+            self.finished(first)
+        if ok is None:
+            return
+        if ok and attempts == 1 and self.breaker.idle:
+            # the common case: the first deployment answered and nothing failed lately
+            latency = upstream_ms(meter)
+            if latency is not None:
+                window = self.windows.get(first)
+                if window is None:
+                    window = self.windows[first] = Window()
+                window.add(latency)
+            return
+        tried = attempted(resolution, attempts)
+        self.observe(tried, ok, upstream_ms(meter) if ok else None)
 
     def observe(self, tried: Sequence[str], ok: bool, latency_ms: float | None) -> None:
         """``tried``: the providers attempted, in order; all but the last
@@ -366,7 +377,10 @@ class Chooser:
         if ok:
             self.breaker.success(last)
             if latency_ms is not None:
-                self.windows.setdefault(last, Window()).add(latency_ms)
+                window = self.windows.get(last)
+                if window is None:
+                    window = self.windows[last] = Window()
+                window.add(latency_ms)
         else:
             self.breaker.failure(last, now)
 
@@ -382,14 +396,14 @@ def attempted(resolution: Resolution | None, attempts: int) -> list[str]:
     """The providers a request tried, in order (forward tries them in turn)."""
     if resolution is None:
         return []
-    return [dep_key(d) for d in resolution.deployments[: max(attempts, 0)]]
+    return [d.key for d in resolution.deployments[: max(attempts, 0)]]
 
 
 def upstream_ms(meter: Any) -> float | None:
-    started, headers = (
-        getattr(meter, "upstream_started", None),
-        getattr(meter, "upstream_headers", None),
-    )
+    """The wait for the answering upstream's head, in ms (``meter``: the
+    request's context, or anything with its two times)."""
+    started = getattr(meter, "upstream_started", None)
+    headers = getattr(meter, "upstream_headers", None)
     if not started or not headers:
         return None
     return round((float(headers) - float(started)) * 1000, 2)
