@@ -20,6 +20,10 @@ class Price:
     cached: float | None = None
     cache_write: float | None = None
 
+    def estimate(self, prompt_tokens: int, completion_tokens: int) -> float:
+        """``cost`` of an answer not yet given (no cache reads or writes)."""
+        return (prompt_tokens * self.input + completion_tokens * self.output) / 1_000_000
+
     def cost(
         self,
         prompt_tokens: int,

@@ -115,7 +115,8 @@ class RequestContext:
     def response_headers(self) -> dict[str, str]:
         headers = {"x-request-id": self.request_id, "request-id": self.request_id}
         if self.reservation is not None:
-            headers.update(self.reservation.headers)
+            for name, value in self.reservation.headers:
+                headers[name.decode("latin-1")] = value.decode("latin-1")
         return headers
 
 

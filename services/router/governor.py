@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import operator
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -50,16 +51,74 @@ class Check:
     since: float = 0.0  # budgets: start of the period (ledger query)
 
 
+_KINDS = {"rpm": 0, "tpm": 1, "budget": 2}
+
+
+@dataclass(frozen=True, slots=True)
+class KeyPlan:
+    """A key's counters in one minute window, with what booking and the
+    answer's headers need of them worked out once (a plan lives a minute)."""
+
+    scopes: tuple[Scope, ...]
+    window: int
+    checks: tuple[Check, ...]
+    rpm: tuple[int, ...]  # indices of the rpm checks
+    tpm: tuple[int, ...]
+    budgets: tuple[int, ...]
+    limits: tuple[bytes, ...]  # each check's limit as a header value
+    counters: tuple[str, ...]  # each check's counter
+    caps: tuple[float, ...]  # each check's limit with the float slack
+    kinds: tuple[int, ...]  # each check's metric: 0 rpm, 1 tpm, 2 budget
+    min_tpm: float  # the smallest tpm limit (inf: none)
+
+    @classmethod
+    def of(cls, scopes: tuple[Scope, ...], now: float) -> KeyPlan:
+        checks = checks_for(scopes, now)
+        return cls(
+            scopes,
+            int(now // WINDOW),
+            checks,
+            tuple(i for i, c in enumerate(checks) if c.metric == "rpm"),
+            tuple(i for i, c in enumerate(checks) if c.metric == "tpm"),
+            tuple(i for i, c in enumerate(checks) if c.metric == "budget"),
+            tuple(b"%d" % int(c.limit) if c.metric != "budget" else b"" for c in checks),
+            tuple(c.counter for c in checks),
+            tuple(c.limit + EPSILON for c in checks),
+            tuple(_KINDS[c.metric] for c in checks),
+            min((c.limit for c in checks if c.metric == "tpm"), default=math.inf),
+        )
+
+    def amounts(self, tokens: int, cost: float) -> list[float]:
+        """What one request books on each counter: a request, its tokens (a
+        request larger than a whole tpm limit still passes an empty window),
+        its cost."""
+        if tokens <= self.min_tpm:
+            by_kind = (1.0, float(tokens), cost)
+            return [by_kind[k] for k in self.kinds]
+        out = [cost] * len(self.checks)
+        checks = self.checks
+        for i in self.rpm:
+            out[i] = 1.0
+        for i in self.tpm:
+            out[i] = float(min(tokens, checks[i].limit))
+        return out
+
+
 @dataclass(slots=True)
 class Reservation:
-    """What ``reserve`` booked; ``settle`` or ``release`` it exactly once."""
+    """What ``reserve`` booked; ``settle`` or ``release`` it exactly once.
+    ``headers``: OpenAI's x-ratelimit-* headers for the answer, encoded."""
 
-    checks: tuple[Check, ...]
+    plan: KeyPlan
     amounts: list[float]
     tokens: int
     cost: float
-    headers: dict[str, str] = field(default_factory=dict)
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     done: bool = False
+
+    @property
+    def checks(self) -> tuple[Check, ...]:
+        return self.plan.checks
 
 
 @dataclass(slots=True)
@@ -117,50 +176,44 @@ def checks_for(scopes: Sequence[Scope], now: float) -> tuple[Check, ...]:
     return tuple(out)
 
 
-def amounts_for(checks: Sequence[Check], tokens: int, cost: float) -> list[float]:
-    out = []
-    for check in checks:
-        metric = check.metric
-        if metric == "rpm":
-            out.append(1.0)
-        elif metric == "tpm":
-            # a request larger than the whole limit still passes in an empty window
-            out.append(float(min(tokens, check.limit)))
-        else:
-            out.append(cost)
+def reset_value(now: float) -> bytes:
+    """Seconds until the minute window ends, as OpenAI writes them (``12s``)."""
+    return b"%ds" % max(1, math.ceil(WINDOW - now % WINDOW))
+
+
+def _tightest(plan: KeyPlan, indices: tuple[int, ...], values: Sequence[float]) -> int:
+    checks = plan.checks
+    best = indices[0]
+    left = checks[best].limit - values[best]
+    for i in indices[1:]:
+        here = checks[i].limit - values[i]
+        if here < left:
+            best, left = i, here
+    return best
+
+
+def rate_headers(plan: KeyPlan, values: Sequence[float], reset: bytes) -> list[tuple[bytes, bytes]]:
+    """OpenAI's x-ratelimit-* headers for the tightest rpm and tpm booked
+    (``values``: the counters after booking, ``reset``: ``reset_value``)."""
+    out: list[tuple[bytes, bytes]] = []
+    rpm, tpm, checks = plan.rpm, plan.tpm, plan.checks
+    if rpm:
+        i = rpm[0] if len(rpm) == 1 else _tightest(plan, rpm, values)
+        left = max(int(checks[i].limit - values[i]), 0)
+        out += (
+            (b"x-ratelimit-limit-requests", plan.limits[i]),
+            (b"x-ratelimit-remaining-requests", b"%d" % left),
+            (b"x-ratelimit-reset-requests", reset),
+        )
+    if tpm:
+        i = tpm[0] if len(tpm) == 1 else _tightest(plan, tpm, values)
+        left = max(int(checks[i].limit - values[i]), 0)
+        out += (
+            (b"x-ratelimit-limit-tokens", plan.limits[i]),
+            (b"x-ratelimit-remaining-tokens", b"%d" % left),
+            (b"x-ratelimit-reset-tokens", reset),
+        )
     return out
-
-
-def _reset(now: float) -> str:
-    return f"{max(1, math.ceil(WINDOW - now % WINDOW))}s"
-
-
-def rate_headers(checks: Sequence[Check], values: Sequence[float], now: float) -> dict[str, str]:
-    """OpenAI's x-ratelimit-* headers for the tightest rpm and tpm booked."""
-    req_limit = req_left = tok_limit = tok_left = -1.0
-    for i, check in enumerate(checks):
-        metric = check.metric
-        if metric == "budget":
-            continue
-        left = check.limit - values[i]
-        if metric == "rpm":
-            if req_limit < 0 or left < req_left:
-                req_limit, req_left = check.limit, left
-        elif tok_limit < 0 or left < tok_left:
-            tok_limit, tok_left = check.limit, left
-    if req_limit < 0 and tok_limit < 0:
-        return {}
-    reset = _reset(now)
-    headers: dict[str, str] = {}
-    if req_limit >= 0:
-        headers["x-ratelimit-limit-requests"] = str(int(req_limit))
-        headers["x-ratelimit-remaining-requests"] = str(max(int(req_left), 0))
-        headers["x-ratelimit-reset-requests"] = reset
-    if tok_limit >= 0:
-        headers["x-ratelimit-limit-tokens"] = str(int(tok_limit))
-        headers["x-ratelimit-remaining-tokens"] = str(max(int(tok_left), 0))
-        headers["x-ratelimit-reset-tokens"] = reset
-    return headers
 
 
 def refusal(check: Check, value: float, now: float) -> RateLimited:
@@ -198,8 +251,8 @@ class CounterGovernor:
         self.spend = spend
         self.metrics = metrics
         self._pending: set[asyncio.Task[None]] = set()
-        self._plans: dict[str, tuple[tuple[Scope, ...], int, tuple[Check, ...]]] = {}
-        self._dirty: dict[str, Check] = {}
+        self._plans: dict[str, KeyPlan] = {}
+        self._dirty: dict[int, KeyPlan] = {}  # plans settled since the gauges were set
         self._gauged = 0.0
 
     async def _book(self, checks: Sequence[Check], amounts: Sequence[float], now: float) -> Outcome:
@@ -211,26 +264,35 @@ class CounterGovernor:
     async def _add(self, deltas: list[tuple[Check, float]]) -> None:
         raise NotImplementedError
 
-    def _checks(self, key: KeyInfo, now: float) -> tuple[Check, ...]:
-        """The key's counters, built once a minute per key."""
-        window = int(now // WINDOW)
-        cached = self._plans.get(key.id)
-        if cached is not None and cached[0] is key.scopes and cached[1] == window:
-            return cached[2]
-        checks = checks_for(key.scopes, now)
+    def _plan(self, key: KeyInfo, now: float) -> KeyPlan:
+        """The key's counters, planned once a minute per key."""
+        plan = self._plans.get(key.id)
+        if plan is not None and plan.scopes is key.scopes and plan.window == now // WINDOW:
+            return plan
+        plan = KeyPlan.of(key.scopes, now)
         if len(self._plans) >= 100_000:
             self._plans.clear()
-        self._plans[key.id] = (key.scopes, window, checks)
-        return checks
+        self._plans[key.id] = plan
+        return plan
+
+    def _checks(self, key: KeyInfo, now: float) -> tuple[Check, ...]:
+        return self._plan(key, now).checks
 
     async def reserve(self, key: KeyInfo, tokens: int, cost: float) -> Reservation | None:
         if not key.scopes:
             return None
         now = time.time()
-        checks = self._checks(key, now)
+        plan = self._plan(key, now)
+        checks = plan.checks
         if not checks:
             return None
-        amounts = amounts_for(checks, tokens, cost)
+        amounts = plan.amounts(tokens, cost)
+        return await self._reserve(plan, amounts, tokens, cost, now)
+
+    async def _reserve(
+        self, plan: KeyPlan, amounts: list[float], tokens: int, cost: float, now: float
+    ) -> Reservation:
+        checks = plan.checks
         for _ in range(3):
             outcome = await self._book(checks, amounts, now)
             if not outcome.missing:
@@ -244,8 +306,8 @@ class CounterGovernor:
             if self.metrics is not None:
                 self.metrics.reject(check.scope, check.scope_id, check.metric)
             raise refusal(check, outcome.values[0] if outcome.values else 0.0, now)
-        headers = rate_headers(checks, outcome.values, now)
-        return Reservation(checks, amounts, tokens, cost, headers)
+        headers = rate_headers(plan, outcome.values, reset_value(now))
+        return Reservation(plan, amounts, tokens, cost, headers)
 
     async def _spent(self, check: Check) -> float:
         if self.spend is None:
@@ -256,35 +318,30 @@ class CounterGovernor:
         if reservation.done:
             return
         reservation.done = True
+        plan, amounts = reservation.plan, reservation.amounts
+        checks = plan.checks
         deltas: list[tuple[Check, float]] = []
-        budgets = False
-        for check, amount in zip(reservation.checks, reservation.amounts, strict=True):
-            metric = check.metric
-            if metric == "tpm":
-                delta = float(tokens) - amount
-            elif metric == "budget":
-                delta = cost - amount
-                budgets = True
-            else:
-                continue
-            if delta != 0.0:
-                deltas.append((check, delta))
+        for i in plan.tpm:
+            if tokens != amounts[i]:
+                deltas.append((checks[i], tokens - amounts[i]))
+        for i in plan.budgets:
+            if cost != amounts[i]:
+                deltas.append((checks[i], cost - amounts[i]))
         if deltas:
             self._apply_later(deltas)
-        if budgets and self.metrics is not None:
-            self._budget_gauges(reservation.checks)
+        if plan.budgets and self.metrics is not None:
+            self._budget_gauges(plan)
 
-    def _budget_gauges(self, checks: Sequence[Check]) -> None:
+    def _budget_gauges(self, plan: KeyPlan) -> None:
         """Spend gauges follow settled budgets, refreshed at most once a second."""
-        for check in checks:
-            if check.metric == "budget":
-                self._dirty[check.counter] = check
+        self._dirty[id(plan)] = plan
         now = time.monotonic()
         if now - self._gauged < 1.0:
             return
         self._gauged = now
         dirty, self._dirty = self._dirty, {}
-        task = asyncio.get_running_loop().create_task(self._publish_gauges(list(dirty.values())))
+        checks = {c.counter: c for p in dirty.values() for i in p.budgets for c in (p.checks[i],)}
+        task = asyncio.get_running_loop().create_task(self._publish_gauges(list(checks.values())))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
@@ -322,6 +379,8 @@ class LocalGovernor(CounterGovernor):
         super().__init__(spend, metrics)
         self._counts: dict[str, float] = {}
         self._window = 0
+        self._reset_second = -1  # the second the reset header value is for
+        self._reset = b""
 
     def book_now(self, checks: Sequence[Check], amounts: Sequence[float], now: float) -> Outcome:
         window = int(now // WINDOW)
@@ -338,9 +397,10 @@ class LocalGovernor(CounterGovernor):
                     missing = [*(missing or ()), i]
                     continue
                 value = 0.0
-            if value + amounts[i] > c.limit + EPSILON:
+            booked = value + amounts[i]
+            if booked > c.limit + EPSILON:
                 return Outcome(values=[value], rejected=i)
-            after.append(value + amounts[i])
+            after.append(booked)
         if missing is not None:
             return Outcome(missing=missing)
         for c, value in zip(checks, after, strict=True):
@@ -349,6 +409,48 @@ class LocalGovernor(CounterGovernor):
 
     async def _book(self, checks: Sequence[Check], amounts: Sequence[float], now: float) -> Outcome:
         return self.book_now(checks, amounts, now)
+
+    async def reserve(self, key: KeyInfo, tokens: int, cost: float) -> Reservation | None:
+        # CounterGovernor.reserve with the booking done in place, in C-level
+        # passes over the plan's counters; a counter not seen yet (a new
+        # window, a budget to seed) or a refusal takes the general way.
+        if not key.scopes:
+            return None
+        now = time.time()
+        plan = self._plan(key, now)
+        if not plan.checks:
+            return None
+        amounts = plan.amounts(tokens, cost)
+        values = self._counts
+        current = list(map(values.get, plan.counters))
+        if plan.window != self._window or None in current:
+            return await self._reserve(plan, amounts, tokens, cost, now)
+        booked = list(map(operator.add, current, amounts))
+        if any(map(operator.gt, booked, plan.caps)):
+            return await self._reserve(plan, amounts, tokens, cost, now)
+        values.update(zip(plan.counters, booked, strict=True))
+        second = int(now)
+        if second != self._reset_second:
+            self._reset_second, self._reset = second, reset_value(now)
+        headers = rate_headers(plan, booked, self._reset)
+        return Reservation(plan, amounts, tokens, cost, headers)
+
+    def settle(self, reservation: Reservation, tokens: int, cost: float) -> None:
+        if reservation.done:
+            return
+        reservation.done = True
+        plan, amounts, values = reservation.plan, reservation.amounts, self._counts
+        checks = plan.checks
+        for i in plan.tpm:
+            counter = checks[i].counter
+            if counter in values:  # else its window has passed
+                values[counter] += tokens - amounts[i]
+        for i in plan.budgets:
+            counter = checks[i].counter
+            if counter in values:
+                values[counter] += cost - amounts[i]
+        if plan.budgets and self.metrics is not None:
+            self._budget_gauges(plan)
 
     async def _seed(self, check: Check, value: float) -> None:
         self._counts.setdefault(check.counter, value)

@@ -133,7 +133,9 @@ class Pipeline:
         self._snapshots = snapshots
         self.chooser = Chooser.with_metrics(deps.settler.metrics)  # strategies, breaker
 
-    async def handle(self, request: Request, endpoint: Endpoint) -> ASGIApp:
+    def exchange(self, endpoint: Endpoint, request: Request) -> Exchange:
+        """The request as an ASGI app that answers and settles it (nothing
+        runs until it is called)."""
         scope = request.scope
         ctx = RequestContext(request_id=self._ids.next(), route=scope["path"], endpoint=endpoint)
         ctx.shutdown = scope.get("state", {}).get(SHUTDOWN_STATE)
@@ -184,7 +186,7 @@ class Pipeline:
             dep.provider.name, dep.provider.kind, dep.upstream_model, ctx.model
         )
         if price is not None:
-            cost = price.cost(ctx.prompt_estimate, cap)
+            cost = price.estimate(ctx.prompt_estimate, cap)
         ctx.reservation = await self.deps.governor.reserve(key, tokens, cost)
 
     def _history(self, ctx: RequestContext) -> list[dict[str, Any]] | None:
@@ -325,9 +327,22 @@ class Pipeline:
         return headers
 
     def _answer(self, raw: bytes, upstream: UpstreamResponse, ctx: RequestContext) -> BytesResponse:
+        # the headers of _headers, built as encoded pairs at once
+        rid = ctx.request_id.encode()
         headers = [(b"content-type", b"application/json")]
-        for name, value in self._headers(upstream, ctx).items():
-            headers.append((name.encode("latin-1"), value.encode("latin-1")))
+        passed = upstream.client_headers()
+        own = ctx.reservation.headers if ctx.reservation is not None else None
+        if passed:
+            if own:  # the gateway's own limits for the key win
+                for name, _ in own:
+                    passed.pop(name.decode("latin-1"), None)
+            for key, value in passed.items():
+                headers.append((key.encode("latin-1"), value.encode("latin-1")))
+        headers += ((b"x-request-id", rid), (b"request-id", rid))
+        if own:
+            headers += own
+        overhead = ctx.overhead_ms(time.perf_counter())
+        headers.append((b"x-gateway-overhead-ms", b"%.3f" % overhead))
         return BytesResponse(raw, upstream.status, headers)
 
     def _remember(self, ctx: RequestContext, response: dict[str, Any]) -> None:
