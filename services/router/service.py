@@ -5,8 +5,9 @@ itself lives in pipeline.py."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from types import MappingProxyType
 
 from starlette.requests import Request
@@ -172,33 +173,35 @@ class RouterService:
             Route("/metrics", self.metrics_endpoint, methods=["GET"]),
         ]
 
-    def hot_routes(self) -> dict[tuple[str, str], Callable[[Request], Awaitable[ASGIApp]]]:
-        """The /v1 calls that carry traffic, for exact-path dispatch."""
+    def hot_routes(self) -> dict[tuple[str, str], Callable[[Request], ASGIApp]]:
+        """The /v1 calls that carry traffic, for exact-path dispatch: each
+        makes the request's ``Exchange`` without a coroutine of its own."""
+        exchange = self.pipeline.exchange
         return {
-            ("POST", "/v1/chat/completions"): self.chat_completions,
-            ("POST", "/v1/completions"): self.completions,
-            ("POST", "/v1/embeddings"): self.embeddings,
-            ("POST", "/v1/messages"): self.messages,
-            ("POST", "/v1/responses"): self.responses_api,
+            ("POST", "/v1/chat/completions"): partial(exchange, "chat"),
+            ("POST", "/v1/completions"): partial(exchange, "completions"),
+            ("POST", "/v1/embeddings"): partial(exchange, "embeddings"),
+            ("POST", "/v1/messages"): partial(exchange, "messages"),
+            ("POST", "/v1/responses"): partial(exchange, "responses"),
         }
 
     async def chat_completions(self, request: Request) -> ASGIApp:
-        return await self.pipeline.handle(request, "chat")
+        return self.pipeline.exchange("chat", request)
 
     async def completions(self, request: Request) -> ASGIApp:
-        return await self.pipeline.handle(request, "completions")
+        return self.pipeline.exchange("completions", request)
 
     async def embeddings(self, request: Request) -> ASGIApp:
-        return await self.pipeline.handle(request, "embeddings")
+        return self.pipeline.exchange("embeddings", request)
 
     async def messages(self, request: Request) -> ASGIApp:
-        return await self.pipeline.handle(request, "messages")
+        return self.pipeline.exchange("messages", request)
 
     async def count_tokens(self, request: Request) -> ASGIApp:
-        return await self.pipeline.handle(request, "count_tokens")
+        return self.pipeline.exchange("count_tokens", request)
 
     async def responses_api(self, request: Request) -> ASGIApp:
-        return await self.pipeline.handle(request, "responses")
+        return self.pipeline.exchange("responses", request)
 
     # -- models -----------------------------------------------------------------------
     async def list_models(self, request: Request) -> Response:
