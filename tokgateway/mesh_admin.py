@@ -1,6 +1,6 @@
 """The admin API at a mesh router, so the console it serves at /ui works from
 the one address the mesh publishes: every admin route is passed to the service
-that owns it (keys, users, teams and hooks to auth; usage to the ledger;
+that owns it (the caller's identity, keys, users, teams and hooks to auth; usage to the ledger;
 providers, routes, models, prices and the marketplace to the registry). The router
 decides nothing here: the caller's key goes along unchanged and the owning
 service checks it, exactly as when it is called directly. The router's own
@@ -27,6 +27,7 @@ from tokgateway.common.tracing import inject
 
 # The first path segments after /admin and the service that owns each.
 OWNERS: Mapping[str, str] = {
+    "whoami": "auth",
     "users": "auth",
     "teams": "auth",
     "keys": "auth",

@@ -13,6 +13,8 @@ const BASE = process.env.GATEWAY_URL;
 const ADMIN_KEY = process.env.ADMIN_KEY;
 const SHOTS = process.env.SHOTS;
 const MODEL = process.env.MODEL ?? "console-model";
+const HOOK_URL = process.env.HOOK_URL; // a webhook receiver the test runs
+const PEER_URL = process.env.PEER_URL; // another gateway whose registry has one listing
 const NAV = ["Overview", "Usage", "Keys", "Providers", "Routes", "Marketplace", "Hooks", "Settings"];
 const TIMEOUT = 15000;
 
@@ -241,6 +243,7 @@ async function desktop(browser) {
   // the other pages: real tables, or an honest "not available"
   await go(page, "Hooks");
   check((await headers(page, "Deliveries, newest first")).includes("Event"), "Hooks table headers");
+  await hooks(page);
   await go(page, "Marketplace");
   // this gateway's registry has a marketplace: its (empty) listings, a compare form
   const market = await rows(page, "Marketplace listings as the registry offers them");
@@ -249,6 +252,7 @@ async function desktop(browser) {
   await page.getByRole("button", { name: "Compare" }).click();
   await page.getByRole("table", { name: `Offers for ${MODEL}, cheapest first` }).waitFor({ timeout: TIMEOUT });
   await shot(page, "08-marketplace");
+  await marketplace(page);
   await go(page, "Settings");
   const config = await rows(page, "Effective configuration and the layer that set each key");
   check(config.some((r) => r[0] === "gateway.port" && r[2] === "environment"), "Settings lacks gateway.port (environment)");
@@ -328,6 +332,144 @@ async function people(page) {
   await ask({ step: "people", email, team: teamName });
 }
 
+/** The form's own alert, once it says ``text``. */
+async function formAlert(form, text) {
+  await form.getByRole("alert").filter({ hasText: text }).waitFor({ timeout: TIMEOUT });
+}
+
+// Hooks: a webhook added in the console, its generated secret shown once; the
+// test's receiver verifies the console's test delivery with that secret; then
+// the hook is deleted. A refused URL is reported in the form.
+async function hooks(page) {
+  const name = "console-hook";
+  const form = page.getByRole("form", { name: "Add hook" });
+  await form.getByLabel("Hook name", { exact: true }).fill(name);
+  await form.getByLabel("Events", { exact: true }).fill("key.*, user.created");
+  await form.getByLabel("Webhook URL", { exact: true }).fill("ftp://files.example/in");
+  await form.getByRole("button", { name: "Add hook" }).click();
+  await formAlert(form, "'url' must be an http:// or https:// URL.");
+  await form.getByLabel("Webhook URL", { exact: true }).fill(HOOK_URL);
+  await form.getByRole("button", { name: "Add hook" }).click();
+  const shown = page.getByRole("status").filter({ hasText: "shown only once" });
+  await shown.waitFor({ timeout: TIMEOUT });
+  const secret = (await shown.locator("code").textContent()).trim();
+  check(/^whsec_/.test(secret), `no signing secret shown: ${secret}`);
+  check((await form.getByRole("alert").count()) === 0, "the form still shows the old error");
+  const listed = await until(
+    () => rows(page, "Provisioning hooks"),
+    (rs) => rs.some((r) => r[0] === name && r[2] === "key.*, user.created" && r[4] === "api"),
+    "the new hook is not listed",
+  );
+  check(!listed.flat().some((c) => c.includes(secret)), "the secret is shown in the hook list");
+  await ask({ step: "hook_added", name, secret });
+  await page.getByRole("button", { name: `Test ${name}` }).click();
+  await page.getByRole("status").filter({ hasText: `Test of ${name}: {"ok":true` }).waitFor({ timeout: TIMEOUT });
+  await ask({ step: "hook_tested", name });
+  await shot(page, "08-hooks");
+  page.once("dialog", (d) => d.accept());
+  await page.getByRole("button", { name: `Delete ${name}` }).click();
+  await page.getByRole("status").filter({ hasText: `Hook ${name} deleted.` }).waitFor({ timeout: TIMEOUT });
+  await until(
+    () => rows(page, "Provisioning hooks"),
+    (rs) => !rs.some((r) => r[0] === name),
+    "the deleted hook is still listed",
+  );
+  await ask({ step: "hook_deleted", name });
+}
+
+// Marketplace: a listing published from the console (a model priced nowhere
+// is refused in the form first), a peer followed (this registry itself is
+// refused), its listing seen here, then the peer removed and the listing
+// unpublished.
+async function marketplace(page) {
+  const listingName = "Console listing";
+  const publish = page.getByRole("form", { name: "Publish listing" });
+  await publish.getByLabel("Models to list", { exact: true }).fill("console-listed");
+  await publish.getByRole("button", { name: "Publish listing" }).click();
+  await formAlert(publish, "No price for 'console-listed'");
+  await publish.getByLabel("Input price (USD per 1M tokens)", { exact: true }).fill("0.5");
+  await publish.getByLabel("Output price (USD per 1M tokens)", { exact: true }).fill("1.5");
+  await publish.getByLabel("Listing name", { exact: true }).fill(listingName);
+  await publish.getByRole("button", { name: "Publish listing" }).click();
+  await page.getByRole("status").filter({ hasText: `(${listingName}): console-listed at ` }).waitFor({ timeout: TIMEOUT });
+  await until(
+    () => rows(page, "Marketplace listings as the registry offers them"),
+    (rs) => rs.some((r) => r[0] === listingName && r[2] === "$0.50 / $1.50" && r[3] === "this gateway"),
+    "the published listing is not listed",
+  );
+
+  const addPeer = page.getByRole("form", { name: "Add a peer" });
+  await addPeer.getByLabel("Peer registry URL", { exact: true }).fill(BASE);
+  await addPeer.getByRole("button", { name: "Add peer" }).click();
+  await formAlert(addPeer, "That URL is this registry itself.");
+  await addPeer.getByLabel("Peer registry URL", { exact: true }).fill(PEER_URL);
+  await addPeer.getByRole("button", { name: "Add peer" }).click();
+  await page.getByRole("status").filter({ hasText: "Following " }).waitFor({ timeout: TIMEOUT });
+  await until(
+    () => rows(page, "Peer registries this one follows"),
+    (rs) => rs.some((r) => r[0] === PEER_URL && r[3] === "1"),
+    "the peer is not listed with its listing",
+  );
+  const peerListing = await until(
+    () => rows(page, "Marketplace listings as the registry offers them"),
+    (rs) => rs.some((r) => r[0] === "Peer listing"),
+    "the peer's listing is not listed here",
+  );
+  check(peerListing.find((r) => r[0] === "Peer listing")[3] !== "this gateway", "the peer's listing is called ours");
+  await page.getByRole("button", { name: "Use Peer listing" }).waitFor({ timeout: TIMEOUT });
+  await ask({ step: "market", listing: listingName, peer: PEER_URL });
+  await shot(page, "08-marketplace-forms");
+
+  page.once("dialog", (d) => d.accept());
+  await page.getByRole("button", { name: `Remove peer ${PEER_URL}` }).click();
+  await page.getByRole("status").filter({ hasText: `No longer following ${PEER_URL}.` }).waitFor({ timeout: TIMEOUT });
+  await until(
+    () => rows(page, "Marketplace listings as the registry offers them"),
+    (rs) => !rs.some((r) => r[0] === "Peer listing"),
+    "the removed peer's listing is still listed",
+  );
+  page.once("dialog", (d) => d.accept());
+  await page.getByRole("button", { name: `Unpublish ${listingName}` }).click();
+  await page.getByRole("status").filter({ hasText: `Unpublished ${listingName}` }).waitFor({ timeout: TIMEOUT });
+  await until(
+    () => rows(page, "Marketplace listings as the registry offers them"),
+    (rs) => rs.length === 1 && /No listings/.test(rs[0][0]),
+    "the unpublished listing is still listed",
+  );
+}
+
+// A viewer's key: the same pages, read-only (no write form, no write button).
+async function viewer(browser) {
+  const { key } = await ask({ step: "viewer_key" });
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const page = await context.newPage();
+  await page.goto(`${BASE}/ui/`);
+  await page.getByLabel("API key", { exact: true }).fill(key);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByRole("navigation").waitFor({ timeout: TIMEOUT });
+  const readOnly = () => page.getByText("Signed in with a viewer key: this page is read-only").waitFor({ timeout: TIMEOUT });
+  await go(page, "Marketplace");
+  await readOnly();
+  await rows(page, "Marketplace listings as the registry offers them");
+  await rows(page, "Peer registries this one follows");
+  for (const form of ["Publish listing", "Add a peer"])
+    check((await page.getByRole("form", { name: form }).count()) === 0, `a viewer sees ${form}`);
+  await go(page, "Hooks");
+  await readOnly();
+  check((await page.getByRole("form", { name: "Add hook" }).count()) === 0, "a viewer sees Add hook");
+  await go(page, "Users and Teams");
+  await readOnly();
+  await until(
+    () => rows(page, "Users"),
+    (rs) => rs.some((r) => r[0] === "admin@localhost"),
+    "a viewer does not see the users",
+  );
+  check((await page.getByRole("button", { name: "Create user" }).count()) === 0, "a viewer sees Create user");
+  check((await page.getByRole("button", { name: /^Edit / }).count()) === 0, "a viewer sees Edit buttons");
+  await shot(page, "12-viewer-read-only");
+  await context.close();
+}
+
 async function phone(browser) {
   const context = await browser.newContext({
     viewport: { width: 390, height: 844 },
@@ -380,6 +522,7 @@ const browser = await chromium.launch({
 let code = 0;
 try {
   const result = await desktop(browser);
+  await viewer(browser);
   await phone(browser);
   say({ step: "done", ...result });
 } catch (err) {

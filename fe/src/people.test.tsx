@@ -164,3 +164,14 @@ it("creates a user and a team from their forms", async () => {
   const posts = seen.filter((s) => s.method === "POST");
   expect(posts.map((p) => p.body)).toEqual([{ email: "new@example.com", role: "viewer" }, { name: "ops" }]);
 });
+
+it("offers a viewer the tables but no create forms and no edit buttons", async () => {
+  gateway({ "GET /admin/whoami": { body: { object: "identity", access: "viewer", can_write: false, sees_all: true } } });
+  render(<People />);
+  expect(await screen.findByText(/Signed in with a viewer key: this page is read-only/)).toBeTruthy();
+  const users = await screen.findByRole("table", { name: "Users" });
+  expect(await within(users).findByText("bob@example.com")).toBeTruthy();
+  expect(screen.queryByRole("button", { name: "Create user" })).toBeNull();
+  expect(screen.queryByRole("button", { name: "Create team" })).toBeNull();
+  expect(screen.queryByRole("button", { name: /^(Edit|Disable|Enable) / })).toBeNull();
+});

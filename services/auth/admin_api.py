@@ -41,6 +41,7 @@ class AuthAdminAPI:
     def routes(self) -> list[Route]:
         r = self._route
         return [
+            r("/admin/whoami", "GET", self.guard.identify, self.whoami),
             r("/admin/users", "GET", self.guard.reader, self.list_users),
             r("/admin/users", "POST", self.guard.check, self.create_user, 201),
             r("/admin/users/{user_id}", "GET", self.guard.identify, self.get_user),
@@ -94,6 +95,20 @@ class AuthAdminAPI:
     @staticmethod
     async def _body(request: Request) -> dict[str, Any]:
         return await read_json(request, BODY_LIMIT)
+
+    # -- the caller -------------------------------------------------------------------
+    async def whoami(self, request: Request, who: Identity) -> Any:
+        """Who the calling key is and what it may do, so a client (the console)
+        offers only the changes the API would accept."""
+        return {
+            "object": "identity",
+            "access": who.access,
+            "can_write": who.can_write,
+            "sees_all": who.sees_all,
+            "key_id": who.key_id,
+            "user_id": who.user_id,
+            "team_id": who.team_id,
+        }
 
     # -- users --------------------------------------------------------------------
     async def list_users(self, request: Request, who: Identity) -> Any:

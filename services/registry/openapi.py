@@ -102,6 +102,16 @@ LISTING = _obj(
 )
 PEER = _obj(["id", "url", "registry_id", "public_key"], url={"type": "string"})
 SUBSCRIPTION = _obj(["id", "listing_id", "status"], status={"type": "string"})
+IDENTITY = _obj(
+    ["object", "access", "can_write", "sees_all"],
+    object={"const": "identity"},
+    access={"enum": ["admin", "viewer", "member"]},
+    can_write={"type": "boolean"},
+    sees_all={"type": "boolean"},
+    key_id={"type": ["string", "null"]},
+    user_id={"type": ["string", "null"]},
+    team_id={"type": ["string", "null"]},
+)
 KEY = _obj(["id", "name", "status"], id={"type": "string"}, name={"type": "string"})
 USAGE_ROW = _obj(
     ["group", "requests", "prompt_tokens", "completion_tokens", "cost_usd"],
@@ -334,6 +344,7 @@ def document() -> dict[str, Any]:
         "/admin/keys/{key_id}/revoke": {
             "post": _op("Revoke a key", KEY, params=[_path("key_id")]),
         },
+        "/admin/whoami": {"get": _op("Who the calling key is and what it may do", IDENTITY)},
         "/admin/users": {"get": _op("Users", _list(OBJ))},
         "/admin/teams": {"get": _op("Teams", _list(OBJ))},
         "/admin/usage": {

@@ -4,8 +4,11 @@ gateway with the official openai SDK, see the request in Usage and in the
 Overview totals, swap the provider behind the model in Routes and see the next
 request go to the new provider (the ledger's provider column), make a user and
 a team in Users and Teams (the user's limits, the membership and the team's
-budget read back through the admin API), then the h5 layout in a phone
-viewport. Screenshots land in the test's tmp dir."""
+budget read back through the admin API), add a webhook in Hooks (the
+receiver verifies the console's test delivery with the secret shown once) and
+delete it, publish and unpublish a listing and follow and drop a peer gateway
+in Marketplace, see those pages read-only with a viewer's key, then the h5
+layout in a phone viewport. Screenshots land in the test's tmp dir."""
 
 from __future__ import annotations
 
@@ -20,15 +23,18 @@ import httpx
 import openai
 import orjson
 import pytest
+from standardwebhooks.webhooks import Webhook
 
 from tests.support.console_build import FE, ensure_built
 from tests.support.gateway_proc import GatewayProcess
+from tests.support.hook_receiver import HookReceiver
 from tests.support.mock_upstream import MockUpstream, serve_in_thread
 
 pytestmark = pytest.mark.e2e
 CHROMIUM = "/usr/bin/chromium"
 ADMIN_KEY = "tgk-admin-console-e2e-0123456789abcdef"
 MODEL = "console-model"
+PEER_KEY = "tgk-admin-console-peer-0123456789abcdef"
 
 
 @pytest.fixture(scope="module")
@@ -53,12 +59,39 @@ api_key = sk-mock-upstream
 {MODEL} = mock:gpt-4o-mini
 """
         gw = GatewayProcess(
-            tmp_path_factory.mktemp("console-gw"), config, env={"GATEWAY_ADMIN_KEY": ADMIN_KEY}
+            tmp_path_factory.mktemp("console-gw"),
+            config,
+            env={"GATEWAY_ADMIN_KEY": ADMIN_KEY, "GATEWAY_ENABLE_PROVIDER": "true"},
         ).start()
         try:
             yield gw
         finally:
             gw.stop()
+
+
+@pytest.fixture(scope="module")
+def peer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+    """Another gateway whose registry has one listing, for the console to follow."""
+    gw = GatewayProcess(
+        tmp_path_factory.mktemp("console-peer"),
+        "[ledger]\nflush_interval_ms = 50\n",
+        env={"GATEWAY_ADMIN_KEY": PEER_KEY, "GATEWAY_ENABLE_PROVIDER": "true"},
+    ).start()
+    try:
+        made = httpx.post(
+            gw.url + "/admin/market/listings",
+            json={
+                "models": ["peer-model"],
+                "price_in": 0.1,
+                "price_out": 0.2,
+                "name": "Peer listing",
+            },
+            headers={"authorization": f"Bearer {PEER_KEY}"},
+        )
+        assert made.status_code == 201, made.text
+        yield gw
+    finally:
+        gw.stop()
 
 
 def test_component_tests_pass(built: Path) -> None:
@@ -122,7 +155,9 @@ def _line(stream: IO[str], deadline: float) -> dict[str, Any]:
 
 
 @pytest.mark.timeout(240)
-def test_console_in_a_real_browser(gateway: GatewayProcess, tmp_path: Path) -> None:
+def test_console_in_a_real_browser(
+    gateway: GatewayProcess, peer: GatewayProcess, tmp_path: Path
+) -> None:
     assert os.path.exists(CHROMIUM), "Debian's chromium is needed (apt-get install chromium)"
     shots = tmp_path / "screenshots"
     shots.mkdir()
@@ -134,19 +169,25 @@ def test_console_in_a_real_browser(gateway: GatewayProcess, tmp_path: Path) -> N
         "SHOTS": str(shots),
         "MODEL": MODEL,
         "CHROMIUM": CHROMIUM,
+        "PEER_URL": peer.url,
     }
-    with subprocess.Popen(
-        ["node", "e2e/console.e2e.mjs"],
-        cwd=FE,
-        env=env,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        bufsize=1,
-    ) as proc:
+    # its secret is the one the console shows once; the hook_added step sets it
+    receiver = HookReceiver("whsec_" + "A" * 32)
+    with (
+        receiver.serve(),
+        subprocess.Popen(
+            ["node", "e2e/console.e2e.mjs"],
+            cwd=FE,
+            env={**env, "HOOK_URL": receiver.url},
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+        ) as proc,
+    ):
         try:
-            seen, screenshots = _drive(proc, gateway)
+            seen, screenshots = _drive(proc, gateway, receiver)
         finally:
             if proc.poll() is None:
                 proc.kill()
@@ -178,8 +219,45 @@ def _check_people(gw: GatewayProcess, email: str, team_name: str) -> None:
     assert user["role"] == "member" and user["status"] == "active"
 
 
+def _admin(gw: GatewayProcess, method: str, path: str, body: Any = None) -> Any:
+    resp = httpx.request(
+        method, gw.url + path, json=body, headers={"authorization": f"Bearer {ADMIN_KEY}"}
+    )
+    resp.raise_for_status()
+    return resp.json()
+
+
+def _check_hook(gw: GatewayProcess, receiver: HookReceiver, msg: dict[str, Any]) -> None:
+    """The hook the Hooks page added, as the admin API has it; from now on the
+    receiver accepts only deliveries signed with the secret the page showed."""
+    hook = next(h for h in _admin_list(gw, "hooks") if h["name"] == msg["name"])
+    assert hook["url"] == receiver.url and hook["kind"] == "webhook"
+    assert hook["events"] == ["key.*", "user.created"] and "secret" not in hook
+    receiver.webhook = Webhook(msg["secret"])
+
+
+def _check_market(gw: GatewayProcess, peer: str, listing_name: str) -> None:
+    """What the Marketplace page did, as the admin API has it."""
+    listings = _admin(gw, "GET", "/admin/market/listings")["data"]
+    ours = next(x for x in listings if x["name"] == listing_name)
+    assert ours["local"] is True
+    assert [(m["name"], m["input"], m["output"]) for m in ours["models"]] == [
+        ("console-listed", 0.5, 1.5)
+    ]
+    theirs = next(x for x in listings if x["name"] == "Peer listing")
+    assert theirs["local"] is False
+    peers = _admin(gw, "GET", "/admin/market/peers")["data"]
+    assert [(p["url"], p["listings"]) for p in peers] == [(peer, 1)]
+
+
+def _viewer_key(gw: GatewayProcess) -> str:
+    user = _admin(gw, "POST", "/admin/users", {"email": "viewer@console.test", "role": "viewer"})
+    key = _admin(gw, "POST", "/admin/keys", {"name": "console-viewer", "user_id": user["id"]})
+    return str(key["key"])
+
+
 def _drive(
-    proc: subprocess.Popen[str], gateway: GatewayProcess
+    proc: subprocess.Popen[str], gateway: GatewayProcess, receiver: HookReceiver
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """Answers the browser script's requests until it is done."""
     assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
@@ -222,6 +300,22 @@ def _drive(
         elif step == "people":
             _check_people(gateway, msg["email"], msg["team"])
             reply = {}
+        elif step == "hook_added":
+            _check_hook(gateway, receiver, msg)
+            reply = {}
+        elif step == "hook_tested":
+            receiver.wait_for(lambda: len(receiver.events("hook.test")) == 1)
+            assert receiver.bad_signatures == 0
+            assert receiver.events("hook.test")[0]["data"]["hook"] == msg["name"]
+            reply = {}
+        elif step == "hook_deleted":
+            assert all(h["name"] != msg["name"] for h in _admin_list(gateway, "hooks"))
+            reply = {}
+        elif step == "market":
+            _check_market(gateway, msg["peer"], msg["listing"])
+            reply = {}
+        elif step == "viewer_key":
+            reply = {"key": _viewer_key(gateway)}
         elif step == "failed":
             raise AssertionError(f"in the browser: {msg['error']}")
         elif step == "done":

@@ -307,10 +307,15 @@ async def test_admin_api_access_by_role(tmp_path: Path) -> None:
                 _usage(2, time.time(), keys["bob@x.io"]["id"], bob["id"], None, 1.0),
             ]
         )
+        me = (await admin.get("/admin/whoami")).json()
+        assert (me["access"], me["can_write"], me["sees_all"]) == ("admin", True, True)
         shown = (await admin.get(f"/admin/keys/{alice_key['id']}")).json()
         assert shown["spend_usd"] == 2.5 and shown["remaining_usd"] == 7.5
         assert "key" not in shown and "key_hash" not in shown
     async with client(alice_key["key"]) as member:
+        me = (await member.get("/admin/whoami")).json()
+        assert (me["access"], me["can_write"], me["sees_all"]) == ("member", False, False)
+        assert (me["key_id"], me["user_id"]) == (alice_key["id"], alice["id"])
         mine = (await member.get("/admin/keys")).json()["data"]
         assert [k["id"] for k in mine] == [alice_key["id"]]
         usage = (await member.get("/admin/usage", params={"group_by": "user"})).json()["data"]
@@ -320,6 +325,8 @@ async def test_admin_api_access_by_role(tmp_path: Path) -> None:
         assert (await member.get("/admin/users")).status_code == 403
         assert (await member.post("/admin/teams", json={"name": "n"})).status_code == 403
     async with client(keys["v@x.io"]["key"]) as view:
+        me = (await view.get("/admin/whoami")).json()
+        assert (me["access"], me["can_write"], me["sees_all"]) == ("viewer", False, True)
         assert len((await view.get("/admin/users")).json()["data"]) == 4
         assert len((await view.get("/admin/usage")).json()["data"]) == 1
         assert (await view.get("/admin/usage")).json()["data"][0]["requests"] == 2
@@ -327,12 +334,15 @@ async def test_admin_api_access_by_role(tmp_path: Path) -> None:
         assert denied.status_code == 403
         assert (await view.post(f"/admin/keys/{alice_key['id']}/rotate")).status_code == 403
     async with client("tgc-local") as local:
+        me = (await local.get("/admin/whoami")).json()
+        assert (me["access"], me["key_id"]) == ("admin", None)
         rotated = (await local.post(f"/admin/keys/{alice_key['id']}/rotate")).json()
         assert rotated["id"] == alice_key["id"] and rotated["key"] != alice_key["key"]
         gone = await local.patch(f"/admin/users/{alice['id']}", json={"status": "disabled"})
         assert gone.json()["status"] == "disabled"
     async with client(alice_key["key"]) as old:
         assert (await old.get("/admin/keys")).status_code == 401
+        assert (await old.get("/admin/whoami")).status_code == 401
     async with client(rotated["key"]) as disabled:
         refused = await disabled.get("/admin/keys")
         assert refused.status_code == 401 and refused.json()["error"]["code"] == "user_disabled"

@@ -2,8 +2,11 @@ import { useState } from "react";
 import { call, type Delivery, type Hook, type Listing } from "../api";
 import { show } from "../components/show";
 import { Table } from "../components/Table";
+import { ReadOnlyNote } from "../components/ReadOnlyNote";
+import { useAccess } from "../components/useAccess";
 import { useLoad } from "../components/useLoad";
 import { when } from "../format";
+import { HookAdd } from "./HookAdd";
 
 export function Hooks() {
   const [failedOnly, setFailedOnly] = useState(false);
@@ -17,6 +20,8 @@ export function Hooks() {
   );
   const [message, setMessage] = useState<string | null>(null);
   const [error, setError] = useState<string | null>(null);
+  const who = useAccess();
+  const { canWrite } = who;
 
   async function replay(eventId: string) {
     setError(null);
@@ -39,9 +44,29 @@ export function Hooks() {
     }
   }
 
+  async function remove(name: string) {
+    if (!window.confirm(`Delete the hook ${name}? Its pending deliveries are not sent.`)) return;
+    setError(null);
+    setMessage(null);
+    try {
+      await call("DELETE", `/admin/hooks/${encodeURIComponent(name)}`);
+      setMessage(`Hook ${name} deleted.`);
+    } catch (err) {
+      setError((err as Error).message);
+    }
+    hooks.reload();
+  }
+
+  function added(h: Hook) {
+    setError(null);
+    setMessage(`Added ${h.kind} hook ${h.name} for ${h.events.join(", ")}.`);
+    hooks.reload();
+  }
+
   return (
     <>
       <div role="status">{message && <p className="ok">{message}</p>}</div>
+      <ReadOnlyNote {...who} />
       {(error || hooks.error || log.error) && (
         <p role="alert" className="error">
           {error || hooks.error || log.error}
@@ -53,7 +78,7 @@ export function Hooks() {
           caption="Provisioning hooks"
           rows={hooks.data ?? []}
           rowKey={(h) => h.name}
-          empty="No hooks configured ([hook.NAME] in setting.ini, or gateway hooks add)."
+          empty="No hooks configured ([hook.NAME] in setting.ini, Add hook below, or gateway hooks add)."
           columns={[
             { header: "Name", cell: (h) => h.name },
             { header: "Kind", cell: (h) => h.kind },
@@ -62,15 +87,24 @@ export function Hooks() {
             { header: "Source", cell: (h) => show(h.source) },
             {
               header: "Actions",
-              cell: (h) => (
-                <button type="button" onClick={() => test(h.name)} aria-label={`Test ${h.name}`}>
-                  Test
-                </button>
-              ),
+              cell: (h) =>
+                canWrite && (
+                  <span className="actions">
+                    <button type="button" onClick={() => test(h.name)} aria-label={`Test ${h.name}`}>
+                      Test
+                    </button>
+                    {h.source === "api" && (
+                      <button type="button" onClick={() => remove(h.name)} aria-label={`Delete ${h.name}`}>
+                        Delete
+                      </button>
+                    )}
+                  </span>
+                ),
             },
           ]}
         />
       </section>
+      {canWrite && <HookAdd onAdded={added} />}
       <section aria-labelledby="deliveries">
         <h2 id="deliveries">Deliveries</h2>
         <label className="check">
@@ -93,11 +127,12 @@ export function Hooks() {
             { header: "Created", cell: (d) => when(d.created_at as number) },
             {
               header: "Actions",
-              cell: (d) => (
-                <button type="button" onClick={() => replay(String(d.event_id))} aria-label={`Replay ${show(d.event_id)}`}>
-                  Replay
-                </button>
-              ),
+              cell: (d) =>
+                canWrite && (
+                  <button type="button" onClick={() => replay(String(d.event_id))} aria-label={`Replay ${show(d.event_id)}`}>
+                    Replay
+                  </button>
+                ),
             },
           ]}
         />

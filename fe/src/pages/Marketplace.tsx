@@ -1,8 +1,12 @@
 import { useState, type FormEvent } from "react";
 import { ApiError, call, type Listing } from "../api";
 import { Table } from "../components/Table";
+import { ReadOnlyNote } from "../components/ReadOnlyNote";
+import { useAccess } from "../components/useAccess";
 import { useLoad } from "../components/useLoad";
 import { usd } from "../format";
+import { MarketPeers } from "./MarketPeers";
+import { MarketPublish } from "./MarketPublish";
 
 // The registry's marketplace admin API (asked, never assumed: an older
 // gateway answers 404 and the page says so; a mesh router passes it to the registry).
@@ -61,6 +65,8 @@ async function listings(sort: string): Promise<MarketListing[] | null> {
 export function Marketplace() {
   const [sort, setSort] = useState("");
   const found = useLoad(() => listings(sort), [sort]);
+  const who = useAccess();
+  const { canWrite } = who;
   const [model, setModel] = useState("");
   const [compared, setCompared] = useState<{ model: string; rows: Comparison[] } | null>(null);
   const [message, setMessage] = useState<string | null>(null);
@@ -94,6 +100,25 @@ export function Marketplace() {
     }
   }
 
+  async function unpublish(l: MarketListing) {
+    if (!window.confirm(`Unpublish ${l.name} (${l.id})? Its subscribers' keys are revoked.`)) return;
+    setError(null);
+    setMessage(null);
+    try {
+      const r = await call<{ keys_revoked: number }>("DELETE", `${MARKET_LISTINGS}/${encodeURIComponent(l.id)}`);
+      setMessage(`Unpublished ${l.name}; ${r.keys_revoked} subscriber key(s) revoked.`);
+    } catch (err) {
+      setError((err as Error).message);
+    }
+    found.reload();
+  }
+
+  const changed = (done: string) => {
+    setError(null);
+    setMessage(done);
+    found.reload();
+  };
+
   if (!found.loaded) return <p>Asking the gateway for marketplace listings…</p>;
   if (found.error)
     return (
@@ -111,6 +136,7 @@ export function Marketplace() {
   return (
     <>
       <div role="status">{message && <p className="ok">{message}</p>}</div>
+      <ReadOnlyNote {...who} />
       {error && (
         <p role="alert" className="error">
           {error}
@@ -131,7 +157,7 @@ export function Marketplace() {
           caption="Marketplace listings as the registry offers them"
           rows={found.data}
           rowKey={(l) => l.id}
-          empty="No listings: publish one (gateway market publish) or add a peer (gateway market peers add URL)."
+          empty="No listings: publish one or follow a peer below (or gateway market publish, gateway market peers add URL)."
           columns={[
             { header: "Name", cell: (l) => l.name },
             { header: "Models", cell: (l) => l.models.map((m) => m.name).join(", ") },
@@ -145,7 +171,11 @@ export function Marketplace() {
             {
               header: "Actions",
               cell: (l) =>
-                l.local ? null : (
+                !canWrite ? null : l.local ? (
+                  <button type="button" aria-label={`Unpublish ${l.name}`} onClick={() => unpublish(l)}>
+                    Unpublish
+                  </button>
+                ) : (
                   <button type="button" aria-label={`Use ${l.name}`} onClick={() => use(l)}>
                     Use
                   </button>
@@ -154,6 +184,7 @@ export function Marketplace() {
           ]}
         />
       </section>
+      {canWrite && <MarketPublish onPublished={changed} />}
       <section aria-labelledby="compare">
         <h2 id="compare">Compare offers for a model</h2>
         <form className="filters" onSubmit={compare}>
@@ -179,6 +210,7 @@ export function Marketplace() {
           />
         )}
       </section>
+      <MarketPeers canWrite={canWrite} onChange={changed} />
     </>
   );
 }

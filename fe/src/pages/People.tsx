@@ -1,6 +1,8 @@
 import { useState, type FormEvent } from "react";
 import { call, type Listing, type Team, type User } from "../api";
 import { Table } from "../components/Table";
+import { ReadOnlyNote } from "../components/ReadOnlyNote";
+import { useAccess } from "../components/useAccess";
 import { useLoad } from "../components/useLoad";
 import { int, usd } from "../format";
 import { budgetText } from "../limits";
@@ -17,6 +19,8 @@ export function People() {
   const [role, setRole] = useState("member");
   const [team, setTeam] = useState("");
   const [editing, setEditing] = useState<Editing>(null);
+  const who = useAccess();
+  const { canWrite } = who;
   const [error, setError] = useState<string | null>(null);
   const [message, setMessage] = useState<string | null>(null);
 
@@ -94,6 +98,7 @@ export function People() {
   return (
     <>
       <div role="status">{message && <p className="ok">{message}</p>}</div>
+      <ReadOnlyNote {...who} />
       {(error || denied) && (
         <p role="alert" className="error">
           {error || users.error}
@@ -101,17 +106,19 @@ export function People() {
       )}
       <section aria-labelledby="users">
         <h2 id="users">Users</h2>
-        <form className="filters" onSubmit={addUser}>
-          <label htmlFor="user-email">Email</label>
-          <input id="user-email" type="email" required value={email} onChange={(e) => setEmail(e.target.value)} />
-          <label htmlFor="user-role">Role</label>
-          <select id="user-role" value={role} onChange={(e) => setRole(e.target.value)}>
-            <option value="member">member</option>
-            <option value="viewer">viewer</option>
-            <option value="admin">admin</option>
-          </select>
-          <button type="submit">Create user</button>
-        </form>
+        {canWrite && (
+          <form className="filters" onSubmit={addUser}>
+            <label htmlFor="user-email">Email</label>
+            <input id="user-email" type="email" required value={email} onChange={(e) => setEmail(e.target.value)} />
+            <label htmlFor="user-role">Role</label>
+            <select id="user-role" value={role} onChange={(e) => setRole(e.target.value)}>
+              <option value="member">member</option>
+              <option value="viewer">viewer</option>
+              <option value="admin">admin</option>
+            </select>
+            <button type="submit">Create user</button>
+          </form>
+        )}
         <Table
           caption="Users"
           rows={userList}
@@ -127,7 +134,7 @@ export function People() {
             { header: "Budget", cell: (u) => budgetText(u, usd), numeric: true },
             {
               header: "Actions",
-              cell: (u) => (
+              cell: (u) => canWrite && (
                 <span className="actions">
                   {editButton("user", u.id, u.email)}
                   {!u.is_admin && u.status === "active" && (
@@ -145,7 +152,7 @@ export function People() {
             },
           ]}
         />
-        {editedUser && (
+        {canWrite && editedUser && (
           <UserEditor
             key={editedUser.id}
             user={editedUser}
@@ -162,11 +169,13 @@ export function People() {
       </section>
       <section aria-labelledby="teams">
         <h2 id="teams">Teams</h2>
-        <form className="filters" onSubmit={addTeam}>
-          <label htmlFor="team-name">Team name</label>
-          <input id="team-name" required value={team} onChange={(e) => setTeam(e.target.value)} />
-          <button type="submit">Create team</button>
-        </form>
+        {canWrite && (
+          <form className="filters" onSubmit={addTeam}>
+            <label htmlFor="team-name">Team name</label>
+            <input id="team-name" required value={team} onChange={(e) => setTeam(e.target.value)} />
+            <button type="submit">Create team</button>
+          </form>
+        )}
         <Table
           caption="Teams"
           rows={teamList}
@@ -180,11 +189,11 @@ export function People() {
             { header: "Budget", cell: (t) => budgetText(t, usd), numeric: true },
             {
               header: "Actions",
-              cell: (t) => <span className="actions">{editButton("team", t.id, `team ${t.name}`)}</span>,
+              cell: (t) => canWrite && <span className="actions">{editButton("team", t.id, `team ${t.name}`)}</span>,
             },
           ]}
         />
-        {editedTeam && (
+        {canWrite && editedTeam && (
           <TeamEditor
             key={editedTeam.id}
             team={editedTeam}
