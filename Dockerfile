@@ -3,15 +3,27 @@
 # Built as tokgateway:<package version> (`make d-build`, `docker compose build`),
 # the tag deploy/k8s references. `make d-test` builds the `test` stage and runs
 # the suite in it.
+
+# The web console, built here from fe/ (no Node.js needed on the host, and a
+# host's own fe/dist never reaches the image): fe/dist/web and fe/dist/h5, which
+# the wheel carries as tokgateway.console and every router serves at /ui.
+# Vite needs Node.js 20.19 or later.
+FROM node:22-slim AS console
+WORKDIR /src/fe
+# the npm packages first: this layer stays until the lock file changes
+COPY fe/package.json fe/package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY fe ./
+RUN npm run -s build \
+    && test -f dist/web/index.html && test -f dist/h5/index.html && test -f dist/__init__.py
+
 FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md LICENSE ./
 COPY tokgateway ./tokgateway
 COPY services ./services
 COPY libs ./libs
-# the web console as `make ui` built it (`make d-build` does that first; without
-# a build only its package marker, and /ui says the console is not built)
-COPY fe/dist ./fe/dist
+COPY --from=console /src/fe/dist ./fe/dist
 # the image runs the mesh too: the wheel plus the [mesh] drivers
 RUN pip install --no-cache-dir --upgrade pip==24.3.1 \
     && pip wheel --no-cache-dir --wheel-dir /wheels ".[mesh]"

@@ -59,9 +59,7 @@ integration: setup ## the integration tests (real PostgreSQL, NATS, Redis)
 bench: setup ## the benchmark harness in bench/ (see bench/README.md; ~15 min)
 	$(PY) bench/run.py
 
-d-build: ## build the image the compose file and deploy/k8s use (tokgateway:<version>), with the console
-	@if command -v npm >/dev/null; then $(MAKE) -s --no-print-directory ui; \
-	else echo "d-build: npm not found, so the image carries no console (install Node.js and npm)"; fi
+d-build: ## build the image the compose file and deploy/k8s use (tokgateway:<version>); it builds the console itself
 	docker build -t $(IMAGE):$(VERSION) .
 
 d-test: ## the unit and end-to-end suite inside the project's Docker image

@@ -1,6 +1,7 @@
 """The registry service of the mesh: providers, models, prices and routes on
 PostgreSQL (credentials sealed with GATEWAY_SECRET_KEY), the admin API, the
-snapshot routers load, and registry.v1.changed on every change."""
+snapshot routers load, and registry.v1.changed on every change; the routers'
+provider health checks (router.v1.health) in the providers listing."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from prometheus_client import CollectorRegistry
 from starlette.routing import BaseRoute
 
 from tokgateway.common.clients import HttpKeyVerifier, ServiceClient
-from tokgateway.common.contracts import REGISTRY_CHANGED_SUBJECT
+from tokgateway.common.contracts import REGISTRY_CHANGED_SUBJECT, ROUTER_HEALTH_SUBJECT
 from tokgateway.common.crypto import CredentialBox, service_token
 from tokgateway.common.http import AdminGuard
 from tokgateway.common.nats_bus import NatsBus
@@ -18,6 +19,7 @@ from tokgateway.common.settings import ConfigError, Settings
 from tokgateway.common.tracing import Tracing
 from tokgateway.market_minter import HttpMinter
 from tokgateway.mesh_common import StateCollector, require
+from tokgateway.mesh_health import HealthReports
 from tokgateway.registry.market_store_pg import PgMarketStore
 from tokgateway.registry.marketplace import Marketplace
 from tokgateway.registry.openapi import routes as openapi_routes
@@ -42,6 +44,9 @@ class RegistryNode:
             store=PgRegistryStore(self.pool),
             box=CredentialBox(cfg["secret_key"]),
         )
+        # the routers' provider health checks, shown in `gateway providers`
+        self.health = HealthReports()
+        self.service.probe_health = self.health.public
         self.token = service_token(cfg["secret_key"])
         self.auth = ServiceClient("auth", cfg["auth_url"], self.token)
         # listings, peers and the signing key on the same database; keys for
@@ -70,6 +75,7 @@ class RegistryNode:
 
     async def start(self) -> None:
         await self.bus.start()
+        self.bus.subscribe(ROUTER_HEALTH_SUBJECT, self.health.on_event)
         self.pool.on_ready(self._load)
         await self.pool.start()
 

@@ -6,6 +6,8 @@ Redis for limits shared by every replica.
 * routes: an in-memory snapshot from the registry, reloaded on
   registry.v1.changed, on NATS reconnects and every ``RESYNC_INTERVAL``;
 * usage: one event per request into a bounded buffer that JetStream drains;
+* provider health checks: each round's results on router.v1.health, which
+  the registry shows in `gateway providers` (mesh_health.py);
 * the console: /ui when built, /admin/config answered here, the rest of the
   admin API passed to its owning service (mesh_admin.py)."""
 
@@ -39,6 +41,7 @@ from tokgateway.common.tracing import Tracing
 from tokgateway.config_api import config_routes
 from tokgateway.mesh_admin import AdminForward
 from tokgateway.mesh_common import StateCollector, require
+from tokgateway.mesh_health import HealthPublisher
 from tokgateway.router.governor import Governor, LocalGovernor
 from tokgateway.router.governor_redis import RedisGovernor
 from tokgateway.router.service import RouterService
@@ -105,6 +108,9 @@ class RouterNode:
             header_hooks=[inject_trace_context],
             tracing=self.tracing,
         )
+        # each round of provider health checks goes to the registry, for `gateway providers`
+        prober = self.router.prober
+        prober.listeners.append(HealthPublisher(self.bus.publish_nowait, prober.interval_s))
         self.loaded = False
         self._reload_wanted = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []

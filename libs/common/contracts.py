@@ -15,6 +15,8 @@ import orjson
 USAGE_SUBJECT = "usage.v1"
 AUTH_SUBJECT_PREFIX = "auth.v1."
 REGISTRY_CHANGED_SUBJECT = "registry.v1.changed"
+# each mesh router's provider health-check results, after every round (mesh_health.py)
+ROUTER_HEALTH_SUBJECT = "router.v1.health"
 
 
 BUDGET_PERIODS = ("day", "week", "month", "total")

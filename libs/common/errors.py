@@ -215,15 +215,26 @@ class InternalError(GatewayError):
     pass
 
 
+def stream_error_body(err: GatewayError, fmt: ApiFormat) -> dict[str, Any]:
+    """The error object (the value of ``error``) of a failure after the
+    response headers were sent: Anthropic clients retry an overloaded_error,
+    so an upstream failure without a better name is one."""
+    if fmt == "anthropic":
+        error: dict[str, Any] = err.anthropic_body()["error"]
+        if error["type"] == "api_error" and err.error_class == "upstream":
+            error["type"] = "overloaded_error"
+        return error
+    body: dict[str, Any] = err.openai_body()["error"]
+    return body
+
+
 def stream_error_event(err: GatewayError, fmt: ApiFormat) -> bytes:
     """The in-stream error for a failure after the response headers were sent."""
+    error = stream_error_body(err, fmt)
     if fmt == "anthropic":
-        kind = err.anthropic_body()["error"]["type"]
-        if kind == "api_error" and err.error_class == "upstream":
-            kind = "overloaded_error"
-        payload = orjson.dumps({"type": "error", "error": {"type": kind, "message": err.message}})
+        payload = orjson.dumps({"type": "error", "error": error})
         return b"event: error\ndata: " + payload + b"\n\n"
-    return b"data: " + orjson.dumps(err.openai_body()) + b"\n\n"
+    return b"data: " + orjson.dumps({"error": error}) + b"\n\n"
 
 
 def summary(text: object, limit: int = 200) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from tokgateway.common.settings_values import (
     ConfigError,
@@ -20,6 +21,54 @@ from tokgateway.common.settings_values import (
 
 PROVIDER_KINDS = ("openai", "anthropic", "openai-compatible", "gemini", "azure", "echo")
 PROXY_VARS = ("https_proxy", "http_proxy", "no_proxy")
+PROXY_SCHEMES = ("http", "socks5", "socks5h")  # what the upstream client speaks to a proxy
+
+
+def proxy_url_problem(url: str) -> str | None:
+    """Why the upstream client could not use ``url`` (with its scheme) as a
+    proxy, or None. The answer never repeats the URL, which may carry a
+    password."""
+    shown = ", ".join(f"{s}://host:port" for s in PROXY_SCHEMES)
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:  # such as an unclosed [IPv6 bracket
+        return f"must be {shown}, or none"
+    scheme = parts.scheme.lower()
+    if scheme == "https":
+        return (
+            "https:// proxies (TLS to the proxy) are not supported; an http:// proxy "
+            "tunnels https upstreams with CONNECT"
+        )
+    if scheme not in PROXY_SCHEMES or not url.isprintable():
+        return (
+            f"unsupported scheme {scheme + '://' if scheme else '(none)'}; must be {shown}, or none"
+        )
+    if not host:
+        return f"has no host; must be {shown}"
+    try:
+        port = parts.port
+    except ValueError:
+        return "has an invalid port (1-65535)"
+    if port == 0:
+        return "has an invalid port (1-65535)"
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        return "must be scheme://[user:password@]host:port, without a path"
+    return None
+
+
+def parse_proxy(raw: str) -> str:
+    """A provider's ``proxy``: ``none`` (direct), or a proxy URL the upstream
+    client can use (``host:port`` alone means ``http://host:port``)."""
+    text = raw.strip()
+    if text.lower() in ("", "none"):
+        return text
+    problem = proxy_url_problem(text if "://" in text else "http://" + text)
+    if problem:
+        raise ValueError(f"{mask_proxy(text)!r} {problem}")
+    return text
+
+
 PROVIDER_KEYS: dict[str, Callable[[str], Any]] = {
     "kind": parse_choice(PROVIDER_KINDS),
     "base_url": parse_text,
@@ -28,7 +77,7 @@ PROVIDER_KEYS: dict[str, Callable[[str], Any]] = {
     "timeout": parse_float,
     "anthropic_version": parse_text,
     "api_version": parse_text,
-    "proxy": parse_text,
+    "proxy": parse_proxy,
     "ca_file": parse_text,
     "tls_verify": parse_bool,
     "cert_file": parse_text,

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any, Protocol
-from urllib.parse import urlsplit
 
 import orjson
 
@@ -26,9 +25,8 @@ from tokgateway.common.settings_providers import (
     network_doc,
     network_from_doc,
     parse_header_list,
+    proxy_url_problem,
 )
-
-PROXY_SCHEMES = ("http", "socks5", "socks5h")
 
 
 class Sealer(Protocol):
@@ -51,20 +49,9 @@ def open_network(box: Sealer, token: str) -> ProviderNetwork:
 def check_proxy_url(url: str) -> None:
     """A proxy URL the upstream client can use, or BadRequest naming the problem
     (never the credentials in it)."""
-    shown = " or ".join(f"{s}://host:port" for s in PROXY_SCHEMES)
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname
-    except ValueError:  # such as an unclosed [IPv6 bracket
-        raise BadRequest(f"'proxy' must be {shown}, or \"none\".", param="proxy") from None
-    if parts.scheme.lower() not in PROXY_SCHEMES or not host or not url.isprintable():
-        raise BadRequest(f"'proxy' must be {shown}, or \"none\".", param="proxy")
-    try:
-        parts.port  # noqa: B018 - it raises on a bad port
-    except ValueError:
-        raise BadRequest("'proxy' has an invalid port.", param="proxy") from None
-    if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise BadRequest("'proxy' is scheme://[user:password@]host:port only.", param="proxy")
+    problem = proxy_url_problem(url)
+    if problem:
+        raise BadRequest(f"'proxy' {problem}.", param="proxy")
 
 
 def network_from_api(data: Mapping[str, Any], current: ProviderNetwork) -> ProviderNetwork:

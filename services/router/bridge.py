@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from tokgateway.common.errors import ApiFormat, BadRequest
+from tokgateway.common.errors import ApiFormat, BadRequest, GatewayError, stream_error_body
 from tokgateway.common.sse import SSEEvent
 from tokgateway.router.context import RequestContext
 from tokgateway.router.providers.base import Endpoint, Provider
@@ -74,12 +74,12 @@ def _relay_openai(chunks: AsyncIterator[bytes], ctx: RequestContext) -> AsyncGen
     return relay_openai(chunks, ctx, strip_usage=ctx.strip_usage)
 
 
-def translating(factory: TranslatorFactory, client_fmt: ApiFormat) -> Relay:
+def translating(factory: TranslatorFactory) -> Relay:
     """The relay of a translated stream: a translator per request, built from
     its context, between the upstream's events and the client's."""
 
     def relay(chunks: AsyncIterator[bytes], ctx: RequestContext) -> AsyncGenerator[bytes, None]:
-        return relay_translated(chunks, ctx, factory(ctx), client_fmt)
+        return relay_translated(chunks, ctx, factory(ctx))
 
     return relay
 
@@ -135,6 +135,12 @@ class _ChatIn:
     def finish(self) -> list[bytes]:
         return self.inner.finish()
 
+    def fail(self, err: GatewayError) -> list[bytes]:
+        client: ApiFormat = (
+            "anthropic" if isinstance(self.inner, ChatToMessagesStream) else "openai"
+        )
+        return self.inner.fail(stream_error_body(err, client))
+
     @property
     def usage(self) -> Usage | None:
         return self.inner.usage
@@ -162,6 +168,9 @@ class _MessagesIn:
 
     def finish(self) -> list[bytes]:
         return self.inner.finish()
+
+    def fail(self, err: GatewayError) -> list[bytes]:
+        return self.inner.fail(stream_error_body(err, "openai"))
 
     @property
     def usage(self) -> Usage | None:
@@ -200,6 +209,11 @@ class _Chained:
     def finish(self) -> list[bytes]:
         return self._pipe(self.first.finish()) + self.second.finish()
 
+    def fail(self, err: GatewayError) -> list[bytes]:
+        error = stream_error_body(err, "openai")
+        self.first.inner.fail(error)  # ends it; its chat events go nowhere
+        return self.second.fail(error)
+
     @property
     def usage(self) -> Usage | None:
         return self.first.usage
@@ -233,8 +247,7 @@ MESSAGES_VIA_CHAT = Plan(
     "chat",
     "openai",
     translating(
-        lambda ctx: _ChatIn(ChatToMessagesStream(ctx.model, input_tokens=ctx.prompt_estimate)),
-        "anthropic",
+        lambda ctx: _ChatIn(ChatToMessagesStream(ctx.model, input_tokens=ctx.prompt_estimate))
     ),
     request=lambda body, _: messages_request_to_chat(body),
     response=lambda up, body, model: chat_response_to_message(up, model=model),
@@ -243,8 +256,7 @@ CHAT_VIA_MESSAGES = Plan(
     "messages",
     "anthropic",
     translating(
-        lambda ctx: _MessagesIn(MessagesToChatStream(ctx.model, stream_include_usage(ctx.body))),
-        "openai",
+        lambda ctx: _MessagesIn(MessagesToChatStream(ctx.model, stream_include_usage(ctx.body)))
     ),
     request=lambda body, _: chat_request_to_messages(body),
     response=lambda up, body, model: message_to_chat_response(up, model=model),
@@ -252,7 +264,7 @@ CHAT_VIA_MESSAGES = Plan(
 RESPONSES_VIA_CHAT = Plan(
     "chat",
     "openai",
-    translating(lambda ctx: _ChatIn(ChatToResponsesStream(ctx.body)), "openai"),
+    translating(lambda ctx: _ChatIn(ChatToResponsesStream(ctx.body))),
     request=responses_request_to_chat,
     response=lambda up, body, model: chat_response_to_response(up, body),
 )
@@ -260,10 +272,7 @@ RESPONSES_VIA_MESSAGES = Plan(
     "messages",
     "anthropic",
     translating(
-        lambda ctx: _Chained(
-            MessagesToChatStream(ctx.model, True), ChatToResponsesStream(ctx.body)
-        ),
-        "openai",
+        lambda ctx: _Chained(MessagesToChatStream(ctx.model, True), ChatToResponsesStream(ctx.body))
     ),
     request=_responses_via_messages_request,
     response=_messages_to_responses,

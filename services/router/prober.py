@@ -6,7 +6,8 @@ The result feeds the breaker (strategies.py): a failed check holds the
 provider's deployments in cooldown before any request has to fail on them,
 and a passing one closes a cooldown early. It is shown in /metrics
 (``gateway_provider_healthy``, ``gateway_provider_probe_latency_seconds``)
-and, through the registry, in `gateway providers`.
+and, through the registry, in `gateway providers` (a mesh router sends each
+round's results to the registry: tokgateway/mesh_health.py).
 
 Checks of all providers run concurrently, each bounded by ``timeout_s``, so
 one hung upstream cannot delay the others. The first round runs one interval
@@ -21,6 +22,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from tokgateway.common.errors import GatewayError
@@ -63,6 +65,8 @@ class Prober:
         self.interval_s = interval_s
         self.timeout_s = timeout_s
         self.results: dict[str, ProbeResult] = {}
+        # called with every round's results (all providers of the snapshot)
+        self.listeners: list[Callable[[Mapping[str, ProbeResult]], None]] = []
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -105,6 +109,8 @@ class Prober:
                 level = logging.INFO if result.healthy else logging.WARNING
                 state = "healthy again" if result.healthy else "failed its health check"
                 log.log(level, "provider %s", state, extra={"provider": name, "err": result.error})
+        for listener in self.listeners:
+            listener(MappingProxyType(self.results))
         return dict(self.results)
 
     async def _check(self, provider: Provider) -> ProbeResult:

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from tokgateway.common.errors import ApiFormat, UpstreamError, stream_error_event
+from tokgateway.common.errors import GatewayError, UpstreamError, stream_error_event
 from tokgateway.common.sse import (
     DONE,
     EventRuns,
@@ -256,6 +256,10 @@ class StreamTranslator(Protocol):
 
     def finish(self) -> list[bytes]: ...
 
+    def fail(self, err: GatewayError) -> list[bytes]:
+        """Instead of :meth:`finish` when the upstream broke off: the error
+        and whatever else ends a failed stream in the client's API."""
+
     @property
     def usage(self) -> Usage | None: ...
 
@@ -268,12 +272,12 @@ class StreamTranslator(Protocol):
 
 
 async def relay_translated(
-    chunks: AsyncIterator[bytes],
-    ctx: RequestContext,
-    translator: StreamTranslator,
-    client_fmt: ApiFormat,
+    chunks: AsyncIterator[bytes], ctx: RequestContext, translator: StreamTranslator
 ) -> AsyncGenerator[bytes, None]:
-    """Upstream SSE in one API, client SSE in another, event by event."""
+    """Upstream SSE in one API, client SSE in another, event by event. A
+    stream the upstream broke off ends as a failed stream of the client's API
+    does (chat: an error chunk and ``[DONE]``; Messages: ``event: error``;
+    Responses: ``error`` and ``response.failed``)."""
 
     def convert(ev: SSEEvent) -> bytes:
         if ev.data == b"[DONE]" or ev.event == "message_stop":
@@ -290,7 +294,9 @@ async def relay_translated(
         ctx.error = err
         ctx.usage = translator.usage
         ctx.upstream_done = time.perf_counter()
-        yield stream_error_event(err, client_fmt)
+        failed = b"".join(translator.fail(err))
+        if failed:
+            yield failed
         return
     ctx.upstream_done = time.perf_counter()
     for out in translator.finish():

@@ -21,6 +21,13 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 REPLY = "Hello from the mock upstream"
+
+
+class StreamBroken(Exception):
+    """Raised in a stream of a ``-midbreak`` model: uvicorn drops the
+    connection without ending the chunked body, as a provider that dies does."""
+
+
 FOREVER_TEXT = "forever " * 512  # 4 KiB of content per streamed event
 # what a provider sends besides the body (chat answers and every stream)
 UPSTREAM_HEADERS = {"x-request-id": "req_mock_ok", "x-ratelimit-remaining-tokens": "9999"}
@@ -224,6 +231,9 @@ class MockUpstream:
             for i, word in enumerate(words * (50 if slow else 1)):
                 if slow:
                     await asyncio.sleep(0.05)
+                if i == 2 and model.endswith("-midbreak"):
+                    await asyncio.sleep(0.1)  # the first words reach the client before
+                    raise StreamBroken(model)
                 if fail_mid and i == 2:
                     err = {"error": {"message": "upstream broke", "type": "server_error"}}
                     yield b"data: " + orjson.dumps(err) + b"\n\n"
@@ -449,6 +459,9 @@ class MockUpstream:
                 )
                 await asyncio.sleep(0)
             for i, word in enumerate(REPLY.split(" ")):
+                if i == 2 and model.endswith("-midbreak"):
+                    await asyncio.sleep(0.1)  # the first words reach the client before
+                    raise StreamBroken(model)
                 yield ev(
                     "content_block_delta",
                     {

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -96,3 +99,79 @@ def test_bad_provider_network_values_name_the_key(tmp_path: Path, line: str, mes
 def load_settings_text(tmp_path: Path, text: str, env: dict[str, str] | None = None) -> Settings:
     (tmp_path / "setting.ini").write_text(text)
     return load_settings(tmp_path, env or {})
+
+
+@pytest.mark.parametrize(
+    ("proxy", "problem"),
+    [
+        ("ftp://proxy.corp:21", r"unsupported scheme ftp://"),
+        ("https://proxy.corp:443", r"https:// proxies \(TLS to the proxy\) are not supported"),
+        ("http://proxy.corp:99999", r"invalid port"),
+        ("proxy.corp:abc", r"invalid port"),
+        ("http://:3128", r"has no host"),
+        ("socks5://proxy.corp:1080/path", r"without a path"),
+        ("socks4://proxy.corp:1080", r"unsupported scheme socks4://"),
+    ],
+)
+def test_a_bad_provider_proxy_stops_the_config_load(
+    tmp_path: Path, proxy: str, problem: str
+) -> None:
+    text = f"[provider.corp]\nkind = openai-compatible\nbase_url = http://x/v1\nproxy = {proxy}\n"
+    with pytest.raises(ConfigError, match=r"\[provider\.corp\] proxy: .*" + problem):
+        load_settings_text(tmp_path, text)
+
+
+def test_a_bad_provider_proxy_names_no_password(tmp_path: Path) -> None:
+    text = (
+        "[provider.corp]\nkind = openai-compatible\nbase_url = http://x/v1\n"
+        "proxy = ftp://alice:s3cret@proxy.corp:21\n"
+    )
+    with pytest.raises(ConfigError) as exc:
+        load_settings_text(tmp_path, text)
+    assert "s3cret" not in str(exc.value) and "proxy.corp:21" in str(exc.value)
+
+
+@pytest.mark.parametrize(
+    "proxy",
+    [
+        "none",
+        "http://proxy.corp:3128",
+        "proxy.corp:3128",
+        "http://u:p@proxy.corp",
+        "socks5://127.0.0.1:1080",
+        "socks5h://[::1]:1080/",
+    ],
+)
+def test_good_provider_proxies_load_and_parse(tmp_path: Path, proxy: str) -> None:
+    text = f"[provider.corp]\nkind = openai-compatible\nbase_url = http://x/v1\nproxy = {proxy}\n"
+    net = load_settings_text(tmp_path, text).providers["corp"].network
+    assert net.proxy == proxy
+    if proxy != "none":
+        assert Proxy.parse(proxy).port > 0  # the upstream client reads it the same way
+
+
+def test_config_show_and_run_report_a_bad_provider_proxy(tmp_path: Path) -> None:
+    cfg = tmp_path / "cfg"
+    cfg.mkdir()
+    (cfg / "setting.ini").write_text(
+        "[provider.corp]\nkind = openai-compatible\nbase_url = http://x/v1\n"
+        "proxy = htp://proxy.corp:3128\n"
+    )
+    env = {**os.environ, "GATEWAY_CONFIG_DIR": str(cfg), "GATEWAY_DATA_DIR": str(tmp_path / "d")}
+    entry = "import sys; from tokgateway.cli import main; sys.exit(main())"
+    for command in (["config", "show"], ["run", "--port", "0"]):
+        # `run` with a config it accepted would serve until the timeout ends it
+        done = subprocess.run(
+            [sys.executable, "-c", entry, *command],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 2, (command, done.stderr)
+        assert "configuration error" in done.stderr
+        assert (
+            "[provider.corp] proxy: 'htp://proxy.corp:3128' unsupported scheme htp://"
+            in done.stderr
+        )

@@ -97,6 +97,20 @@ class MessagesToChatStream:
             self._finished = True
         return out
 
+    def fail(self, error: JSON) -> list[bytes]:
+        """The end of a stream the upstream broke off (the gateway's own
+        OpenAI error object): the error chunk and ``data: [DONE]``, as an
+        OpenAI stream ends on an error. Nothing when the stream already ended."""
+        if self._done:
+            return []
+        self._done = True
+        out: list[bytes] = []
+        if self.error is None:
+            self.error = error
+            out.append(sse_data({"error": error}))
+        out.append(DONE)
+        return out
+
     def finish(self) -> list[bytes]:
         if self._done:
             return []

@@ -124,6 +124,19 @@ class ChatToMessagesStream:
         self._done = True
         return out
 
+    def fail(self, error: JSON) -> list[bytes]:
+        """The end of a stream the upstream broke off: ``event: error`` with
+        the gateway's own Anthropic error object (``type``, ``message``), as
+        an Anthropic stream ends on an error. Nothing when it already ended."""
+        if self._done:
+            return []
+        out: list[bytes] = []
+        self._start(out)
+        self.error = error
+        out.append(sse_event("error", {"type": "error", "error": error}))
+        self._done = True
+        return out
+
     def _start(self, out: list[bytes]) -> None:
         if self._started:
             return

@@ -122,6 +122,18 @@ class ChatToResponsesStream:
         self._done = True
         return out
 
+    def fail(self, error: JSON) -> list[bytes]:
+        """The end of a stream the upstream broke off (the gateway's own
+        OpenAI error object): an ``error`` event and ``response.failed``, as
+        the Responses API ends a stream that failed. Nothing when it already
+        ended."""
+        if self._done:
+            return []
+        out: list[bytes] = []
+        self._start(out)
+        self._fail(error, out)
+        return out
+
     def _snapshot(self, status: str) -> JSON:
         response = response_shell(
             self._request, response_id=self.response_id, created_at=self.created_at, status=status

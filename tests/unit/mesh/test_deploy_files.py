@@ -213,6 +213,53 @@ def test_the_test_stage_carries_what_the_console_tests_need() -> None:
         assert "--disable-dev-shm-usage" in (ROOT / "fe" / "e2e" / script).read_text()
 
 
+def _stages(dockerfile: str) -> dict[str, str]:
+    """Each named stage of the Dockerfile: its FROM line and body."""
+    out: dict[str, str] = {}
+    for chunk in ("\n" + dockerfile).split("\nFROM ")[1:]:
+        head = chunk.split("\n", 1)[0]
+        if " AS " in head:
+            out[head.rsplit(" AS ", 1)[1].strip()] = "FROM " + chunk
+    return out
+
+
+def test_the_image_builds_the_console_it_serves_at_ui() -> None:
+    """`docker compose up --build` on a fresh checkout serves /ui: a Node.js
+    stage runs the console's build from fe/ (Vite needs Node.js 20.19 or
+    later), and the stage that builds the wheel takes fe/dist from it, never
+    from the host, so the wheel carries tokgateway.console with web/ and h5/."""
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    stages = _stages(dockerfile)
+    assert list(stages)[:2] == ["console", "build"]  # defined before it is copied from
+    console = stages["console"]
+    image = console.split("\n", 1)[0].split()[1]
+    assert image.startswith("node:"), image
+    major = int(image.split(":", 1)[1].split(".", 1)[0].split("-", 1)[0])
+    assert major >= 22, image
+    assert "npm ci" in console and "npm run -s build" in console
+    assert console.index("COPY fe/package.json fe/package-lock.json") < console.index("npm ci")
+    assert console.index("npm ci") < console.index("COPY fe ./") < console.index("npm run")
+    for built in ("dist/web/index.html", "dist/h5/index.html", "dist/__init__.py"):
+        assert f"test -f {built}" in console
+    build = stages["build"]
+    assert "COPY --from=console /src/fe/dist ./fe/dist" in build
+    assert build.index("COPY --from=console") < build.index("pip wheel")
+    assert "COPY fe/dist" not in dockerfile  # the host's build (or its absence) never counts
+    ignored = (ROOT / ".dockerignore").read_text().splitlines()
+    assert {"fe/dist/web", "fe/dist/h5", "fe/node_modules"} <= set(ignored)
+    assert "fe" not in ignored and "fe/dist" not in ignored  # the stage needs fe/ itself
+    # where the wheel takes the console from, and what /ui serves
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert '"tokgateway.console" = "fe/dist"' in pyproject
+    assert '"tokgateway.console" = ["web/*", "web/assets/*", "h5/*", "h5/assets/*"]' in pyproject
+    # the runtime stage installs that wheel
+    runtime = dockerfile.rsplit("\nFROM ", 1)[1]
+    assert "COPY --from=build /wheels /wheels" in runtime
+    make = (ROOT / "Makefile").read_text()
+    d_build = make.split("\nd-build:", 1)[1].split("\n\n", 1)[0]
+    assert "docker build -t" in d_build and "make" not in d_build.split("\n", 1)[1]
+
+
 def test_make_help_lists_every_target() -> None:
     done = subprocess.run(
         ["make", "-s", "-C", str(ROOT), "help"], capture_output=True, text=True, check=True
