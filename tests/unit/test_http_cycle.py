@@ -19,10 +19,17 @@ class Wire:
 
     def __init__(self) -> None:
         self.data = bytearray()
+        self.writes = 0
         self.closed = False
 
     def write(self, data: bytes) -> None:
         self.data += data
+        self.writes += 1
+
+    def writelines(self, parts: Any) -> None:
+        for part in parts:
+            self.data += part
+        self.writes += 1
 
     def close(self) -> None:
         self.closed = True
@@ -207,3 +214,30 @@ async def test_messages_out_of_order_are_errors() -> None:
     with pytest.raises(RuntimeError, match="after response already completed"):
         await made.send({"type": "http.response.body", "body": b""})  # type: ignore[arg-type]
     assert data.startswith(b"HTTP/1.1 204 No Content\r\n")
+
+
+async def test_an_answer_with_a_length_leaves_in_one_write() -> None:
+    made, wire, _ = cycle(GuardedCycle)
+    await made.send(JSON_ANSWER[0])  # type: ignore[arg-type]
+    assert wire.writes == 0  # the head waits for the body
+    await made.send(JSON_ANSWER[1])  # type: ignore[arg-type]
+    assert wire.writes == 1 and wire.data.endswith(b'\r\n\r\n{"ok":true}')
+
+
+async def test_a_large_body_is_not_copied_to_join_its_head() -> None:
+    made, wire, _ = cycle(GuardedCycle)
+    body = b"x" * (1 << 20)
+    start = {
+        "type": "http.response.start",
+        "status": 200,
+        "headers": [(b"content-length", b"%d" % len(body))],
+    }
+    await made.send(start)  # type: ignore[arg-type]
+    await made.send({"type": "http.response.body", "body": body})  # type: ignore[arg-type]
+    assert wire.writes == 1 and bytes(wire.data).endswith(body)
+
+
+async def test_a_stream_head_goes_before_the_first_event() -> None:
+    made, wire, _ = cycle(GuardedCycle)
+    await made.send(STREAM[0])  # type: ignore[arg-type]
+    assert wire.writes == 1 and wire.data.startswith(b"HTTP/1.1 200 OK\r\n")
