@@ -11,7 +11,7 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 from tokgateway.common.errors import NotFound
-from tokgateway.common.pricing import PriceTable
+from tokgateway.common.pricing import Price, PriceTable
 from tokgateway.common.settings import ProviderConfig, RouteRule
 
 MAX_ALIAS_DEPTH = 8
@@ -57,6 +57,7 @@ class RouteTable:
         self.strategies = dict(strategies or {})
         self._memo: dict[str, Resolution] = {}
         self._routing: dict[str, dict[str, Any]] = {}
+        self._first_price: dict[tuple[str, str], Price | None] = {}
 
     def resolve(self, model: str) -> Resolution:
         found = self._memo.get(model)
@@ -89,6 +90,20 @@ class RouteTable:
         if len(self._memo) < 10_000:
             self._memo[model] = res
         return res
+
+    def first_price(self, resolution: Resolution) -> Price | None:
+        """What the first deployment of a resolution bills its model at (the
+        estimate limits and budgets book), memoised like ``resolve``."""
+        dep = resolution.deployments[0]  # a strategy may have put another first
+        memo, at = self._first_price, (dep.key, resolution.model)
+        if at in memo:
+            return memo[at]
+        found = self.prices.price_for(
+            dep.provider.name, dep.provider.kind, dep.upstream_model, resolution.model
+        )
+        if len(memo) < 10_000:
+            memo[at] = found
+        return found
 
     def routing(self, target: str) -> dict[str, Any]:
         """How a route's deployments are ordered: the first [strategies]

@@ -52,6 +52,7 @@ class Check:
 
 
 _KINDS = {"rpm": 0, "tpm": 1, "budget": 2}
+_LIMIT_NAMES = {"rpm": b"x-ratelimit-limit-requests", "tpm": b"x-ratelimit-limit-tokens"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +66,7 @@ class KeyPlan:
     rpm: tuple[int, ...]  # indices of the rpm checks
     tpm: tuple[int, ...]
     budgets: tuple[int, ...]
-    limits: tuple[bytes, ...]  # each check's limit as a header value
+    limits: tuple[tuple[bytes, bytes], ...]  # each check's x-ratelimit-limit-* header
     counters: tuple[str, ...]  # each check's counter
     caps: tuple[float, ...]  # each check's limit with the float slack
     kinds: tuple[int, ...]  # each check's metric: 0 rpm, 1 tpm, 2 budget
@@ -81,7 +82,7 @@ class KeyPlan:
             tuple(i for i, c in enumerate(checks) if c.metric == "rpm"),
             tuple(i for i, c in enumerate(checks) if c.metric == "tpm"),
             tuple(i for i, c in enumerate(checks) if c.metric == "budget"),
-            tuple(b"%d" % int(c.limit) if c.metric != "budget" else b"" for c in checks),
+            tuple((_LIMIT_NAMES.get(c.metric, b""), b"%d" % int(c.limit)) for c in checks),
             tuple(c.counter for c in checks),
             tuple(c.limit + EPSILON for c in checks),
             tuple(_KINDS[c.metric] for c in checks),
@@ -176,9 +177,14 @@ def checks_for(scopes: Sequence[Scope], now: float) -> tuple[Check, ...]:
     return tuple(out)
 
 
-def reset_value(now: float) -> bytes:
-    """Seconds until the minute window ends, as OpenAI writes them (``12s``)."""
-    return b"%ds" % max(1, math.ceil(WINDOW - now % WINDOW))
+Resets = tuple[tuple[bytes, bytes], tuple[bytes, bytes]]
+
+
+def resets_at(now: float) -> Resets:
+    """The two x-ratelimit-reset-* headers: seconds until the minute window
+    ends, as OpenAI writes them (``12s``)."""
+    value = b"%ds" % max(1, math.ceil(WINDOW - now % WINDOW))
+    return (b"x-ratelimit-reset-requests", value), (b"x-ratelimit-reset-tokens", value)
 
 
 def _tightest(plan: KeyPlan, indices: tuple[int, ...], values: Sequence[float]) -> int:
@@ -192,27 +198,21 @@ def _tightest(plan: KeyPlan, indices: tuple[int, ...], values: Sequence[float]) 
     return best
 
 
-def rate_headers(plan: KeyPlan, values: Sequence[float], reset: bytes) -> list[tuple[bytes, bytes]]:
+def rate_headers(
+    plan: KeyPlan, values: Sequence[float], resets: Resets
+) -> list[tuple[bytes, bytes]]:
     """OpenAI's x-ratelimit-* headers for the tightest rpm and tpm booked
-    (``values``: the counters after booking, ``reset``: ``reset_value``)."""
+    (``values``: the counters after booking, ``resets``: ``resets_at``)."""
     out: list[tuple[bytes, bytes]] = []
     rpm, tpm, checks = plan.rpm, plan.tpm, plan.checks
     if rpm:
         i = rpm[0] if len(rpm) == 1 else _tightest(plan, rpm, values)
-        left = max(int(checks[i].limit - values[i]), 0)
-        out += (
-            (b"x-ratelimit-limit-requests", plan.limits[i]),
-            (b"x-ratelimit-remaining-requests", b"%d" % left),
-            (b"x-ratelimit-reset-requests", reset),
-        )
+        left = b"%d" % max(int(checks[i].limit - values[i]), 0)
+        out += (plan.limits[i], (b"x-ratelimit-remaining-requests", left), resets[0])
     if tpm:
         i = tpm[0] if len(tpm) == 1 else _tightest(plan, tpm, values)
-        left = max(int(checks[i].limit - values[i]), 0)
-        out += (
-            (b"x-ratelimit-limit-tokens", plan.limits[i]),
-            (b"x-ratelimit-remaining-tokens", b"%d" % left),
-            (b"x-ratelimit-reset-tokens", reset),
-        )
+        left = b"%d" % max(int(checks[i].limit - values[i]), 0)
+        out += (plan.limits[i], (b"x-ratelimit-remaining-tokens", left), resets[1])
     return out
 
 
@@ -306,7 +306,7 @@ class CounterGovernor:
             if self.metrics is not None:
                 self.metrics.reject(check.scope, check.scope_id, check.metric)
             raise refusal(check, outcome.values[0] if outcome.values else 0.0, now)
-        headers = rate_headers(plan, outcome.values, reset_value(now))
+        headers = rate_headers(plan, outcome.values, resets_at(now))
         return Reservation(plan, amounts, tokens, cost, headers)
 
     async def _spent(self, check: Check) -> float:
@@ -379,8 +379,8 @@ class LocalGovernor(CounterGovernor):
         super().__init__(spend, metrics)
         self._counts: dict[str, float] = {}
         self._window = 0
-        self._reset_second = -1  # the second the reset header value is for
-        self._reset = b""
+        self._reset_second = -1  # the second the reset headers are for
+        self._resets = resets_at(0.0)
 
     def book_now(self, checks: Sequence[Check], amounts: Sequence[float], now: float) -> Outcome:
         window = int(now // WINDOW)
@@ -417,10 +417,15 @@ class LocalGovernor(CounterGovernor):
         if not key.scopes:
             return None
         now = time.time()
-        plan = self._plan(key, now)
+        plan = self._plans.get(key.id)
+        if plan is None or plan.scopes is not key.scopes or plan.window != now // WINDOW:
+            plan = self._plan(key, now)
         if not plan.checks:
             return None
-        amounts = plan.amounts(tokens, cost)
+        if tokens <= plan.min_tpm:
+            amounts = list(map((1.0, float(tokens), cost).__getitem__, plan.kinds))
+        else:
+            amounts = plan.amounts(tokens, cost)
         values = self._counts
         current = list(map(values.get, plan.counters))
         if plan.window != self._window or None in current:
@@ -431,9 +436,8 @@ class LocalGovernor(CounterGovernor):
         values.update(zip(plan.counters, booked, strict=True))
         second = int(now)
         if second != self._reset_second:
-            self._reset_second, self._reset = second, reset_value(now)
-        headers = rate_headers(plan, booked, self._reset)
-        return Reservation(plan, amounts, tokens, cost, headers)
+            self._reset_second, self._resets = second, resets_at(now)
+        return Reservation(plan, amounts, tokens, cost, rate_headers(plan, booked, self._resets))
 
     def settle(self, reservation: Reservation, tokens: int, cost: float) -> None:
         if reservation.done:

@@ -178,16 +178,10 @@ class Pipeline:
             if any(s.limits.budget_usd is not None for s in key.scopes):
                 # What was booked is what may be spent: the upstream gets the cap.
                 ctx.output_cap = cap
-        tokens = ctx.prompt_estimate + cap
-        cost = 0.0
-        dep = resolution.deployments[0]
-        prices = table.prices
-        price = prices.price_for(
-            dep.provider.name, dep.provider.kind, dep.upstream_model, ctx.model
-        )
-        if price is not None:
-            cost = price.estimate(ctx.prompt_estimate, cap)
-        ctx.reservation = await self.deps.governor.reserve(key, tokens, cost)
+        prompt = ctx.prompt_estimate
+        price = table.first_price(resolution)
+        cost = 0.0 if price is None else price.estimate(prompt, cap)
+        ctx.reservation = await self.deps.governor.reserve(key, prompt + cap, cost)
 
     def _history(self, ctx: RequestContext) -> list[dict[str, Any]] | None:
         if ctx.endpoint != "responses":
