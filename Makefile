@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 IMAGE ?= tokgateway
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 
-.PHONY: help setup run start stop status check test test-fast lint unit integration e2e bench clean d-build d-test ui console
+.PHONY: help setup run start stop status check test test-fast lint unit integration e2e bench bench-instructions clean d-build d-test ui console
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -58,6 +58,9 @@ integration: setup ## the integration tests (real PostgreSQL, NATS, Redis)
 
 bench: setup ## the benchmark harness in bench/ (see bench/README.md; ~15 min)
 	$(PY) bench/run.py
+
+bench-instructions: setup ## instructions per request under callgrind, plain and limited key (~2 min; BASELINE_BIN=other/.venv/bin adds that gateway)
+	$(PY) bench/instructions.py $(if $(BASELINE_BIN),--baseline-bin $(BASELINE_BIN))
 
 d-build: ## build the image the compose file and deploy/k8s use (tokgateway:<version>); it builds the console itself
 	docker build -t $(IMAGE):$(VERSION) .

@@ -444,13 +444,13 @@ class LocalGovernor(CounterGovernor):
             return
         reservation.done = True
         plan, amounts, values = reservation.plan, reservation.amounts, self._counts
-        checks = plan.checks
+        counters = plan.counters
         for i in plan.tpm:
-            counter = checks[i].counter
+            counter = counters[i]
             if counter in values:  # else its window has passed
                 values[counter] += tokens - amounts[i]
         for i in plan.budgets:
-            counter = checks[i].counter
+            counter = counters[i]
             if counter in values:
                 values[counter] += cost - amounts[i]
         if plan.budgets and self.metrics is not None:

@@ -127,3 +127,16 @@ async def test_a_replaced_snapshot_closes_after_its_last_request() -> None:
     assert held.closed and not snaps.current.closed
     await snaps.close()
     assert snaps.current.closed
+
+
+async def test_settle_after_the_window_passed_adjusts_what_is_left() -> None:
+    gov = LocalGovernor(None)
+    info = _key(key=Limits(rpm=10, tpm=1000, budget_usd=5.0, budget_period="day"))
+    res = await gov.reserve(info, 400, 2.0)
+    assert res is not None
+    tpm = next(c for c in res.checks if c.metric == "tpm")
+    budget = next(c for c in res.checks if c.metric == "budget")
+    gov._counts.pop(tpm.counter)  # the minute's counters went with the minute
+    gov.settle(res, 100, 0.5)
+    assert tpm.counter not in gov._counts  # not brought back
+    assert gov.value(budget.counter) == pytest.approx(0.5)
