@@ -17,6 +17,8 @@ from typing import Any
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, RequestResponseCycle
 from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
 
+from tokgateway.common.http import HEADER_LINES
+
 # RFC 9110: a header name is a token. Names go through _NAMES, which
 # lower-cases them and turns any byte that is not a token character into NUL;
 # the block of lines may then hold no NUL, and no CR or LF but the line ends.
@@ -76,7 +78,7 @@ class GuardedCycle(RequestResponseCycle):
                 raise RuntimeError(
                     f"Expected ASGI message 'http.response.start', but got '{message['type']}'."
                 )
-            self._start(message["status"], message.get("headers", ()))
+            self._start(message["status"], message.get("headers", ()), message.get(HEADER_LINES))
             return
         if self.response_complete:
             raise RuntimeError(
@@ -122,7 +124,7 @@ class GuardedCycle(RequestResponseCycle):
                 self.transport.close()
             self.on_response()
 
-    def _start(self, status: int, headers: Any) -> None:
+    def _start(self, status: int, headers: Any, extra: tuple[bytes, int] | None) -> None:
         self.response_started = True
         self.waiting_for_100_continue = False
         if self.access_log:
@@ -146,11 +148,16 @@ class GuardedCycle(RequestResponseCycle):
                 if name in _FRAMING:
                     close = self._framing(name, value) or close
                 lines += (name, b": ", value, b"\r\n")
+        count = len(lines) >> 2
+        if extra is not None:
+            # header lines the app wrote itself (HEADER_LINES): the same checks
+            # as ours, against the count of lines it says it wrote
+            lines.append(extra[0])
+            count += extra[1]
         block = b"".join(lines)
         # exactly the CR and LF of the line ends, one pair per header (a value
         # that holds a line of its own is no header of the app's), no NUL (a
         # name's bad byte became one) and no empty name
-        count = len(lines) >> 2
         if (
             block.count(b"\n") != count
             or block.count(b"\r") != count

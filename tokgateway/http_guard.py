@@ -40,6 +40,7 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 from uvicorn.server import ServerState
 
+from tokgateway.common.http import HEADER_LINES
 from tokgateway.common.lifecycle import CLIENT_GONE, SHUTDOWN_STATE, ClientGone, ShutdownState
 from tokgateway.http_cycle import GuardedCycle
 
@@ -125,6 +126,8 @@ class GuardedProtocol(HttpToolsProtocol):
         self._limits = limits if isinstance(limits, Limits) else Limits()
         self._head_bytes = 0  # of the request head being received
         self._gone = ClientGone()  # one per connection: it is lost once
+        # what GuardedCycle can do beyond ASGI (the same for every request)
+        self._extensions: dict[str, Any] = {HEADER_LINES: {}}
         self._deadline: asyncio.TimerHandle | None = None
         self._timer = _NO_TIMER
         self._head_start = b""
@@ -259,7 +262,9 @@ class GuardedProtocol(HttpToolsProtocol):
         if len(self.headers) > self._limits.max_headers:
             raise _HeadTooLarge
         self._head_bytes = 0
-        self.scope[CLIENT_GONE] = self._gone  # type: ignore[literal-required]
+        scope = self.scope
+        scope[CLIENT_GONE] = self._gone  # type: ignore[literal-required]
+        scope["extensions"] = self._extensions
         super().on_headers_complete()
         cycle = self.cycle
         if cycle is not None and type(cycle) is RequestResponseCycle:

@@ -34,23 +34,49 @@ class JSONResponse(Response):
         return orjson.dumps(content)
 
 
+HEADER_LINES = "tokgateway.header_lines"
+"""An ASGI extension of the gateway's own server (``scope["extensions"]``):
+a response start may carry ``(lines, count)``, header lines already encoded
+(``name: value`` and CRLF each, lower-case names, no framing header: those
+stay in ``headers``), written after its ``headers``."""
+
+
 class BytesResponse:
-    """A whole body with headers given as (name, value) pairs, lower-case
-    names, encoded once: the answers of the request path, which would
-    otherwise pay for a header mapping and its normalisation per request."""
+    """A whole body with its headers given as encoded header lines (lower-case
+    names, ``count`` of them): the answers of the request path. Under the
+    gateway's server the lines go to the wire as they are (the server checks
+    their count); under any other ASGI server they are split into pairs."""
 
-    __slots__ = ("body", "raw_headers", "status")
+    __slots__ = ("body", "count", "lines", "status")
 
-    def __init__(self, body: bytes, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+    def __init__(self, body: bytes, status: int, lines: bytes, count: int) -> None:
         self.body = body
         self.status = status
-        headers.append((b"content-length", b"%d" % len(body)))
-        self.raw_headers = headers
+        self.lines = lines
+        self.count = count
+
+    def pairs(self) -> list[tuple[bytes, bytes]]:
+        out = []
+        for line in self.lines.split(b"\r\n")[: self.count]:
+            name, _, value = line.partition(b": ")
+            out.append((name, value))
+        return out
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send(
-            {"type": "http.response.start", "status": self.status, "headers": self.raw_headers}
-        )
+        length = (b"content-length", b"%d" % len(self.body))
+        extensions = scope.get("extensions")
+        if extensions is not None and HEADER_LINES in extensions:
+            start: dict[str, Any] = {
+                "type": "http.response.start",
+                "status": self.status,
+                "headers": [length],
+                HEADER_LINES: (self.lines, self.count),
+            }
+        else:
+            headers = self.pairs()
+            headers.append(length)
+            start = {"type": "http.response.start", "status": self.status, "headers": headers}
+        await send(start)
         await send({"type": "http.response.body", "body": self.body})
 
 

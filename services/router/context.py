@@ -114,7 +114,7 @@ class RequestContext:
 
     def response_headers(self) -> dict[str, str]:
         headers = {"x-request-id": self.request_id, "request-id": self.request_id}
-        if self.reservation is not None:
+        if self.reservation is not None and self.reservation.count:
             for name, value in self.reservation.headers:
                 headers[name.decode("latin-1")] = value.decode("latin-1")
         return headers

@@ -52,7 +52,16 @@ class Check:
 
 
 _KINDS = {"rpm": 0, "tpm": 1, "budget": 2}
-_LIMIT_NAMES = {"rpm": b"x-ratelimit-limit-requests", "tpm": b"x-ratelimit-limit-tokens"}
+_REQUEST_LINES = (
+    b"x-ratelimit-limit-requests: %b\r\n"
+    b"x-ratelimit-remaining-requests: %d\r\n"
+    b"x-ratelimit-reset-requests: %b\r\n"
+)
+_TOKEN_LINES = (
+    b"x-ratelimit-limit-tokens: %b\r\n"
+    b"x-ratelimit-remaining-tokens: %d\r\n"
+    b"x-ratelimit-reset-tokens: %b\r\n"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,15 +75,27 @@ class KeyPlan:
     rpm: tuple[int, ...]  # indices of the rpm checks
     tpm: tuple[int, ...]
     budgets: tuple[int, ...]
-    limits: tuple[tuple[bytes, bytes], ...]  # each check's x-ratelimit-limit-* header
+    limits: tuple[bytes, ...]  # each check's limit as a header value
     counters: tuple[str, ...]  # each check's counter
     caps: tuple[float, ...]  # each check's limit with the float slack
     kinds: tuple[int, ...]  # each check's metric: 0 rpm, 1 tpm, 2 budget
     min_tpm: float  # the smallest tpm limit (inf: none)
+    # one rpm and one tpm check (the usual key): their indices, and the rate
+    # headers with the limits written in, the remaining counts and reset to fill
+    single: tuple[int, int] | None = None
+    template: bytes = b""
 
     @classmethod
     def of(cls, scopes: tuple[Scope, ...], now: float) -> KeyPlan:
         checks = checks_for(scopes, now)
+        rpm = [i for i, c in enumerate(checks) if c.metric == "rpm"]
+        tpm = [i for i, c in enumerate(checks) if c.metric == "tpm"]
+        single, template = None, b""
+        if len(rpm) == 1 and len(tpm) == 1:
+            single = (rpm[0], tpm[0])
+            template = _REQUEST_LINES.replace(
+                b"%b", b"%d" % int(checks[rpm[0]].limit), 1
+            ) + _TOKEN_LINES.replace(b"%b", b"%d" % int(checks[tpm[0]].limit), 1)
         return cls(
             scopes,
             int(now // WINDOW),
@@ -82,11 +103,13 @@ class KeyPlan:
             tuple(i for i, c in enumerate(checks) if c.metric == "rpm"),
             tuple(i for i, c in enumerate(checks) if c.metric == "tpm"),
             tuple(i for i, c in enumerate(checks) if c.metric == "budget"),
-            tuple((_LIMIT_NAMES.get(c.metric, b""), b"%d" % int(c.limit)) for c in checks),
+            tuple(b"%d" % int(c.limit) for c in checks),
             tuple(c.counter for c in checks),
             tuple(c.limit + EPSILON for c in checks),
             tuple(_KINDS[c.metric] for c in checks),
             min((c.limit for c in checks if c.metric == "tpm"), default=math.inf),
+            single,
+            template,
         )
 
     def amounts(self, tokens: int, cost: float) -> list[float]:
@@ -108,18 +131,29 @@ class KeyPlan:
 @dataclass(slots=True)
 class Reservation:
     """What ``reserve`` booked; ``settle`` or ``release`` it exactly once.
-    ``headers``: OpenAI's x-ratelimit-* headers for the answer, encoded."""
+    ``lines``: OpenAI's x-ratelimit-* headers for the answer, as header lines
+    (``name: value`` and CRLF each), ``count`` of them."""
 
     plan: KeyPlan
     amounts: list[float]
     tokens: int
     cost: float
-    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    lines: bytes = b""
+    count: int = 0
     done: bool = False
 
     @property
     def checks(self) -> tuple[Check, ...]:
         return self.plan.checks
+
+    @property
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        """The same headers as (name, value) pairs."""
+        out = []
+        for line in self.lines.split(b"\r\n")[: self.count]:
+            name, _, value = line.partition(b": ")
+            out.append((name, value))
+        return out
 
 
 @dataclass(slots=True)
@@ -177,14 +211,9 @@ def checks_for(scopes: Sequence[Scope], now: float) -> tuple[Check, ...]:
     return tuple(out)
 
 
-Resets = tuple[tuple[bytes, bytes], tuple[bytes, bytes]]
-
-
-def resets_at(now: float) -> Resets:
-    """The two x-ratelimit-reset-* headers: seconds until the minute window
-    ends, as OpenAI writes them (``12s``)."""
-    value = b"%ds" % max(1, math.ceil(WINDOW - now % WINDOW))
-    return (b"x-ratelimit-reset-requests", value), (b"x-ratelimit-reset-tokens", value)
+def reset_value(now: float) -> bytes:
+    """Seconds until the minute window ends, as OpenAI writes them (``12s``)."""
+    return b"%ds" % max(1, math.ceil(WINDOW - now % WINDOW))
 
 
 def _tightest(plan: KeyPlan, indices: tuple[int, ...], values: Sequence[float]) -> int:
@@ -198,22 +227,27 @@ def _tightest(plan: KeyPlan, indices: tuple[int, ...], values: Sequence[float]) 
     return best
 
 
-def rate_headers(
-    plan: KeyPlan, values: Sequence[float], resets: Resets
-) -> list[tuple[bytes, bytes]]:
-    """OpenAI's x-ratelimit-* headers for the tightest rpm and tpm booked
-    (``values``: the counters after booking, ``resets``: ``resets_at``)."""
-    out: list[tuple[bytes, bytes]] = []
-    rpm, tpm, checks = plan.rpm, plan.tpm, plan.checks
+def rate_headers(plan: KeyPlan, values: Sequence[float], reset: bytes) -> tuple[bytes, int]:
+    """OpenAI's x-ratelimit-* headers for the tightest rpm and tpm booked, as
+    header lines and their count (``values``: the counters after booking,
+    ``reset``: ``reset_value``)."""
+    checks = plan.checks
+    if plan.single is not None:
+        # booked within the caps, so what is left is at least -EPSILON: int() is 0 then
+        r, t = plan.single
+        left_r = int(checks[r].limit - values[r])
+        return plan.template % (left_r, reset, int(checks[t].limit - values[t]), reset), 6
+    rpm, tpm = plan.rpm, plan.tpm
+    requests = tokens = b""
     if rpm:
         i = rpm[0] if len(rpm) == 1 else _tightest(plan, rpm, values)
-        left = b"%d" % max(int(checks[i].limit - values[i]), 0)
-        out += (plan.limits[i], (b"x-ratelimit-remaining-requests", left), resets[0])
+        left = max(int(checks[i].limit - values[i]), 0)
+        requests = _REQUEST_LINES % (plan.limits[i], left, reset)
     if tpm:
         i = tpm[0] if len(tpm) == 1 else _tightest(plan, tpm, values)
-        left = b"%d" % max(int(checks[i].limit - values[i]), 0)
-        out += (plan.limits[i], (b"x-ratelimit-remaining-tokens", left), resets[1])
-    return out
+        left = max(int(checks[i].limit - values[i]), 0)
+        tokens = _TOKEN_LINES % (plan.limits[i], left, reset)
+    return requests + tokens, 3 * (bool(rpm) + bool(tpm))
 
 
 def refusal(check: Check, value: float, now: float) -> RateLimited:
@@ -306,8 +340,8 @@ class CounterGovernor:
             if self.metrics is not None:
                 self.metrics.reject(check.scope, check.scope_id, check.metric)
             raise refusal(check, outcome.values[0] if outcome.values else 0.0, now)
-        headers = rate_headers(plan, outcome.values, resets_at(now))
-        return Reservation(plan, amounts, tokens, cost, headers)
+        lines, count = rate_headers(plan, outcome.values, reset_value(now))
+        return Reservation(plan, amounts, tokens, cost, lines, count)
 
     async def _spent(self, check: Check) -> float:
         if self.spend is None:
@@ -380,7 +414,7 @@ class LocalGovernor(CounterGovernor):
         self._counts: dict[str, float] = {}
         self._window = 0
         self._reset_second = -1  # the second the reset headers are for
-        self._resets = resets_at(0.0)
+        self._reset = b""
 
     def book_now(self, checks: Sequence[Check], amounts: Sequence[float], now: float) -> Outcome:
         window = int(now // WINDOW)
@@ -436,8 +470,9 @@ class LocalGovernor(CounterGovernor):
         values.update(zip(plan.counters, booked, strict=True))
         second = int(now)
         if second != self._reset_second:
-            self._reset_second, self._resets = second, resets_at(now)
-        return Reservation(plan, amounts, tokens, cost, rate_headers(plan, booked, self._resets))
+            self._reset_second, self._reset = second, reset_value(now)
+        lines, count = rate_headers(plan, booked, self._reset)
+        return Reservation(plan, amounts, tokens, cost, lines, count)
 
     def settle(self, reservation: Reservation, tokens: int, cost: float) -> None:
         if reservation.done:

@@ -80,6 +80,9 @@ class RequestIds:
         return f"{self._prefix}{next(self._counter):08x}"
 
 
+_ANSWER_LINES = b"content-type: application/json\r\nx-request-id: %b\r\nrequest-id: %b\r\n"
+
+
 def _max_output(body: dict[str, Any]) -> int | None:
     for name in ("max_tokens", "max_completion_tokens", "max_output_tokens"):
         value = body.get(name)
@@ -321,23 +324,25 @@ class Pipeline:
         return headers
 
     def _answer(self, raw: bytes, upstream: UpstreamResponse, ctx: RequestContext) -> BytesResponse:
-        # the headers of _headers, built as encoded pairs at once
+        # the headers of _headers, written as header lines at once
         rid = ctx.request_id.encode()
-        headers = [(b"content-type", b"application/json")]
+        lines = _ANSWER_LINES % (rid, rid)
+        count = 3
         passed = upstream.client_headers()
-        own = ctx.reservation.headers if ctx.reservation is not None else None
+        own = ctx.reservation
         if passed:
-            if own:  # the gateway's own limits for the key win
-                for name, _ in own:
+            if own is not None and own.count:  # the gateway's own limits for the key win
+                for name, _ in own.headers:
                     passed.pop(name.decode("latin-1"), None)
             for key, value in passed.items():
-                headers.append((key.encode("latin-1"), value.encode("latin-1")))
-        headers += ((b"x-request-id", rid), (b"request-id", rid))
-        if own:
-            headers += own
+                lines += b"%b: %b\r\n" % (key.encode("latin-1"), value.encode("latin-1"))
+                count += 1
+        if own is not None and own.count:
+            lines += own.lines
+            count += own.count
         overhead = ctx.overhead_ms(time.perf_counter())
-        headers.append((b"x-gateway-overhead-ms", b"%.3f" % overhead))
-        return BytesResponse(raw, upstream.status, headers)
+        lines += b"x-gateway-overhead-ms: %.3f\r\n" % overhead
+        return BytesResponse(raw, upstream.status, lines, count + 1)
 
     def _remember(self, ctx: RequestContext, response: dict[str, Any]) -> None:
         body = ctx.body

@@ -140,3 +140,19 @@ async def test_settle_after_the_window_passed_adjusts_what_is_left() -> None:
     gov.settle(res, 100, 0.5)
     assert tpm.counter not in gov._counts  # not brought back
     assert gov.value(budget.counter) == pytest.approx(0.5)
+
+
+async def test_headers_of_a_key_with_one_rpm_and_one_tpm() -> None:
+    gov = LocalGovernor(None)
+    info = _key(key=Limits(rpm=100, tpm=1000, budget_usd=5.0))
+    first = await gov.reserve(info, 400, 0.1)
+    second = await gov.reserve(info, 400, 0.1)
+    assert first is not None and second is not None and second.count == 6
+    headers = dict(second.headers)
+    assert headers[b"x-ratelimit-limit-requests"] == b"100"
+    assert headers[b"x-ratelimit-remaining-requests"] == b"98"
+    assert headers[b"x-ratelimit-limit-tokens"] == b"1000"
+    assert headers[b"x-ratelimit-remaining-tokens"] == b"200"
+    reset = headers[b"x-ratelimit-reset-requests"]
+    assert reset == headers[b"x-ratelimit-reset-tokens"] and reset.endswith(b"s")
+    assert 1 <= int(reset[:-1]) <= 60

@@ -11,6 +11,7 @@ import pytest
 from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 
+from tokgateway.common.http import HEADER_LINES, BytesResponse
 from tokgateway.http_cycle import GuardedCycle
 
 
@@ -241,3 +242,62 @@ async def test_a_stream_head_goes_before_the_first_event() -> None:
     made, wire, _ = cycle(GuardedCycle)
     await made.send(STREAM[0])  # type: ignore[arg-type]
     assert wire.writes == 1 and wire.data.startswith(b"HTTP/1.1 200 OK\r\n")
+
+
+async def test_header_lines_of_the_app_are_written_after_its_headers() -> None:
+    made, wire, _ = cycle(GuardedCycle)
+    start = {
+        "type": "http.response.start",
+        "status": 200,
+        "headers": [(b"content-length", b"2")],
+        HEADER_LINES: (b"x-a: 1\r\nx-b: 2\r\n", 2),
+    }
+    await made.send(start)  # type: ignore[arg-type]
+    await made.send({"type": "http.response.body", "body": b"{}"})  # type: ignore[arg-type]
+    assert b"content-length: 2\r\nx-a: 1\r\nx-b: 2\r\n\r\n{}" in wire.data
+
+
+@pytest.mark.parametrize(
+    "lines, count",
+    [
+        (b"x-a: 1\r\nset-cookie: s=1\r\n", 1),  # a line more than it says
+        (b"x-a: 1", 1),  # no line end
+        (b"x-a: 1\rx\r\n", 1),
+        (b": 1\r\n", 1),
+    ],
+)
+async def test_header_lines_that_break_the_grammar_are_refused(lines: bytes, count: int) -> None:
+    made, wire, _ = cycle(GuardedCycle)
+    start = {
+        "type": "http.response.start",
+        "status": 200,
+        "headers": [],
+        HEADER_LINES: (lines, count),
+    }
+    with pytest.raises(RuntimeError, match="Invalid HTTP header"):
+        await made.send(start)  # type: ignore[arg-type]
+    assert wire.data == b""
+
+
+class Sent:
+    def __init__(self) -> None:
+        self.messages: list[dict[str, Any]] = []
+
+    async def __call__(self, message: dict[str, Any]) -> None:
+        self.messages.append(message)
+
+
+async def test_bytes_response_speaks_plain_asgi_to_other_servers() -> None:
+    answer = BytesResponse(b"{}", 201, b"x-request-id: r1\r\nx-b: a: b\r\n", 2)
+    plain, ours = Sent(), Sent()
+    await answer({"type": "http"}, None, plain)  # type: ignore[arg-type]
+    await answer({"type": "http", "extensions": {HEADER_LINES: {}}}, None, ours)  # type: ignore[arg-type]
+    assert plain.messages[0]["headers"] == [
+        (b"x-request-id", b"r1"),
+        (b"x-b", b"a: b"),
+        (b"content-length", b"2"),
+    ]
+    assert HEADER_LINES not in plain.messages[0]
+    assert ours.messages[0]["headers"] == [(b"content-length", b"2")]
+    assert ours.messages[0][HEADER_LINES] == (b"x-request-id: r1\r\nx-b: a: b\r\n", 2)
+    assert plain.messages[1] == ours.messages[1] == {"type": "http.response.body", "body": b"{}"}
