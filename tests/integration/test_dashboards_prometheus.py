@@ -403,7 +403,9 @@ def test_ledger_lag_and_database_reconnects_are_measured(
             and now["gateway_ledger_rows_inserted"] >= before["gateway_ledger_rows_inserted"] + 9
         )
 
-    _until(caught_up, timeout=60)
+    # A query in flight when the server stopped can wait out the pool's 30 s
+    # command timeout before the batch is retried (with backoff): allow for two.
+    _until(caught_up, timeout=120)
     after = _scrape(mesh.ledger.url)
     opened = "gateway_db_connections_opened_total"
     assert after[opened] > before[opened]  # the pool reconnected
