@@ -41,6 +41,15 @@ a response start may carry ``(lines, count)``, header lines already encoded
 stay in ``headers``), written after its ``headers``."""
 
 
+def header_pairs(lines: bytes, count: int) -> list[tuple[bytes, bytes]]:
+    """The first ``count`` header lines (``name: value`` and CRLF each) as pairs."""
+    out = []
+    for line in lines.split(b"\r\n")[:count]:
+        name, _, value = line.partition(b": ")
+        out.append((name, value))
+    return out
+
+
 class BytesResponse:
     """A whole body with its headers given as encoded header lines (lower-case
     names, ``count`` of them): the answers of the request path. Under the
@@ -56,11 +65,7 @@ class BytesResponse:
         self.count = count
 
     def pairs(self) -> list[tuple[bytes, bytes]]:
-        out = []
-        for line in self.lines.split(b"\r\n")[: self.count]:
-            name, _, value = line.partition(b": ")
-            out.append((name, value))
-        return out
+        return header_pairs(self.lines, self.count)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         length = (b"content-length", b"%d" % len(self.body))

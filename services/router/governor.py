@@ -24,6 +24,7 @@ from typing import Protocol
 
 from tokgateway.common.contracts import KeyInfo, Scope, SpendSource
 from tokgateway.common.errors import RateLimited
+from tokgateway.common.http import header_pairs
 from tokgateway.common.metrics import RouterMetrics
 from tokgateway.common.periods import period_end, period_id, period_start
 
@@ -149,11 +150,7 @@ class Reservation:
     @property
     def headers(self) -> list[tuple[bytes, bytes]]:
         """The same headers as (name, value) pairs."""
-        out = []
-        for line in self.lines.split(b"\r\n")[: self.count]:
-            name, _, value = line.partition(b": ")
-            out.append((name, value))
-        return out
+        return header_pairs(self.lines, self.count)
 
 
 @dataclass(slots=True)
